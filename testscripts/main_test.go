@@ -1,0 +1,63 @@
+// Package testscripts runs the five zd programs end to end with
+// rogpeppe/go-internal/testscript. Scripts live in testdata/*.txtar; each
+// program runs in-process from the test binary, dispatched by argv[0].
+//
+// Update golden output with TESTSCRIPT_UPDATE=1.
+package testscripts
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/cli/zdctl"
+	"github.com/zdtools/zd/pkg/cli/zdhandoff"
+	"github.com/zdtools/zd/pkg/cli/zdqueue"
+	"github.com/zdtools/zd/pkg/cli/zdrun"
+	"github.com/zdtools/zd/pkg/cli/zdsnapshot"
+)
+
+type mainFunc func(context.Context, []string, cmdkit.IO) int
+
+func program(m mainFunc) func() {
+	return func() { os.Exit(m(context.Background(), os.Args, cmdkit.OSIO())) }
+}
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"zd-run":      program(zdrun.Main),
+		"zd-handoff":  program(zdhandoff.Main),
+		"zd-snapshot": program(zdsnapshot.Main),
+		"zd-queue":    program(zdqueue.Main),
+		"zdctl":       program(zdctl.Main),
+		// testapp is a tiny app that knows nothing of zd: it serves the
+		// sockets it inherits through LISTEN_FDS (see testapp.go).
+		"testapp": func() { os.Exit(testApp(os.Args[1:])) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata",
+		RequireExplicitExec: true,
+		UpdateScripts:       os.Getenv("TESTSCRIPT_UPDATE") == "1",
+		Setup: func(env *testscript.Env) error {
+			// Keep unix socket paths short: $WORK can be deep, sun_path is 108 bytes.
+			dir, err := os.MkdirTemp("", "zd")
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { os.RemoveAll(dir) })
+			env.Setenv("SOCKDIR", dir)
+			env.Setenv("XDG_RUNTIME_DIR", dir)
+			env.Setenv("NO_COLOR", "1")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"signal":  cmdSignal,
+			"waitfor": cmdWaitFor,
+		},
+	})
+}
