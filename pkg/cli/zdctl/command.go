@@ -27,12 +27,7 @@ func newCommand(_ cmdkit.IO) *cli.Command {
 			{Name: "rollback", Usage: "respawn the previous release", Action: nb("rollback", "zd-run and zdctl")},
 			{Name: "stop", Usage: "drain and stop the service", Action: nb("stop", "zd-run and zdctl")},
 			{Name: "health", Usage: "exit 0 when healthy, 5 when degraded", Action: nb("health", "zd-run and zdctl")},
-			{Name: "queue", Usage: "control zd-queue's request buffer", Commands: []*cli.Command{
-				{Name: "pause", Usage: "hold new requests", Action: nb("queue pause", "zd-queue")},
-				{Name: "resume", Usage: "replay held requests and pass traffic through", Action: nb("queue resume", "zd-queue")},
-				{Name: "flush", Usage: "answer every held request with 503 + Retry-After", Action: nb("queue flush", "zd-queue")},
-				{Name: "drain", Usage: "stop routing to a backend and wait until it has nothing in flight", Action: nb("queue drain", "zd-queue")},
-			}},
+			queueCommand(),
 		},
 	}
 }
