@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run every Fuzz target in the main module briefly (FUZZTIME, default 10s),
+# one at a time (go test -fuzz takes one target per run). Exits non-zero if
+# any target finds a failure; the failing input is left in testdata/fuzz.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME=${FUZZTIME:-10s}
+failed=0 ran=0
+# Fuzz targets live in *_test.go as `func FuzzX(f *testing.F)`. Only the main
+# module: nested modules (bench/tableflip-echo) have their own go.mod.
+while IFS=: read -r file name; do
+	dir=$(dirname "$file")
+	case "$dir" in ./bench/tableflip-echo*) continue ;; esac
+	echo "== fuzz $dir $name ($FUZZTIME)"
+	ran=$((ran + 1))
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir"; then
+		echo "FAIL: $dir $name" >&2
+		failed=$((failed + 1))
+	fi
+done < <(grep -rHo --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*' . |
+	sed -E 's/:func /:/' | sort -u)
+echo "fuzz: $ran targets, $failed failed"
+[ "$failed" -eq 0 ]
