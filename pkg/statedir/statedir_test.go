@@ -209,11 +209,11 @@ func TestEnsureCannotCreate(t *testing.T) {
 }
 
 func TestEnsureCannotReach(t *testing.T) {
-	base := t.TempDir() // 0700, owned by root: uid 65534 cannot look inside
-	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+	priv := filepath.Join(openTempDir(t), "private")
+	if err := os.Mkdir(priv, 0o700); err != nil { // root's: uid 65534 cannot look inside
 		t.Fatal(err)
 	}
-	out, err := runEnsureAs(t, filepath.Join(base, "x"))
+	out, err := runEnsureAs(t, filepath.Join(priv, "x"))
 	if err == nil {
 		t.Fatalf("Ensure as uid 65534 inside a private dir succeeded: %s", out)
 	}
