@@ -29,11 +29,12 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
 
-# Helper binaries for the demo and the benchmarks; the example apps only once
-# they exist in the tree.
+# Helper binaries for the demo and the benchmarks: zd-load, the example apps,
+# and tableflip-echo (its own module, so zd does not depend on tableflip).
 tools:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./bench/cmd/zd-load
+	cd bench/tableflip-echo && $(GO) build -trimpath -o ../../$(BIN)/ .
 	@for d in examples/echo; do \
 		if [ -f $$d/main.go ]; then echo "$(GO) build -o $(BIN)/ ./$$d"; \
 			$(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./$$d || exit 1; fi; \
