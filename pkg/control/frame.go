@@ -1,0 +1,88 @@
+package control
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// WriteFrame encodes v as msgpack and writes it as one frame: a 4-byte
+// big-endian length, then the body, in a single Write. v should encode to a
+// msgpack map (a struct or a map). It fails without writing anything if the
+// body is larger than DefaultMaxFrameSize (the error wraps ErrFrameTooLarge).
+func WriteFrame(w io.Writer, v any) error {
+	return writeFrame(w, DefaultMaxFrameSize, v)
+}
+
+func writeFrame(w io.Writer, max int, v any) error {
+	var buf bytes.Buffer
+	buf.Write([]byte{0, 0, 0, 0})
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode control frame: %w", err)
+	}
+	b := buf.Bytes()
+	n := len(b) - 4
+	if n > max {
+		return fmt.Errorf("write control frame: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	binary.BigEndian.PutUint32(b, uint32(n))
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write control frame: %w", err)
+	}
+	return nil
+}
+
+// ReadFrame reads one frame from r and decodes its msgpack body into v. It
+// returns io.EOF if r ends before the first byte, io.ErrUnexpectedEOF if it
+// ends inside a frame, an error wrapping ErrFrameTooLarge (without reading
+// the body) if the length is above max, and an error for an empty body, a
+// body that is not a msgpack map, one that does not decode into v, or one
+// with bytes after the map. A max of 0 or less means DefaultMaxFrameSize.
+func ReadFrame(r io.Reader, max int, v any) error {
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		return fmt.Errorf("read control frame: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(max) {
+		return fmt.Errorf("read control frame: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	if n == 0 {
+		return errors.New("read control frame: empty body")
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read control frame: %w", err)
+	}
+	return decodeBody(body, v)
+}
+
+func decodeBody(body []byte, v any) error {
+	// The first byte says whether the body is a map: fixmap, map16 or map32.
+	if c := body[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
+		return fmt.Errorf("read control frame: body is not a msgpack map (first byte %#02x)", c)
+	}
+	rd := bytes.NewReader(body)
+	dec := msgpack.NewDecoder(rd)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("read control frame: decode: %w", err)
+	}
+	if rd.Len() != 0 {
+		return fmt.Errorf("read control frame: %d bytes after the msgpack map", rd.Len())
+	}
+	return nil
+}
