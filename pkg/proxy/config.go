@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/zdtools/zd/pkg/queue"
+)
+
+// Config is how a Proxy behaves. The zero value of each field means its
+// documented default (see Defaults).
+type Config struct {
+	// Backends are static backend addresses (unix:///path, tcp://host:port).
+	Backends []string
+	// Logger receives the proxy's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Limits bound the request buffer (pkg/queue).
+	Limits queue.Limits
+	// PriorityHeaders name the request headers that give a held request its
+	// priority (REQUEST_PRIORITY_HEADERS); nil means queue.DefaultPriorityHeaders().
+	PriorityHeaders []string
+	// NoAutoBuffer turns off holding requests while no backend is ready:
+	// they get 503 at once instead. Operator pauses still hold requests.
+	NoAutoBuffer bool
+
+	// RetryIdempotent also retries GET and HEAD requests without a body on
+	// another backend when the backend failed before any response byte.
+	RetryIdempotent bool
+	// MaxRetries bounds the backends one request is tried on beyond the
+	// first (default 3).
+	MaxRetries int
+
+	// DialTimeout bounds connecting to a backend (default 5s).
+	DialTimeout time.Duration
+	// BackendTimeout bounds the wait for a backend's response headers
+	// (default 60s).
+	BackendTimeout time.Duration
+	// BackendIdleTimeout closes pooled backend connections idle this long
+	// (default 90s).
+	BackendIdleTimeout time.Duration
+	// MaxIdlePerBackend bounds each backend's idle pool (default 256).
+	MaxIdlePerBackend int
+
+	// ReadHeaderTimeout bounds reading a client's request headers
+	// (default 10s): slowloris clients are cut off here.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes client keep-alive connections idle this long
+	// (default 120s).
+	IdleTimeout time.Duration
+	// BodyTimeout bounds reading a request body into the buffer (default
+	// 30s); a slow body meanwhile holds no replay slot.
+	BodyTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header block (default 64 KiB);
+	// larger ones get 431.
+	MaxHeaderBytes int
+	// ShutdownGrace bounds the graceful stop (default 10s).
+	ShutdownGrace time.Duration
+
+	// TLS serves HTTPS (h2 and http/1.1 by ALPN) on the TCP listeners when
+	// set, and is required for HTTP/3.
+	TLS *tls.Config
+
+	// Strategy is reported in status output (the zd-run strategy in use).
+	Strategy string
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PriorityHeaders == nil {
+		c.PriorityHeaders = queue.DefaultPriorityHeaders()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 3
+	}
+	def(&c.DialTimeout, 5*time.Second)
+	def(&c.BackendTimeout, 60*time.Second)
+	def(&c.BackendIdleTimeout, 90*time.Second)
+	def(&c.ReadHeaderTimeout, 10*time.Second)
+	def(&c.IdleTimeout, 120*time.Second)
+	def(&c.BodyTimeout, 30*time.Second)
+	def(&c.ShutdownGrace, 10*time.Second)
+	if c.MaxIdlePerBackend <= 0 {
+		c.MaxIdlePerBackend = 256
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.Strategy == "" {
+		c.Strategy = "none"
+	}
+}

@@ -1,0 +1,265 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Request outcomes, the label values of zdqueue_requests_total.
+const (
+	outcomeProxied      = "proxied"       // answered by a backend straight away
+	outcomeReplayed     = "replayed"      // answered by a backend after being held
+	outcomeOverflow     = "overflow"      // 503: the buffer was full
+	outcomeEvicted      = "evicted"       // 503: pushed out by a newer request (overflow oldest)
+	outcomeExpired      = "expired"       // 503: held longer than the age limit
+	outcomeFlushed      = "flushed"       // 503: flushed by an operator
+	outcomeShutdown     = "shutdown"      // 503: zd-queue was stopping
+	outcomeTooLarge     = "too_large"     // 413: body larger than the buffer allows
+	outcomeNoBackend    = "no_backend"    // 503: nothing ready and buffering is off
+	outcomeBackendError = "backend_error" // 502/504: the backend failed after the request may have been processed
+	outcomeClientGone   = "client_gone"   // the client went away first
+	outcomeBadRequest   = "bad_request"   // 400: the request could not be forwarded as sent
+)
+
+// reqBody is a client's request body as seen by one or more forwarding
+// attempts: either streamed from the client (retryable only while nothing
+// has been read) or held in memory (always retryable).
+type reqBody struct {
+	src  io.ReadCloser // the client's body; nil when empty
+	held []byte        // the whole body, once read into memory
+	read atomic.Int64  // bytes taken from src by attempts
+	size int64         // content length as announced, -1 unknown
+}
+
+// untouched reports whether another attempt can still send the whole body.
+func (rb *reqBody) untouched() bool {
+	return rb.src == nil || rb.held != nil || rb.read.Load() == 0
+}
+
+// empty reports whether the request has no body at all.
+func (rb *reqBody) empty() bool { return rb.src == nil && rb.held == nil }
+
+// reader returns the body for one attempt, or nil for none.
+func (rb *reqBody) reader() io.ReadCloser {
+	switch {
+	case rb.held != nil:
+		return io.NopCloser(bytes.NewReader(rb.held))
+	case rb.src != nil:
+		return &countingBody{rb: rb}
+	}
+	return nil
+}
+
+// countingBody streams the client's body to the backend counting what it
+// took. Close is a no-op: the transport closes a request body when an attempt
+// fails, and the next attempt may still need it; the server closes the real
+// body when the handler returns.
+type countingBody struct{ rb *reqBody }
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.rb.src.Read(p)
+	c.rb.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingBody) Close() error { return nil }
+
+// attempt is the result of trying one backend.
+type attempt struct {
+	outcome string // set when the request is finished (answered or abandoned)
+	retry   bool   // nothing reached the backend (or it is safe to resend): try another
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// forward sends r to b and copies the response to w. It answers the client
+// unless the attempt may be retried.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body *reqBody, replayed bool) attempt {
+	out := p.outgoing(w, r, b, body)
+	b.acquire()
+	released := false
+	defer func() {
+		if !released {
+			b.release()
+		}
+	}()
+
+	resp, err := b.transport.RoundTrip(out)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return attempt{outcome: outcomeClientGone}
+		}
+		if isDialError(err) {
+			b.markDown(500 * time.Millisecond)
+			if body.untouched() {
+				p.m.retries.WithLabelValues("connect").Inc()
+				return attempt{retry: true}
+			}
+		}
+		if p.cfg.RetryIdempotent && body.empty() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			p.m.retries.WithLabelValues("idempotent").Inc()
+			return attempt{retry: true}
+		}
+		p.log.Warn("backend failed", "backend", b.id, "method", r.Method, "path", r.URL.Path, "err", err)
+		code := http.StatusBadGateway
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			code = http.StatusGatewayTimeout
+		}
+		p.plainError(w, code, "backend failed before answering")
+		return attempt{outcome: outcomeBackendError}
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The exchange is over as far as draining is concerned: the
+		// upgraded stream is a tunnel, not a request in flight.
+		b.release()
+		released = true
+		return p.tunnel(w, r, resp)
+	}
+
+	h := w.Header()
+	copyResponseHeader(h, resp.Header)
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return attempt{outcome: okOutcome(replayed)}
+	}
+	if err := p.copyBody(w, resp); err != nil {
+		if r.Context().Err() != nil {
+			return attempt{outcome: outcomeClientGone}
+		}
+		// Headers are out: the only honest signal left is an aborted
+		// response (reset stream or closed connection), never a truncated
+		// one that looks complete.
+		p.m.requests.WithLabelValues(outcomeBackendError).Inc()
+		p.log.Warn("backend response cut short", "backend", b.id, "err", err)
+		b.release()
+		released = true
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	return attempt{outcome: okOutcome(replayed)}
+}
+
+func okOutcome(replayed bool) string {
+	if replayed {
+		return outcomeReplayed
+	}
+	return outcomeProxied
+}
+
+// copyBody streams resp's body to w. Responses of unknown length (chunked,
+// SSE) are flushed after every read, so streams pass through unbuffered.
+func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	stream := resp.ContentLength < 0
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if stream {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// outgoing builds the backend request for r.
+func (p *Proxy) outgoing(w http.ResponseWriter, r *http.Request, b *backend, body *reqBody) *http.Request {
+	// Pass 1xx informational responses (103 Early Hints) through. The hook
+	// runs while the handler is blocked in RoundTrip, so w is not shared.
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+			if code == http.StatusSwitchingProtocols || code == http.StatusContinue {
+				return nil
+			}
+			h := w.Header()
+			for k, vv := range hdr {
+				h[k] = vv
+			}
+			w.WriteHeader(code)
+			for k := range hdr {
+				delete(h, k)
+			}
+			return nil
+		},
+	})
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &url.URL{Scheme: "http", Host: "backend", Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(r.Header)+3),
+		Host:       r.Host,
+	}
+	if r.URL.Opaque != "" {
+		out.URL.Opaque = r.URL.Opaque
+	}
+	copyRequestHeader(out.Header, r.Header)
+	setForwarded(out.Header, r)
+	if up, ok := isUpgrade(r); ok {
+		out.Header["Connection"] = []string{"Upgrade"}
+		out.Header["Upgrade"] = []string{up}
+	}
+	if rc := body.reader(); rc != nil {
+		out.Body = rc
+		out.ContentLength = body.size
+		if body.held != nil {
+			out.ContentLength = int64(len(body.held))
+			held := body.held
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(held)), nil }
+		} else {
+			// The transport may resend on a fresh connection when a pooled
+			// one died before anything was written; allow it only while
+			// nothing has been consumed.
+			out.GetBody = func() (io.ReadCloser, error) {
+				if body.read.Load() != 0 {
+					return nil, errors.New("request body already partly sent")
+				}
+				return &countingBody{rb: body}, nil
+			}
+		}
+		if len(r.Trailer) > 0 {
+			out.Trailer = r.Trailer
+		}
+	}
+	return out.WithContext(ctx)
+}
+
+// plainError answers with a short text error that says who answered.
+func (p *Proxy) plainError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	io.WriteString(w, "zd-queue: "+msg+"\n")
+}

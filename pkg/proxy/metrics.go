@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the proxy's Prometheus series, in a registry of its own.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	badInput *prometheus.CounterVec
+	latency  prometheus.Histogram
+	tunnels  prometheus.Gauge
+}
+
+func newMetrics(p *Proxy) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zdqueue_requests_total",
+		Help: "Client requests by outcome: proxied, replayed (answered after being held), overflow, evicted, expired, flushed, shutdown, too_large, no_backend, backend_error, client_gone, bad_request.",
+	}, []string{"outcome"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zdqueue_retries_total",
+		Help: "Requests sent again to another backend: connect (refused before any byte was sent) or idempotent (GET/HEAD whose backend failed before answering).",
+	}, []string{"reason"})
+	m.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zdqueue_bad_input_total",
+		Help: "Client input refused before it reached a backend: malformed (400), header_too_large (431), timeout (slow headers or idle), body (slow or broken body), tls (handshake failure).",
+	}, []string{"kind"})
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "zdqueue_request_duration_seconds",
+		Help:    "Time from request headers to the end of the response, held time included.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.tunnels = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "zdqueue_upgraded_connections",
+		Help: "HTTP/1.1 connections switched to another protocol (WebSocket) and relayed now.",
+	})
+	for _, o := range []string{outcomeProxied, outcomeReplayed, outcomeOverflow, outcomeEvicted, outcomeExpired,
+		outcomeFlushed, outcomeShutdown, outcomeTooLarge, outcomeNoBackend, outcomeBackendError, outcomeClientGone, outcomeBadRequest} {
+		m.requests.WithLabelValues(o)
+	}
+	for _, r := range []string{"connect", "idempotent"} {
+		m.retries.WithLabelValues(r)
+	}
+	for _, k := range []string{"malformed", "header_too_large", "timeout", "body", "tls"} {
+		m.badInput.WithLabelValues(k)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(m.requests, m.retries, m.badInput, m.latency, m.tunnels,
+		gauge("zdqueue_buffered_requests", "Requests held in the buffer now.", func() float64 { return float64(p.q.Stats().Held) }),
+		gauge("zdqueue_buffer_bytes", "Bytes held in the buffer now, as charged against the byte limit.", func() float64 { return float64(p.q.Stats().Bytes) }),
+		gauge("zdqueue_paused", "1 while requests are held (operator pause or no ready backend).", func() float64 { return b2f(p.q.Paused()) }),
+		gauge("zdqueue_active_connections", "Client connections open now.", func() float64 { return float64(p.activeConns.Load()) }),
+		gauge("zdqueue_requests_in_flight", "Client requests being handled now, held ones included.", func() float64 { return float64(p.inflight.Load()) }),
+		counter("zdqueue_replayed_total", "Held requests released to a backend.", func() float64 { return float64(p.q.Stats().ReleasedTotal) }),
+		counter("zdqueue_evicted_total", "Held requests evicted by the oldest overflow strategy.", func() float64 { return float64(p.q.Stats().Rejected["evicted"]) }),
+		counter("zdqueue_expired_total", "Held requests that outlived the age limit.", func() float64 { return float64(p.q.Stats().Rejected["expired"]) }),
+		&backendCollector{p: p},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// backendCollector reports per-backend state and load at scrape time.
+type backendCollector struct{ p *Proxy }
+
+var (
+	descBackendUp = prometheus.NewDesc("zdqueue_backend_state",
+		"1 for the backend's current state: ready, paused, draining, down (refused recently) or removed (finishing its requests).",
+		[]string{"backend", "state"}, nil)
+	descBackendInFlight = prometheus.NewDesc("zdqueue_backend_in_flight",
+		"Requests in flight on the backend.", []string{"backend"}, nil)
+	descBackendServed = prometheus.NewDesc("zdqueue_backend_requests_total",
+		"Requests the backend finished.", []string{"backend"}, nil)
+)
+
+func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBackendUp
+	ch <- descBackendInFlight
+	ch <- descBackendServed
+}
+
+func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range c.p.rt.all() {
+		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, 1, b.id, b.stateName())
+		ch <- prometheus.MustNewConstMetric(descBackendInFlight, prometheus.GaugeValue, float64(b.outstanding.Load()), b.id)
+		ch <- prometheus.MustNewConstMetric(descBackendServed, prometheus.CounterValue, float64(b.served.Load()), b.id)
+	}
+}

@@ -1,0 +1,290 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zdtools/zd/pkg/queue"
+)
+
+// Proxy is zd-queue's engine. Create it with New, serve clients with Serve
+// (or use it as an http.Handler), and Close it when done.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+	rt  *router
+	q   *queue.Buffer
+	m   *metrics
+
+	opPaused    atomic.Bool  // an operator paused all traffic
+	stopping    atomic.Bool  // graceful stop: answer with Connection: close
+	reading     atomic.Int64 // body bytes being read into memory for holding
+	activeConns atomic.Int64
+	inflight    atomic.Int64
+	altSvc      atomic.Pointer[string]
+	started     time.Time
+
+	mu          sync.Mutex
+	pausedSince time.Time
+	lastTable   tableInfo
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// tableInfo is what the proxy last read from a worker table.
+type tableInfo struct {
+	Path       string
+	Generation int
+	Health     string
+	Loaded     time.Time
+}
+
+// New returns a Proxy for cfg. It fails when a backend address is invalid.
+func New(cfg Config) (*Proxy, error) {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Proxy{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		rt:      newRouter(&cfg),
+		q:       queue.New(cfg.Limits),
+		started: time.Now(),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	p.m = newMetrics(p)
+	specs := make([]BackendSpec, 0, len(cfg.Backends))
+	for _, a := range cfg.Backends {
+		specs = append(specs, BackendSpec{Addr: a})
+	}
+	if err := p.rt.set(specs); err != nil {
+		p.q.Close()
+		cancel()
+		return nil, fmt.Errorf("backends: %w", err)
+	}
+	p.syncQueue()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.housekeep(ctx)
+	}()
+	return p, nil
+}
+
+// Close answers every held request with 503 (shutdown), stops background
+// work and closes the backend pools. Requests in flight are not touched.
+func (p *Proxy) Close() error {
+	p.q.Close()
+	p.cancel()
+	p.wg.Wait()
+	p.rt.close()
+	return nil
+}
+
+// housekeep closes the pools of removed backends once they are idle, and
+// keeps the buffer's pause state in step with the backends' health.
+func (p *Proxy) housekeep(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.rt.reap()
+			p.syncQueue()
+		}
+	}
+}
+
+// SetBackends replaces the backend set (see BackendSpec). Requests in flight
+// finish where they are; new ones go to the new set at once.
+func (p *Proxy) SetBackends(specs []BackendSpec) error {
+	if err := p.rt.set(specs); err != nil {
+		return err
+	}
+	p.syncQueue()
+	return nil
+}
+
+// syncQueue pauses the buffer while requests must be held and resumes it
+// (starting the paced replay) when a backend can take them.
+func (p *Proxy) syncQueue() {
+	hold := p.holding()
+	if hold == p.q.Paused() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if hold {
+		p.q.Pause()
+		p.pausedSince = time.Now()
+		p.log.Info("holding requests", "operator_paused", p.opPaused.Load(), "routable_backends", p.rt.routableCount())
+	} else {
+		p.q.Resume()
+		p.log.Info("replaying held requests", "held_for", time.Since(p.pausedSince).Round(time.Millisecond))
+	}
+}
+
+// Pause holds every new request (and requests for backend, when it is not
+// empty, go to other backends meanwhile) until Resume.
+func (p *Proxy) Pause(backend string) error {
+	if backend == "" {
+		p.opPaused.Store(true)
+		p.syncQueue()
+		return nil
+	}
+	b := p.rt.lookup(backend)
+	if b == nil {
+		return fmt.Errorf("pause backend %s: %w", backend, ErrUnknownBackend)
+	}
+	b.paused.Store(true)
+	p.q.PauseBackend(b.id)
+	p.rt.poke()
+	p.syncQueue()
+	return nil
+}
+
+// Resume ends Pause (for backend, also ends a drain), replaying held
+// requests in priority order.
+func (p *Proxy) Resume(backend string) error {
+	if backend == "" {
+		p.opPaused.Store(false)
+		p.syncQueue()
+		return nil
+	}
+	b := p.rt.lookup(backend)
+	if b == nil {
+		return fmt.Errorf("resume backend %s: %w", backend, ErrUnknownBackend)
+	}
+	b.paused.Store(false)
+	b.draining.Store(false)
+	p.q.ResumeBackend(b.id)
+	p.rt.poke()
+	p.syncQueue()
+	return nil
+}
+
+// Flush answers every held request with 503 + Retry-After and returns how
+// many there were.
+func (p *Proxy) Flush() int { return p.q.Flush() }
+
+// DrainResult is what Drain reports.
+type DrainResult struct {
+	Backend  string `json:"backend" msgpack:"backend"`
+	Drained  bool   `json:"drained" msgpack:"drained"`     // nothing in flight any more
+	InFlight int64  `json:"in_flight" msgpack:"in_flight"` // requests still in flight at the end
+	WaitedMS int64  `json:"waited_ms" msgpack:"waited_ms"`
+}
+
+// Drain stops giving backend new requests and waits until it has none in
+// flight, or until timeout. A drained backend stays out of routing until it
+// leaves the backend set or Resume(backend) is called. An unknown backend is
+// already drained (it never gets requests) and reports Drained at once.
+func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration) (DrainResult, error) {
+	start := time.Now()
+	b := p.rt.lookup(backend)
+	if b == nil {
+		if _, _, _, err := ParseBackend(backend); err != nil {
+			return DrainResult{}, err
+		}
+		return DrainResult{Backend: backend, Drained: true}, nil
+	}
+	b.draining.Store(true)
+	p.rt.poke()
+	p.syncQueue()
+	res := DrainResult{Backend: b.id}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := b.outstanding.Load()
+		if n == 0 {
+			res.Drained = true
+			break
+		}
+		select {
+		case <-ctx.Done():
+			res.InFlight = n
+			res.WaitedMS = time.Since(start).Milliseconds()
+			p.log.Warn("drain timed out", "backend", b.id, "in_flight", n)
+			return res, nil
+		case <-t.C:
+		}
+	}
+	res.WaitedMS = time.Since(start).Milliseconds()
+	p.log.Info("backend drained", "backend", b.id, "waited", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+// ServeHTTP proxies one client request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
+	if alt := p.altSvc.Load(); alt != nil && r.ProtoMajor < 3 {
+		w.Header().Set("Alt-Svc", *alt)
+	}
+	if p.stopping.Load() && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	outcome := p.handle(w, r)
+	p.m.requests.WithLabelValues(outcome).Inc()
+	p.m.latency.Observe(time.Since(start).Seconds())
+}
+
+func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
+	if r.Method == http.MethodConnect {
+		p.plainError(w, http.StatusMethodNotAllowed, "CONNECT is not proxied")
+		return outcomeBadRequest
+	}
+	body := &reqBody{size: r.ContentLength}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body.src = r.Body
+	}
+	var st holdState
+	defer st.done()
+	var triedBuf [4]*backend
+	tried := triedBuf[:0]
+	attempts := 0
+	replayed := false
+	for {
+		if !p.opPaused.Load() {
+			if b := p.rt.pick(tried); b != nil {
+				a := p.forward(w, r, b, body, replayed)
+				if !a.retry {
+					return a.outcome
+				}
+				attempts++
+				tried = append(tried, b)
+				if attempts <= p.cfg.MaxRetries && p.rt.pick(tried) != nil {
+					continue
+				}
+			}
+		}
+		if !body.untouched() {
+			p.plainError(w, http.StatusBadGateway, "backend failed while the request body was being sent")
+			return outcomeBackendError
+		}
+		if p.cfg.NoAutoBuffer && !p.opPaused.Load() {
+			w.Header().Set("Retry-After", "1")
+			p.plainError(w, http.StatusServiceUnavailable, "no backend is ready")
+			return outcomeNoBackend
+		}
+		outcome, ok := p.hold(w, r, body, &st, "")
+		if !ok {
+			return outcome
+		}
+		replayed = true
+		tried = tried[:0]
+		attempts = 0
+	}
+}

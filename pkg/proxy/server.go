@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// Listeners are the client-side sockets Serve answers on.
+type Listeners struct {
+	// TCP listeners speak HTTP/1.1 and h2c, or (with Config.TLS) HTTP/1.1
+	// and h2 chosen by ALPN.
+	TCP []net.Listener
+	// UDP sockets speak HTTP/3 (needs Config.TLS). Clients on TCP are told
+	// about them with Alt-Svc.
+	UDP []net.PacketConn
+}
+
+func (p *Proxy) tunnelStop() <-chan struct{} { return p.ctx.Done() }
+
+// Serve answers clients on ls until ctx ends, then stops gracefully: it
+// stops accepting, answers requests still arriving on open HTTP/1.1
+// connections with Connection: close, sends HTTP/2 and HTTP/3 GOAWAY, and
+// waits (at most Config.ShutdownGrace) for requests in flight. It returns
+// nil after a graceful stop, or the first error that stopped a listener.
+func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
+	if len(ls.UDP) > 0 && p.cfg.TLS == nil {
+		return errors.New("serve HTTP/3: needs a TLS certificate and key")
+	}
+	errLog := slog.NewLogLogger(&badInputHandler{p: p, next: p.log.Handler()}, slog.LevelDebug)
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+		IdleTimeout:       p.cfg.IdleTimeout,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+		ErrorLog:          errLog,
+		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 250,
+			MaxReadFrameSize:     1 << 20,
+		},
+	}
+	srv.Protocols.SetHTTP1(true)
+	if p.cfg.TLS != nil {
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = p.cfg.TLS.Clone()
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		srv.Handler = h2cUpgrade(p, srv)
+	}
+
+	var h3 *http3.Server
+	if len(ls.UDP) > 0 {
+		h3 = &http3.Server{
+			Handler:        p,
+			TLSConfig:      http3.ConfigureTLSConfig(p.cfg.TLS.Clone()),
+			MaxHeaderBytes: p.cfg.MaxHeaderBytes,
+			IdleTimeout:    p.cfg.IdleTimeout,
+			Logger:         p.log,
+		}
+		if port := udpPort(ls.UDP[0]); port > 0 {
+			alt := fmt.Sprintf(`h3=":%d"; ma=86400`, port)
+			p.altSvc.Store(&alt)
+		}
+	}
+
+	errc := make(chan error, len(ls.TCP)+len(ls.UDP))
+	var wg sync.WaitGroup
+	for _, l := range ls.TCP {
+		cl := &countingListener{Listener: l, p: p}
+		var sl net.Listener = cl
+		if p.cfg.TLS != nil {
+			sl = tls.NewListener(cl, srv.TLSConfig)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(sl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+			}
+		}()
+	}
+	for _, pc := range ls.UDP {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h3.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("serve HTTP/3 on %s: %w", pc.LocalAddr(), err)
+			}
+		}()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	p.shutdown(srv, h3, ls)
+	wg.Wait()
+	return serveErr
+}
+
+// shutdown stops accepting and drains clients within ShutdownGrace.
+func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, ls Listeners) {
+	p.stopping.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	if h3 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = h3.Shutdown(sctx)
+			for _, pc := range ls.UDP {
+				pc.Close()
+			}
+		}()
+	}
+	// Shutdown closes the listeners, sends GOAWAY on HTTP/2 connections and
+	// closes idle HTTP/1.1 ones; busy ones close after their response, which
+	// carries Connection: close.
+	if err := srv.Shutdown(sctx); err != nil {
+		p.log.Warn("graceful stop ran out of time; closing the remaining connections", "grace", p.cfg.ShutdownGrace)
+		srv.Close()
+	}
+	wg.Wait()
+	if h3 != nil {
+		h3.Close()
+	}
+}
+
+func udpPort(pc net.PacketConn) int {
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// countingListener counts client connections and watches them for the
+// server's own error answers (malformed requests) and read timeouts
+// (slowloris), so bad input shows in the metrics.
+type countingListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.p.activeConns.Add(1)
+	return &watchedConn{Conn: c, p: l.p}, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	p      *Proxy
+	closed atomic.Bool
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.p.m.badInput.WithLabelValues("timeout").Inc()
+		}
+	}
+	return n, err
+}
+
+// The server's own error answers (bad request line, oversized headers) are
+// written in one piece with this shape, never with a Date header; proxied
+// responses always have one.
+var serverErrorShape = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
+
+func (c *watchedConn) Write(b []byte) (int, error) {
+	if len(b) > 12 && b[0] == 'H' && bytes.HasPrefix(b, []byte("HTTP/1.1 4")) && bytes.Contains(b, serverErrorShape) {
+		switch {
+		case bytes.HasPrefix(b[9:], []byte("431")):
+			c.p.m.badInput.WithLabelValues("header_too_large").Inc()
+		default:
+			c.p.m.badInput.WithLabelValues("malformed").Inc()
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *watchedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.p.activeConns.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// badInputHandler counts the errors net/http logs about clients (TLS
+// handshake failures) and passes them on at debug level: a client's bad
+// input is not the operator's problem.
+type badInputHandler struct {
+	p    *Proxy
+	next slog.Handler
+}
+
+func (h *badInputHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+func (h *badInputHandler) Handle(ctx context.Context, r slog.Record) error {
+	if bytes.Contains([]byte(r.Message), []byte("TLS handshake error")) {
+		h.p.m.badInput.WithLabelValues("tls").Inc()
+	}
+	if !h.next.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	r.Level = slog.LevelDebug
+	return h.next.Handle(ctx, r)
+}
+
+func (h *badInputHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &badInputHandler{p: h.p, next: h.next.WithAttrs(as)}
+}
+
+func (h *badInputHandler) WithGroup(n string) slog.Handler {
+	return &badInputHandler{p: h.p, next: h.next.WithGroup(n)}
+}
+

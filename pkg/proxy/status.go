@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/zdtools/zd/pkg/queue"
+)
+
+// Status is the proxy's state as reported by GET /_zero-downtime/status and
+// the control op "status". Field names follow the origin's stats API.
+type Status struct {
+	ReloadInProgress  bool            `json:"reload_in_progress" msgpack:"reload_in_progress"`
+	Strategy          string          `json:"strategy" msgpack:"strategy"`
+	Health            string          `json:"health" msgpack:"health"` // healthy, reloading or degraded
+	Paused            bool            `json:"paused" msgpack:"paused"` // an operator paused
+	Holding           bool            `json:"holding" msgpack:"holding"`
+	ActiveConnections int64           `json:"active_connections" msgpack:"active_connections"`
+	RequestsInFlight  int64           `json:"requests_in_flight" msgpack:"requests_in_flight"`
+	BufferedRequests  int             `json:"buffered_requests" msgpack:"buffered_requests"`
+	BufferedBytes     int64           `json:"buffered_bytes" msgpack:"buffered_bytes"`
+	ReplayedRequests  uint64          `json:"replayed_requests" msgpack:"replayed_requests"`
+	WorkerStats       WorkerStats     `json:"worker_stats" msgpack:"worker_stats"`
+	Buffer            queue.Stats     `json:"buffer" msgpack:"buffer"`
+	Table             *TableStatus    `json:"worker_table,omitempty" msgpack:"worker_table,omitempty"`
+	UptimeSeconds     float64         `json:"uptime_seconds" msgpack:"uptime_seconds"`
+	MemoryUsageMB     float64         `json:"memory_usage_mb" msgpack:"memory_usage_mb"`
+	Backends          []BackendStatus `json:"backends" msgpack:"backends"`
+}
+
+// WorkerStats counts backends by state.
+type WorkerStats struct {
+	Total    int `json:"total" msgpack:"total"`
+	Ready    int `json:"ready" msgpack:"ready"`
+	Draining int `json:"draining" msgpack:"draining"`
+	Paused   int `json:"paused" msgpack:"paused"`
+	Down     int `json:"down" msgpack:"down"`
+}
+
+// TableStatus is what was last read from workers.msgpack.
+type TableStatus struct {
+	Path       string    `json:"path" msgpack:"path"`
+	Generation int       `json:"generation" msgpack:"generation"`
+	Health     string    `json:"health" msgpack:"health"`
+	Loaded     time.Time `json:"loaded" msgpack:"loaded"`
+}
+
+// BackendStatus is one backend's state.
+type BackendStatus struct {
+	Addr       string `json:"addr" msgpack:"addr"`
+	State      string `json:"state" msgpack:"state"` // ready, paused, draining, down, removed
+	InFlight   int64  `json:"in_flight" msgpack:"in_flight"`
+	Served     uint64 `json:"served" msgpack:"served"`
+	Failures   uint64 `json:"connect_failures" msgpack:"connect_failures"`
+	Slot       int    `json:"slot,omitempty" msgpack:"slot,omitempty"`
+	Generation int    `json:"generation,omitempty" msgpack:"generation,omitempty"`
+	PID        int    `json:"pid,omitempty" msgpack:"pid,omitempty"`
+}
+
+// Status returns the proxy's state now.
+func (p *Proxy) Status() Status {
+	qs := p.q.Stats()
+	st := Status{
+		Strategy:          p.cfg.Strategy,
+		Paused:            p.opPaused.Load(),
+		Holding:           qs.Paused,
+		ActiveConnections: p.activeConns.Load(),
+		RequestsInFlight:  p.inflight.Load(),
+		BufferedRequests:  qs.Held,
+		BufferedBytes:     qs.Bytes,
+		ReplayedRequests:  qs.ReleasedTotal,
+		Buffer:            qs,
+		UptimeSeconds:     time.Since(p.started).Seconds(),
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.MemoryUsageMB = float64(ms.Sys) / (1 << 20)
+
+	p.rt.mu.Lock()
+	for _, b := range p.rt.byID {
+		st.Backends = append(st.Backends, backendStatus(b))
+	}
+	for _, b := range p.rt.gone {
+		st.Backends = append(st.Backends, backendStatus(b))
+	}
+	p.rt.mu.Unlock()
+	sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Addr < st.Backends[j].Addr })
+	for _, b := range st.Backends {
+		st.WorkerStats.Total++
+		switch b.State {
+		case "ready":
+			st.WorkerStats.Ready++
+		case "draining", "removed":
+			st.WorkerStats.Draining++
+		case "paused":
+			st.WorkerStats.Paused++
+		case "down":
+			st.WorkerStats.Down++
+		}
+	}
+	p.mu.Lock()
+	if !p.lastTable.Loaded.IsZero() {
+		t := TableStatus(p.lastTable)
+		st.Table = &t
+	}
+	p.mu.Unlock()
+
+	st.ReloadInProgress = st.WorkerStats.Draining > 0 || st.Holding ||
+		(st.Table != nil && st.Table.Health == "reloading")
+	switch {
+	case st.WorkerStats.Ready == 0 && !st.Paused:
+		st.Health = "degraded"
+	case st.ReloadInProgress:
+		st.Health = "reloading"
+	default:
+		st.Health = "healthy"
+	}
+	return st
+}
+
+func backendStatus(b *backend) BackendStatus {
+	return BackendStatus{
+		Addr: b.id, State: b.stateName(), InFlight: b.outstanding.Load(), Served: b.served.Load(),
+		Failures: b.failures.Load(), Slot: b.slot, Generation: b.generation, PID: b.pid,
+	}
+}
