@@ -84,7 +84,7 @@ func CallStream(ctx context.Context, path, op string, args any, onEvent func(msg
 			return in.Error
 		}
 		if result != nil && len(in.Result) > 0 {
-			if err := msgpack.Unmarshal(in.Result, result); err != nil {
+			if err := Unmarshal(in.Result, result); err != nil {
 				return fmt.Errorf("%s on %s: decode result: %w", op, path, err)
 			}
 		}

@@ -77,12 +77,38 @@ func decodeBody(body []byte, v any) error {
 		return fmt.Errorf("read control frame: body is not a msgpack map (first byte %#02x)", c)
 	}
 	rd := bytes.NewReader(body)
-	dec := msgpack.NewDecoder(rd)
-	if err := dec.Decode(v); err != nil {
+	if err := unmarshal(rd, v); err != nil {
 		return fmt.Errorf("read control frame: decode: %w", err)
 	}
 	if rd.Len() != 0 {
 		return fmt.Errorf("read control frame: %d bytes after the msgpack map", rd.Len())
+	}
+	return nil
+}
+
+// unmarshal decodes one msgpack value from rd into v. It turns a decoder
+// panic into an error: msgpack v5.4.1 panics on a nil where a time.Time (any
+// non-pointer type with a custom decoder) is expected, and a peer must not
+// be able to crash us with one byte.
+func unmarshal(rd *bytes.Reader, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed msgpack (decoder panic: %v)", p)
+		}
+	}()
+	return msgpack.NewDecoder(rd).Decode(v)
+}
+
+// Unmarshal decodes a raw msgpack value, such as a Request's Args, an event
+// or a result, into v. Unlike msgpack.Unmarshal it never panics on hostile
+// input, and it refuses bytes after the value.
+func Unmarshal(raw msgpack.RawMessage, v any) error {
+	rd := bytes.NewReader(raw)
+	if err := unmarshal(rd, v); err != nil {
+		return err
+	}
+	if rd.Len() != 0 {
+		return fmt.Errorf("msgpack: %d bytes after the value", rd.Len())
 	}
 	return nil
 }

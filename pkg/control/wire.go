@@ -59,7 +59,7 @@ func (r *Request) Decode(v any) error {
 	if len(r.Args) == 0 {
 		return nil
 	}
-	if err := msgpack.Unmarshal(r.Args, v); err != nil {
+	if err := Unmarshal(r.Args, v); err != nil {
 		return &Error{
 			Code:    CodeBadRequest,
 			Message: fmt.Sprintf("bad arguments for %s: %v", r.Op, err),

@@ -19,6 +19,20 @@ const (
 	KeyMonotonicUsec     = "MONOTONIC_USEC"      // CLOCK_MONOTONIC time of a RELOADING=1
 )
 
+// Short names for the keys above, for code that reads better with them
+// (m.Is(sdnotify.Ready)). MONOTONIC_USEC has none: MonotonicUsec is the
+// clock function.
+const (
+	Ready             = KeyReady
+	Reloading         = KeyReloading
+	Stopping          = KeyStopping
+	Status            = KeyStatus
+	Watchdog          = KeyWatchdog
+	ExtendTimeoutUsec = KeyExtendTimeoutUsec
+	MainPID           = KeyMainPID
+	Errno             = KeyErrno
+)
+
 // MaxDatagram is the largest notification accepted, as in systemd.
 const MaxDatagram = 4096
 
