@@ -33,7 +33,7 @@ build:
 # and tableflip-echo (its own module, so zd does not depend on tableflip).
 tools:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./bench/cmd/zd-load
+	$(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./bench/cmd/zd-load ./bench/cmd/zd-bench
 	cd bench/tableflip-echo && $(GO) build -trimpath -o ../../$(BIN)/ .
 	@for d in examples/echo; do \
 		if [ -f $$d/main.go ]; then echo "$(GO) build -o $(BIN)/ ./$$d"; \

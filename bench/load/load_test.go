@@ -227,6 +227,27 @@ func TestReloadCommand(t *testing.T) {
 	}
 }
 
+func TestReloadFunc(t *testing.T) {
+	url := serve(t, answer(200))
+	calls := 0
+	rep, err := Run(context.Background(), Config{
+		URL: url, Duration: time.Minute, Connections: 1, Reloads: 2, ReloadInterval: time.Millisecond,
+		ReloadFunc: func(context.Context) error {
+			calls++
+			if calls == 2 {
+				return errors.New("no luck")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if calls != 2 || rep.ReloadsFailed != 1 || rep.Reloads[1].Err != "no luck" {
+		t.Errorf("calls %d, reloads %+v; want 2 calls, the second failed with its error", calls, rep.Reloads)
+	}
+}
+
 func TestReloadTimeoutKillsCommand(t *testing.T) {
 	url := serve(t, answer(200))
 	rep, err := Run(context.Background(), Config{

@@ -49,6 +49,15 @@ func runReloads(ctx context.Context, cfg Config, start time.Time) []Reload {
 func runReload(ctx context.Context, cfg Config, start time.Time) Reload {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ReloadTimeout)
 	defer cancel()
+	if cfg.ReloadFunc != nil {
+		r := Reload{start: time.Since(start)}
+		err := cfg.ReloadFunc(ctx)
+		r.end = time.Since(start)
+		if err != nil {
+			r.ExitCode, r.Err = 1, err.Error()
+		}
+		return r
+	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", cfg.ReloadCommand)
 	// Its own process group, so a timeout kills whatever it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

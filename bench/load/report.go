@@ -74,7 +74,7 @@ type Report struct {
 	Counts
 	DuringReload  Counts         `json:"during_reload"`
 	StatusCodes   map[int]int64  `json:"status_codes,omitempty"`
-	Errors        []string       `json:"errors,omitempty"` // a few error texts, for diagnosis
+	Errors        []string       `json:"errors,omitempty"` // the first error of each class, for diagnosis
 	Latency       Latency        `json:"latency"`
 	LatencyReload Latency        `json:"latency_during_reload"`
 	LatencyOut    Latency        `json:"latency_outside_reload"`
@@ -93,6 +93,7 @@ func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*
 	}
 	slices.SortFunc(windows, func(a, b window) int { return cmp.Compare(a.start, b.start) })
 	var all, during, outside []time.Duration
+	var firstErr [numClasses]string
 	for _, w := range workers {
 		for _, s := range w.samples {
 			lat := s.end - s.start
@@ -108,10 +109,15 @@ func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*
 				outside = append(outside, lat)
 			}
 		}
-		for _, e := range w.errs {
-			if len(rep.Errors) < maxErrTexts {
-				rep.Errors = append(rep.Errors, e)
+		for c, e := range w.errs {
+			if firstErr[c] == "" {
+				firstErr[c] = e
 			}
+		}
+	}
+	for _, e := range firstErr {
+		if e != "" {
+			rep.Errors = append(rep.Errors, e)
 		}
 	}
 	if elapsed > 0 {

@@ -21,10 +21,12 @@ type Config struct {
 	Close       bool          // send Connection: close and use a new connection per request
 	Timeout     time.Duration // per request, dial included (default 5s)
 
-	// Reloads runs ReloadCommand (with sh -c) Reloads times while loading:
+	// Reloads runs ReloadCommand (with sh -c), or calls ReloadFunc, Reloads
+	// times while loading:
 	// the first after ReloadInterval, each next one ReloadInterval after the
 	// previous one ended. Each run is bounded by ReloadTimeout (default 60s).
 	ReloadCommand  string
+	ReloadFunc     func(ctx context.Context) error // used instead of ReloadCommand when set
 	Reloads        int
 	ReloadInterval time.Duration
 	ReloadTimeout  time.Duration
@@ -58,7 +60,7 @@ func (c *Config) setDefaults() error {
 	if c.ReloadTimeout <= 0 {
 		c.ReloadTimeout = 60 * time.Second
 	}
-	if c.Reloads > 0 && c.ReloadCommand == "" {
+	if c.Reloads > 0 && c.ReloadCommand == "" && c.ReloadFunc == nil {
 		return errors.New("reloads asked for but no reload command given")
 	}
 	if c.Reloads > 0 && c.ReloadInterval <= 0 {
@@ -81,15 +83,13 @@ type sample struct {
 // worker collects its own samples; merged once all workers are done.
 type worker struct {
 	samples []sample
-	errs    []string // first few error texts, for the report
+	errs    [numClasses]string // the first error text of each class, for the report
 }
-
-const maxErrTexts = 5
 
 func (w *worker) record(s sample, err error) {
 	w.samples = append(w.samples, s)
-	if err != nil && len(w.errs) < maxErrTexts {
-		w.errs = append(w.errs, s.class.String()+": "+err.Error())
+	if err != nil && w.errs[s.class] == "" {
+		w.errs[s.class] = s.class.String() + ": " + err.Error()
 	}
 }
 

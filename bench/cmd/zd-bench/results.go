@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// overhead is zd-run's own share of a reload's time, when it can be told.
+type overhead struct {
+	Reloads     int     `json:"reloads"`
+	ZdctlP50MS  float64 `json:"zdctl_reload_p50_ms"`
+	ZdctlMaxMS  float64 `json:"zdctl_reload_max_ms"`
+	ToolkitP50  float64 `json:"toolkit_p50_ms,omitempty"`
+	ToolkitMax  float64 `json:"toolkit_max_ms,omitempty"`
+	Explanation string  `json:"explanation"`
+}
+
+func (z *zdrun) overhead() *overhead {
+	if len(z.results) == 0 {
+		return nil
+	}
+	var d []float64
+	for _, r := range z.results {
+		d = append(d, r.DurationMS)
+	}
+	slices.Sort(d)
+	return &overhead{
+		Reloads: len(d), ZdctlP50MS: d[len(d)/2], ZdctlMaxMS: d[len(d)-1],
+		Explanation: "duration_ms reported by zdctl reload --json",
+	}
+}
+
+type resultsFile struct {
+	Machine      machine  `json:"machine"`
+	MaxKeepAlive float64  `json:"max_rate_keep_alive"`
+	MaxClose     float64  `json:"max_rate_close"`
+	Options      options  `json:"-"`
+	Results      []result `json:"results"`
+}
+
+func (f *resultsFile) write(mdPath, jsonPath string) error {
+	if jsonPath != "" {
+		if err := os.MkdirAll(filepath.Dir(jsonPath), 0o755); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+		b, err := json.MarshalIndent(f, "", "  ")
+		if err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	tmp := mdPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(f.markdown()), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Rename(tmp, mdPath); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func mode(keepAlive bool) string {
+	if keepAlive {
+		return "keep-alive"
+	}
+	return "Connection: close"
+}
+
+func (f *resultsFile) markdown() string {
+	var b strings.Builder
+	m := f.Machine
+	o := f.Options
+	fmt.Fprintf(&b, "# zd reload benchmark\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` (bench/cmd/zd-bench) on %s at commit `%s`. Do not edit by hand; rerun `make bench`.\n\n", m.Date, m.Commit)
+	fmt.Fprintf(&b, "**Machine:** %d CPUs (nproc), %d MB memory, %s, %s, load average at start %s. "+
+		"The load generator, the apps and the supervisors share these CPUs.\n\n", m.NProc, m.MemoryMB, m.Kernel, m.GoVersion, m.Load)
+	fmt.Fprintf(&b, "**Method:** the maximum rate of one echo process was measured first (closed loop, 32 connections, %s): "+
+		"**%.0f req/s keep-alive, %.0f req/s with Connection: close**. Each target then ran under open-loop load "+
+		"(fixed rate, latency measured from when each request was due, up to %d requests in flight) at %.0f%% of that rate "+
+		"(%.0f req/s keep-alive, %.0f req/s close), while being reloaded %d times, %s apart; load stops %s after the last reload. "+
+		"The load generator is `zd-load` (bench/load): it never retries and counts refused (ECONNREFUSED), "+
+		"reset (ECONNRESET/EPIPE/connection closed before a complete response), timeout (5 s) and non-2xx separately. "+
+		"\"During reload\" latencies are those of requests that overlapped a reload's span.\n\n",
+		o.calibrate, f.MaxKeepAlive, f.MaxClose, o.inFlight, o.fraction*100, f.MaxKeepAlive*o.fraction, f.MaxClose*o.fraction,
+		o.reloads, o.interval, o.interval)
+
+	b.WriteString("## Summary\n\n")
+	b.WriteString("| target | connections | requests | ok | failed | failed per reload | reloads ok |\n|---|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range f.Results {
+		if r.Report == nil {
+			fmt.Fprintf(&b, "| %s | %s | %s | | | | |\n", r.Target, mode(r.KeepAlive), r.Skipped)
+			continue
+		}
+		p := r.Report
+		perReload := 0.0
+		if len(p.Reloads) > 0 {
+			perReload = float64(p.Failed()) / float64(len(p.Reloads))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.1f | %d/%d |\n", r.Target, mode(r.KeepAlive), p.Requests, p.OK, p.Failed(),
+			perReload, len(p.Reloads)-p.ReloadsFailed, len(p.Reloads))
+	}
+	b.WriteString("\n")
+	f.ratios(&b)
+
+	for _, t := range targets() {
+		var rows []result
+		for _, r := range f.Results {
+			if r.Target == t.name {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "## %s\n\n%s.\n\n", t.name, t.note)
+		b.WriteString("| connections | requests | ok | refused | reset | timeout | non-2xx | p50 / p99 during reloads | p50 / p99 outside | reload time p50 / max |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---|---|\n")
+		for _, r := range rows {
+			if r.Report == nil {
+				fmt.Fprintf(&b, "| %s | %s | | | | | | | | |\n", mode(r.KeepAlive), r.Skipped)
+				continue
+			}
+			p := r.Report
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f / %.2f ms | %.2f / %.2f ms | %.0f / %.0f ms |\n",
+				mode(r.KeepAlive), p.Requests, p.OK, p.Refused, p.Reset, p.Timeout, p.Non2xx,
+				p.LatencyReload.P50ms, p.LatencyReload.P99ms, p.LatencyOut.P50ms, p.LatencyOut.P99ms, p.ReloadMs.P50ms, p.ReloadMs.MaxMs)
+		}
+		b.WriteString("\n")
+		for _, r := range rows {
+			if r.PeakRSSkB > 0 {
+				fmt.Fprintf(&b, "- %s: peak RSS of zd-run (VmHWM) over the %d reloads: **%.1f MB**\n", mode(r.KeepAlive), o.reloads, float64(r.PeakRSSkB)/1024)
+			}
+			if ov := r.Overhead; ov != nil {
+				fmt.Fprintf(&b, "- %s: zdctl reload took p50 %.0f ms, max %.0f ms (%s)", mode(r.KeepAlive), ov.ZdctlP50MS, ov.ZdctlMaxMS, ov.Explanation)
+				if ov.ToolkitP50 > 0 || ov.ToolkitMax > 0 {
+					fmt.Fprintf(&b, "; toolkit overhead p50 %.1f ms, max %.1f ms", ov.ToolkitP50, ov.ToolkitMax)
+				}
+				b.WriteString("\n")
+			}
+			if r.Report != nil {
+				for _, e := range r.Report.Errors {
+					fmt.Fprintf(&b, "- %s, a failure seen: `%s`\n", mode(r.KeepAlive), e)
+				}
+				for i, rl := range r.Report.Reloads {
+					if rl.Err != "" {
+						fmt.Fprintf(&b, "- %s, reload %d failed: `%s`\n", mode(r.KeepAlive), i+1, rl.Err)
+						break
+					}
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// ratios compares each target's failures and reload-time latency with the
+// naive restart's and with its own outside-reload latency.
+func (f *resultsFile) ratios(b *strings.Builder) {
+	naive := map[bool]*result{}
+	for i := range f.Results {
+		if r := &f.Results[i]; r.Target == "naive restart" && r.Report != nil {
+			naive[r.KeepAlive] = r
+		}
+	}
+	b.WriteString("## Ratios\n\n")
+	b.WriteString("| target | connections | failure rate | failures vs naive restart | p99 during / outside reloads |\n|---|---|---:|---:|---:|\n")
+	for _, r := range f.Results {
+		if r.Report == nil {
+			continue
+		}
+		p := r.Report
+		rate := 0.0
+		if p.Requests > 0 {
+			rate = float64(p.Failed()) / float64(p.Requests)
+		}
+		vs := "n/a"
+		if n := naive[r.KeepAlive]; n != nil && n.Report.Requests > 0 && n.Report.Failed() > 0 {
+			nrate := float64(n.Report.Failed()) / float64(n.Report.Requests)
+			vs = fmt.Sprintf("%.3f×", rate/nrate)
+		}
+		p99 := "n/a"
+		if p.LatencyOut.P99ms > 0 && p.LatencyReload.N > 0 {
+			p99 = fmt.Sprintf("%.2f×", p.LatencyReload.P99ms/p.LatencyOut.P99ms)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.4f%% | %s | %s |\n", r.Target, mode(r.KeepAlive), rate*100, vs, p99)
+	}
+	b.WriteString("\n")
+}
