@@ -262,11 +262,14 @@ func (b *Buffer) rejectLocked(t *Ticket, r Reason) {
 	b.refuseLocked(t, r)
 }
 
-// abandon is Wait's exit when the client went away.
-func (b *Buffer) abandon(t *Ticket) {
+// abandon is Wait's exit when the client went away. It returns the outcome
+// and true if the ticket had already been rejected.
+func (b *Buffer) abandon(t *Ticket) (Outcome, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch t.state {
+	case stateRejected:
+		return t.outcome, t.outcome.Reason != ReasonCancelled
 	case stateHeld:
 		b.unlinkLocked(t)
 		b.refuseLocked(t, ReasonCancelled)
@@ -278,6 +281,7 @@ func (b *Buffer) abandon(t *Ticket) {
 		b.inflight--
 		b.pumpLocked()
 	}
+	return Outcome{}, false
 }
 
 // Flush rejects every held ticket with ReasonFlushed and returns how many.

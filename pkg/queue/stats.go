@@ -58,8 +58,6 @@ type Stats struct {
 	// PeakHeld and PeakBytes are the high-water marks of Held and Bytes.
 	PeakHeld  int   `json:"peak_held"`
 	PeakBytes int64 `json:"peak_bytes"`
-
-	Limits Limits `json:"-"`
 }
 
 // Stats returns a snapshot of the buffer's state and counters. It costs
@@ -87,7 +85,6 @@ func (b *Buffer) Stats() Stats {
 		CompressSavedBytesTotal: b.c.compressSaved,
 		PeakHeld:                b.c.peakHeld,
 		PeakBytes:               b.c.peakBytes,
-		Limits:                  b.limits,
 	}
 	for id := range b.pausedBackends {
 		s.PausedBackends = append(s.PausedBackends, id)

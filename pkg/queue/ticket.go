@@ -69,7 +69,8 @@ const (
 
 // Ticket is one request waiting in a Buffer. Create it with NewTicket, hand
 // it to Buffer.Push, then block in Wait. A Ticket belongs to one Buffer and
-// is pushed at most once.
+// is pushed at most once. Its methods may be called from any goroutine once
+// Push has returned.
 type Ticket struct {
 	// Immutable after NewTicket.
 	prio    int
@@ -115,20 +116,28 @@ func NewTicket(priority int, body []byte, backend string, meta any) *Ticket {
 
 // Wait blocks until the ticket is released or rejected, and returns that
 // Outcome with a nil error. If ctx ends first (the client went away), the
-// ticket is removed from the buffer and its bytes are freed (or, if it had
-// just been released, its replay slot is given back) and Wait returns the
-// context's error; the caller then must not forward the request, and Done is
-// not needed. Wait must follow Push: on a ticket that was never pushed it
+// ticket is removed from the buffer and its bytes are freed (or, if it was
+// released in that same instant, its replay slot is given back) and Wait
+// returns the context's error; the caller then must not forward the request,
+// and Done is not needed. A rejection that raced with ctx is still reported
+// as the rejection. Wait must follow Push: on a ticket that was never pushed it
 // only returns when ctx ends. After Push has failed, Wait returns the
-// rejection at once.
+// rejection at once. A Wait after one that gave up returns an error wrapping
+// context.Canceled.
 func (t *Ticket) Wait(ctx context.Context) (Outcome, error) {
 	select {
 	case <-t.done:
+		if t.outcome.Reason == ReasonCancelled {
+			// An earlier Wait gave up on this ticket.
+			return t.outcome, fmt.Errorf("wait for buffered request: %w", context.Canceled)
+		}
 		return t.outcome, nil
 	case <-ctx.Done():
 	}
 	if b := t.b; b != nil {
-		b.abandon(t)
+		if out, decided := b.abandon(t); decided {
+			return out, nil
+		}
 	}
 	return Outcome{Reason: ReasonCancelled}, fmt.Errorf("wait for buffered request: %w", ctx.Err())
 }
