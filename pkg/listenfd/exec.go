@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,6 +117,8 @@ type moves struct {
 	saved []int // copies of what was open at each slot before, or -1
 	flags []int // descriptor flags of what was open at each slot
 	moved int   // slots written so far
+	srcs  []int // sources above the slots, made close-on-exec
+	srcFl []int // their descriptor flags before
 }
 
 // arrange puts fds[i] at 3+i without close-on-exec. Every source is first
@@ -135,6 +138,22 @@ func arrange(fds []int) (*moves, error) {
 			return nil, fmt.Errorf("duplicate fd %d: %w", fd, err)
 		}
 		m.high = append(m.high, h)
+	}
+	for _, fd := range fds {
+		// A source outside the slots must not leak into the new image as a
+		// second copy.
+		if fd < top || slices.Contains(m.srcs, fd) {
+			continue
+		}
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, fl|unix.FD_CLOEXEC)
+		}
+		if err != nil {
+			m.restore()
+			return nil, fmt.Errorf("set close-on-exec on fd %d: %w", fd, err)
+		}
+		m.srcs, m.srcFl = append(m.srcs, fd), append(m.srcFl, fl)
 	}
 	for i := range m.saved {
 		slot := FirstFD + i
@@ -178,5 +197,8 @@ func (m *moves) restore() {
 	}
 	for _, h := range m.high {
 		unix.Close(h)
+	}
+	for i, fd := range m.srcs {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFD, m.srcFl[i])
 	}
 }

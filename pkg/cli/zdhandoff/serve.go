@@ -1,0 +1,370 @@
+package zdhandoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v3"
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/listenfd"
+	"golang.org/x/sys/unix"
+)
+
+// runServe: zd-handoff serve --socket PATH [--fd N[=NAME]]... [-- CMD [ARGS]].
+func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	log, err := logger(c, io)
+	if err != nil {
+		return err
+	}
+	timeout, err := durationFlag(c, "timeout")
+	if err != nil {
+		return err
+	}
+	grace, err := durationFlag(c, "grace")
+	if err != nil {
+		return err
+	}
+	path, err := socketPath(c, io)
+	if err != nil {
+		return err
+	}
+	allow, err := gids(c)
+	if err != nil {
+		return err
+	}
+	cmdArgs := commandArgs(c.Args().Slice())
+	var cmdPath string
+	if len(cmdArgs) > 0 {
+		if cmdPath, err = lookPath(cmdArgs[0]); err != nil {
+			return err
+		}
+	}
+	files, err := heldFiles(c.StringSlice("fd"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	offers := make([]offer, len(files))
+	for i, f := range files {
+		offers[i] = offer{Name: f.Name()}
+		if info, err := listenfd.Describe(f); err == nil {
+			offers[i] = offer{Name: f.Name(), Family: info.Family, Type: info.Type, Local: info.Local}
+		}
+	}
+	hs, err := listenHandoff(path)
+	if err != nil {
+		return err
+	}
+	s := &server{log: log, files: files, offers: offers, allow: allow, timeout: timeout,
+		events: make(chan event, 16)}
+	var child *os.Process
+	if cmdPath != "" {
+		if child, err = startShim(cmdPath, cmdArgs, files); err != nil {
+			hs.close(log)
+			return cmdkit.Wrap(err, cmdkit.ExitFailure, "check that "+cmdArgs[0]+" is an executable")
+		}
+		log.Info("started", "cmd", cmdPath, "pid", child.Pid)
+	}
+	log.Info("serving", "socket", path, "fds", len(files), "offers", describeOffers(offers))
+	return s.run(ctx, hs, child, c.Bool("once"), grace)
+}
+
+// heldFiles returns the --fd descriptors, or the inherited LISTEN_FDS ones.
+func heldFiles(specs []string) ([]*os.File, error) {
+	if len(specs) == 0 {
+		files, err := listenfd.Inherited(true)
+		if err != nil {
+			return nil, cmdkit.Wrap(err, cmdkit.ExitUsage, "fix LISTEN_FDS/LISTEN_FDNAMES, or pass --fd N")
+		}
+		if len(files) == 0 {
+			return nil, cmdkit.UsageError("start serve with sockets (zd-handoff listen ADDR -- zd-handoff serve ..., "+
+				"systemd socket activation, or take) or pass --fd N", "nothing to offer: no LISTEN_FDS for this process and no --fd")
+		}
+		return files, nil
+	}
+	var files []*os.File
+	for _, spec := range specs {
+		ns, name, _ := strings.Cut(spec, "=")
+		fd, err := strconv.Atoi(ns)
+		if err == nil && fd >= 0 {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		}
+		if err != nil || fd < 0 {
+			closeFiles(files)
+			return nil, cmdkit.UsageError("pass the number of a descriptor this process holds, like --fd 3=web", "--fd %q: not an open descriptor", spec)
+		}
+		if name != "" {
+			if err := listenfd.ValidName(name); err != nil {
+				closeFiles(files)
+				return nil, cmdkit.UsageError("names are 1-255 printable ASCII characters without ':'", "--fd %q: %v", spec, err)
+			}
+		}
+		// A private close-on-exec copy: the original may be shared with
+		// whoever set it up for us.
+		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			closeFiles(files)
+			return nil, cmdkit.Wrap(fmt.Errorf("duplicate fd %d: %w", fd, err), cmdkit.ExitFailure, "raise the open-files limit (ulimit -n)")
+		}
+		files = append(files, os.NewFile(uintptr(dup), name))
+	}
+	return files, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+func describeOffers(offers []offer) string {
+	ss := make([]string, len(offers))
+	for i, o := range offers {
+		ss[i] = fmt.Sprintf("%d:%s=%s", listenfd.FirstFD+i, o.Name, o.Local)
+	}
+	return strings.Join(ss, " ")
+}
+
+// handoffSocket is the listening handoff socket and the identity of its
+// file, so that exiting never removes a successor's socket.
+type handoffSocket struct {
+	ln       *net.UnixListener
+	path     string
+	dev, ino uint64
+}
+
+// listenHandoff binds path, replacing atomically (bind elsewhere, rename)
+// whatever socket is there — in a chain the predecessor still serves on it.
+func listenHandoff(path string) (*handoffSocket, error) {
+	if st, err := os.Lstat(path); err == nil && st.Mode().Type() != os.ModeSocket {
+		return nil, cmdkit.UsageError("choose another --socket path", "%s exists and is not a socket", path)
+	}
+	dir := path[:strings.LastIndexByte(path, '/')+1]
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "create the socket's directory, or choose another --socket")
+		}
+	}
+	tmp := fmt.Sprintf("%s.zdh%d", dir, os.Getpid())
+	os.Remove(tmp)
+	f, err := listenfd.Spec{Network: "unix", Address: absPath(tmp), Mode: 0o600}.Listen()
+	if err != nil {
+		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "check that the directory of --socket is writable, and the path short")
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Stat(tmp, &st); err != nil {
+		os.Remove(tmp)
+		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+	}
+	fl, err := net.FileListener(f)
+	if err != nil {
+		os.Remove(tmp)
+		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		fl.Close()
+		os.Remove(tmp)
+		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "check that the directory of --socket is writable")
+	}
+	ln := fl.(*net.UnixListener)
+	ln.SetUnlinkOnClose(false)
+	return &handoffSocket{ln: ln, path: path, dev: st.Dev, ino: st.Ino}, nil
+}
+
+func absPath(p string) string {
+	if strings.HasPrefix(p, "/") {
+		return p
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	return wd + "/" + p
+}
+
+// close stops listening and removes the socket file if it is still ours.
+func (h *handoffSocket) close(log *slog.Logger) {
+	h.ln.Close()
+	var st unix.Stat_t
+	if err := unix.Stat(h.path, &st); err == nil && st.Dev == h.dev && st.Ino == h.ino {
+		os.Remove(h.path)
+	} else {
+		log.Debug("socket path belongs to a successor; left in place", "socket", h.path)
+	}
+}
+
+type eventKind int
+
+const (
+	handedOver eventKind = iota // fds sent to a taker
+	released                    // a --release taker has exec'd
+)
+
+type event struct {
+	kind eventKind
+	pid  int
+}
+
+// server holds what serve offers; its handlers report to run's loop.
+type server struct {
+	log     *slog.Logger
+	files   []*os.File
+	offers  []offer
+	allow   []int
+	timeout time.Duration
+	events  chan event
+}
+
+// run accepts takers until released, --once is satisfied, the child
+// exits, or a signal stops it.
+func (s *server) run(ctx context.Context, hs *handoffSocket, child *os.Process, once bool, grace time.Duration) error {
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigc)
+
+	lctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.acceptLoop(lctx, hs.ln, &wg)
+	}()
+	listening := true
+	stopListening := func() {
+		if listening {
+			listening = false
+			hs.close(s.log)
+		}
+	}
+	defer func() {
+		stopListening()
+		cancel()
+		wg.Wait()
+	}()
+
+	childDone := make(chan *os.ProcessState, 1)
+	if child != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := child.Wait()
+			if err != nil {
+				s.log.Error("wait for child", "pid", child.Pid, "err", err)
+			}
+			childDone <- st
+		}()
+	}
+	var graceC <-chan time.Time
+	done := ctx.Done()
+	for {
+		select {
+		case ev := <-s.events:
+			switch {
+			case ev.kind == released:
+				s.log.Info("released by taker", "taker", ev.pid)
+				stopListening()
+				if child != nil {
+					s.stopChild(child, childDone, grace)
+				}
+				return nil
+			case once:
+				stopListening()
+				if child == nil {
+					return nil
+				}
+			}
+		case st := <-childDone:
+			child = nil
+			return childExit(st)
+		case sig := <-sigc:
+			if child == nil {
+				s.log.Info("stopping", "signal", sig.String())
+				return nil
+			}
+			s.log.Info("forwarding signal", "signal", sig.String(), "pid", child.Pid)
+			child.Signal(sig)
+			if graceC == nil {
+				graceC = time.After(grace)
+			}
+		case <-graceC:
+			s.log.Warn("child did not stop within the grace period; killing it", "pid", child.Pid, "grace", grace)
+			child.Kill()
+			graceC = nil
+		case <-done:
+			if child == nil {
+				return nil
+			}
+			done = nil // the signal itself arrives on sigc
+		}
+	}
+}
+
+// stopChild sends TERM, waits up to grace, then KILL.
+func (s *server) stopChild(child *os.Process, childDone <-chan *os.ProcessState, grace time.Duration) {
+	s.log.Info("stopping child", "pid", child.Pid, "grace", grace)
+	child.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case st := <-childDone:
+		s.log.Info("child stopped", "pid", child.Pid, "status", st.String())
+	case <-t.C:
+		s.log.Warn("child did not stop within the grace period; killing it", "pid", child.Pid, "grace", grace)
+		child.Kill()
+		<-childDone
+	}
+}
+
+// childExit turns the child's end into serve's exit status.
+func childExit(st *os.ProcessState) error {
+	if st == nil {
+		return cmdkit.Failf(cmdkit.ExitFailure, "", "lost track of the child")
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return &cmdkit.Error{Code: 128 + int(ws.Signal()), Message: "child " + st.String()}
+	}
+	if st.ExitCode() == 0 {
+		return nil
+	}
+	return &cmdkit.Error{Code: st.ExitCode(), Message: "child " + st.String()}
+}
+
+func (s *server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.WaitGroup) {
+	for {
+		conn, err := ln.AcceptUnix()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			// EMFILE and the like: keep serving once it passes.
+			s.log.Error("accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			s.handle(ctx, conn)
+		}()
+	}
+}
