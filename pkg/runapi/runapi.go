@@ -1,0 +1,121 @@
+// Package runapi holds the wire types of zd-run's control socket run.sock:
+// the operations zdctl sends and the results and events zd-run answers with.
+// Both sides import it, so a field renamed here is renamed on both. Field
+// names follow the origin's stats and reload-result names (snake_case), which
+// are also the names of zdctl's --json output.
+package runapi
+
+// Operations on run.sock.
+const (
+	OpStatus   = "status"   // args none; result Status
+	OpReload   = "reload"   // args ReloadArgs; events Event; result ReloadResult
+	OpRollback = "rollback" // args ReloadArgs; events Event; result ReloadResult
+	OpStop     = "stop"     // args StopArgs; result StopResult
+	OpWatch    = "watch"    // args none; events Event until the client goes away
+)
+
+// Strategies of a reload.
+const (
+	StrategyRolling   = "rolling"
+	StrategyBlueGreen = "blue-green"
+	StrategyHandoff   = "handoff"
+)
+
+// Health values of the service.
+const (
+	HealthHealthy   = "healthy"   // every slot has a ready worker
+	HealthReloading = "reloading" // a reload or upgrade is in progress
+	HealthDegraded  = "degraded"  // a slot has no ready worker (respawn limit hit, starting, crashed)
+	HealthStopping  = "stopping"  // a stop is in progress
+)
+
+// ReloadArgs are the arguments of reload and rollback. Zero values mean the
+// daemon's defaults (--strategy, --ready-timeout based bound).
+type ReloadArgs struct {
+	Strategy  string `msgpack:"strategy,omitempty" json:"strategy,omitempty"`
+	TimeoutMS int64  `msgpack:"timeout_ms,omitempty" json:"timeout_ms,omitempty"`
+	Exclusive bool   `msgpack:"exclusive,omitempty" json:"exclusive,omitempty"`
+}
+
+// ReloadResult is the final result of a reload, rollback or upgrade, with
+// the origin's field names.
+type ReloadResult struct {
+	ReloadSuccessful    bool    `msgpack:"reload_successful" json:"reload_successful"`
+	Strategy            string  `msgpack:"strategy" json:"strategy"`
+	DurationMS          float64 `msgpack:"duration_ms" json:"duration_ms"`
+	MigratedConnections int     `msgpack:"migrated_connections" json:"migrated_connections"`
+	ReplayedRequests    int     `msgpack:"replayed_requests" json:"replayed_requests"`
+	Generation          int     `msgpack:"generation" json:"generation"`
+	Release             string  `msgpack:"release,omitempty" json:"release,omitempty"`
+	Error               string  `msgpack:"error,omitempty" json:"error,omitempty"`
+	Hint                string  `msgpack:"hint,omitempty" json:"hint,omitempty"`
+}
+
+// StopArgs are the arguments of stop.
+type StopArgs struct {
+	Now bool `msgpack:"now,omitempty" json:"now,omitempty"` // skip the drain: KILL at once
+}
+
+// StopResult is the answer to stop: the stop has begun.
+type StopResult struct {
+	Stopping bool `msgpack:"stopping" json:"stopping"`
+}
+
+// Worker is one row of the status.
+type Worker struct {
+	Slot       int     `msgpack:"slot" json:"slot"`
+	Generation int     `msgpack:"generation" json:"generation"`
+	PID        int     `msgpack:"pid" json:"pid"`
+	State      string  `msgpack:"state" json:"state"`
+	Backend    string  `msgpack:"backend,omitempty" json:"backend,omitempty"`
+	Release    string  `msgpack:"release" json:"release"`
+	StartedAt  int64   `msgpack:"started_at_unix_ms" json:"started_at_unix_ms"`
+	ReadyAt    int64   `msgpack:"ready_at_unix_ms,omitempty" json:"ready_at_unix_ms,omitempty"`
+	UptimeS    float64 `msgpack:"uptime_seconds" json:"uptime_seconds"`
+	Restarts   int     `msgpack:"restarts" json:"restarts"`
+	RSSBytes   int64   `msgpack:"rss_bytes" json:"rss_bytes"`
+	Status     string  `msgpack:"status,omitempty" json:"status,omitempty"`
+}
+
+// WorkerStats sums the workers by state.
+type WorkerStats struct {
+	Total    int `msgpack:"total" json:"total"`
+	Ready    int `msgpack:"ready" json:"ready"`
+	Starting int `msgpack:"starting" json:"starting"`
+	Draining int `msgpack:"draining" json:"draining"`
+	Desired  int `msgpack:"desired" json:"desired"`
+	Restarts int `msgpack:"restarts" json:"restarts"`
+}
+
+// Status is the answer to status, with the origin's stats names.
+type Status struct {
+	Name              string        `msgpack:"name" json:"name"`
+	PID               int           `msgpack:"pid" json:"pid"`
+	Version           string        `msgpack:"version" json:"version"`
+	Health            string        `msgpack:"health" json:"health"`
+	HealthReason      string        `msgpack:"health_reason,omitempty" json:"health_reason,omitempty"`
+	ReloadInProgress  bool          `msgpack:"reload_in_progress" json:"reload_in_progress"`
+	Strategy          string        `msgpack:"strategy" json:"strategy"`
+	Generation        int           `msgpack:"generation" json:"generation"`
+	Release           string        `msgpack:"release" json:"release"`
+	PreviousRelease   string        `msgpack:"previous_release,omitempty" json:"previous_release,omitempty"`
+	ActiveConnections int           `msgpack:"active_connections" json:"active_connections"`
+	WorkerStats       WorkerStats   `msgpack:"worker_stats" json:"worker_stats"`
+	MemoryUsageMB     float64       `msgpack:"memory_usage_mb" json:"memory_usage_mb"`
+	UptimeSeconds     float64       `msgpack:"uptime_seconds" json:"uptime_seconds"`
+	Listeners         []string      `msgpack:"listeners" json:"listeners"`
+	StateDir          string        `msgpack:"state_dir" json:"state_dir"`
+	Upgrades          int           `msgpack:"upgrades" json:"upgrades"`
+	LastReload        *ReloadResult `msgpack:"last_reload,omitempty" json:"last_reload,omitempty"`
+	Workers           []Worker      `msgpack:"workers" json:"workers"`
+}
+
+// Event is one step of a reload or a change seen by watch.
+type Event struct {
+	TimeUnixMS int64  `msgpack:"time_unix_ms" json:"time_unix_ms"`
+	Kind       string `msgpack:"kind" json:"kind"` // spawn, ready, drain, stop, exit, abort, done, respawn, degraded, health, upgrade
+	Slot       int    `msgpack:"slot" json:"slot"`
+	Generation int    `msgpack:"generation" json:"generation"`
+	PID        int    `msgpack:"pid,omitempty" json:"pid,omitempty"`
+	Message    string `msgpack:"message" json:"message"`
+}

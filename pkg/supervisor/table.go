@@ -1,0 +1,223 @@
+package supervisor
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zdtools/zd/pkg/runapi"
+	"github.com/zdtools/zd/pkg/workertable"
+)
+
+// publish writes workers.msgpack atomically from the current state. Called
+// after every change; writes are serialised by pubMu so the file never goes
+// back in time.
+func (s *Supervisor) publish() {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.mu.Lock()
+	t := &workertable.Table{
+		Name: s.cfg.Name, SupervisorPID: os.Getpid(), Strategy: s.cfg.Strategy,
+		Generation: s.gen, Health: s.healthLocked(), Updated: time.Now(),
+	}
+	for _, w := range s.sortedWorkersLocked() {
+		t.Workers = append(t.Workers, workertable.Worker{
+			Slot: w.slot, Generation: w.gen, PID: w.pid, State: w.state, Backend: backendAddr(w.backend),
+			Release: w.release, StartedAt: w.startedAt, ReadyAt: w.readyAt, Restarts: w.restarts,
+			Status: w.status,
+		})
+	}
+	s.mu.Unlock()
+	if err := workertable.Store(s.tablePath, t); err != nil {
+		s.log.Warn("cannot publish the worker table", "err", err)
+	}
+}
+
+// backendAddr turns a --worker-listen spec into the address zd-queue dials
+// ("unix:///path" or "tcp://host:port"), dropping a name= prefix and options.
+func backendAddr(spec string) string {
+	if spec == "" {
+		return ""
+	}
+	if i := strings.Index(spec, "://"); i > 0 {
+		if j := strings.IndexByte(spec[:i], '='); j >= 0 {
+			spec = spec[j+1:]
+		}
+	}
+	if i := strings.IndexByte(spec, '?'); i >= 0 {
+		spec = spec[:i]
+	}
+	if strings.HasPrefix(spec, "tcp4://") || strings.HasPrefix(spec, "tcp6://") {
+		spec = "tcp://" + spec[7:]
+	}
+	return spec
+}
+
+func (s *Supervisor) sortedWorkersLocked() []*worker {
+	ws := make([]*worker, 0, len(s.workers))
+	for _, w := range s.workers {
+		ws = append(ws, w)
+	}
+	slices.SortFunc(ws, func(a, b *worker) int {
+		if a.slot != b.slot {
+			return a.slot - b.slot
+		}
+		return a.gen - b.gen
+	})
+	return ws
+}
+
+// healthLocked computes the service health (mu held) and the reason.
+func (s *Supervisor) healthLocked() string {
+	h, _ := s.healthReasonLocked()
+	return h
+}
+
+func (s *Supervisor) healthReasonLocked() (string, string) {
+	switch {
+	case s.stopping:
+		return runapi.HealthStopping, "stopping"
+	case s.reloading:
+		return runapi.HealthReloading, fmt.Sprintf("reloading to generation %d", s.reloadGen)
+	}
+	for slot, w := range s.slots {
+		if w == nil || w.state != StateReady {
+			if s.degraded != "" {
+				return runapi.HealthDegraded, s.degraded
+			}
+			if w == nil {
+				return runapi.HealthDegraded, fmt.Sprintf("slot %d has no worker", slot)
+			}
+			return runapi.HealthDegraded, fmt.Sprintf("worker %d (pid %d) is %s", slot, w.pid, w.state)
+		}
+	}
+	return runapi.HealthHealthy, ""
+}
+
+func (s *Supervisor) statusLine() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, why := s.healthReasonLocked()
+	ready := 0
+	for _, w := range s.slots {
+		if w != nil && w.state == StateReady {
+			ready++
+		}
+	}
+	line := fmt.Sprintf("%s: %d/%d workers ready, generation %d", h, ready, s.cfg.Workers, s.gen)
+	if why != "" && h != runapi.HealthHealthy {
+		line += " (" + why + ")"
+	}
+	return line
+}
+
+// Status returns the service's status with the origin's stats names.
+func (s *Supervisor) Status() runapi.Status {
+	s.mu.Lock()
+	st := runapi.Status{
+		Name: s.cfg.Name, PID: os.Getpid(), Version: s.cfg.Version,
+		ReloadInProgress: s.reloading, Strategy: s.cfg.Strategy, Generation: s.gen,
+		Release: s.releaseOf(s.gen), StateDir: s.cfg.StateDir, Upgrades: s.upgrades,
+		UptimeSeconds: time.Since(s.started).Seconds(),
+	}
+	st.Health, st.HealthReason = s.healthReasonLocked()
+	if st.Health == runapi.HealthHealthy {
+		st.HealthReason = ""
+	}
+	for i := len(s.gens) - 1; i >= 0; i-- {
+		if s.gens[i].Gen < s.gen && s.gens[i].Release != st.Release {
+			st.PreviousRelease = s.gens[i].Release
+			break
+		}
+	}
+	if s.lastReload != nil {
+		r := *s.lastReload
+		st.LastReload = &r
+	}
+	st.WorkerStats.Desired = s.cfg.Workers
+	now := time.Now()
+	for _, w := range s.sortedWorkersLocked() {
+		rw := runapi.Worker{Slot: w.slot, Generation: w.gen, PID: w.pid, State: w.state, Backend: backendAddr(w.backend),
+			Release: w.release, StartedAt: w.startedAt.UnixMilli(), Restarts: w.restarts, Status: w.status,
+			UptimeS: now.Sub(w.startedAt).Seconds()}
+		if !w.readyAt.IsZero() {
+			rw.ReadyAt = w.readyAt.UnixMilli()
+		}
+		st.Workers = append(st.Workers, rw)
+		st.WorkerStats.Total++
+		st.WorkerStats.Restarts += w.restarts
+		switch w.state {
+		case StateReady:
+			st.WorkerStats.Ready++
+		case StateStarting:
+			st.WorkerStats.Starting++
+		default:
+			st.WorkerStats.Draining++
+		}
+	}
+	for _, l := range s.cfg.Listeners {
+		st.Listeners = append(st.Listeners, l.Name+"="+l.Addr)
+	}
+	s.mu.Unlock()
+	total := rss(os.Getpid())
+	for i := range st.Workers {
+		st.Workers[i].RSSBytes = rss(st.Workers[i].PID)
+		total += st.Workers[i].RSSBytes
+	}
+	st.MemoryUsageMB = float64(total) / (1 << 20)
+	st.ActiveConnections = s.activeConnections()
+	return st
+}
+
+// rss reads a process's resident set size from /proc; 0 when it is gone.
+func rss(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// activeConnections counts established TCP connections on the ports of
+// the shared TCP listeners (the kernel's view: accepted or still queued).
+func (s *Supervisor) activeConnections() int {
+	ports := map[string]bool{}
+	for _, l := range s.cfg.Listeners {
+		if i := strings.LastIndexByte(l.Addr, ':'); i >= 0 {
+			if p, err := strconv.Atoi(l.Addr[i+1:]); err == nil {
+				ports[fmt.Sprintf("%04X", p)] = true
+			}
+		}
+	}
+	if len(ports) == 0 {
+		return 0
+	}
+	n := 0
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(file)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for lines := 0; sc.Scan() && lines < 1_000_000; lines++ {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != "01" { // 01 = ESTABLISHED
+				continue
+			}
+			if i := strings.LastIndexByte(fields[1], ':'); i >= 0 && ports[fields[1][i+1:]] {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n
+}

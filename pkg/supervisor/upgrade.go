@@ -1,0 +1,252 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/runapi"
+	"github.com/zdtools/zd/pkg/sdnotify"
+	"golang.org/x/sys/unix"
+)
+
+// UpgradeEnv carries, across zd-run's in-place re-exec, which inherited fd
+// is what: "state=7,notify=8,control=9,listen=3,listen=4" (listeners in
+// --listen order).
+const UpgradeEnv = "ZD_RUN_UPGRADE_FDS"
+
+// Inheritance is what an upgraded zd-run image takes over from the image
+// before it: the worker table (from the memfd) and the notify socket.
+type Inheritance struct {
+	State  []byte
+	Notify *os.File
+}
+
+// carriedState is the supervisor state that travels in the memfd.
+type carriedState struct {
+	Version    int                  `msgpack:"v"`
+	Gen        int                  `msgpack:"gen"`
+	Gens       []genRecord          `msgpack:"gens"`
+	Upgrades   int                  `msgpack:"upgrades"`
+	Started    time.Time            `msgpack:"started"`
+	Restarts   []time.Time          `msgpack:"restarts"`
+	Degraded   string               `msgpack:"degraded"`
+	LastReload *runapi.ReloadResult `msgpack:"last_reload"`
+	Workers    []carriedWorker      `msgpack:"workers"`
+}
+
+type carriedWorker struct {
+	Slot, Gen, PID int
+	Current        bool
+	Release        string
+	Backend        string
+	BackendFS      string
+	State          string
+	StartedAt      time.Time
+	ReadyAt        time.Time
+	Restarts       int
+	Status         string
+	Stopping       bool
+}
+
+// Upgrade replaces zd-run's own process image in place (same pid, same
+// listeners, same running workers): it first runs the binary at SelfPath
+// with --check and the same arguments; if that exits 0, it carries its state
+// in a memfd and re-execs. extra names fds to carry besides the listeners
+// and the notify socket (e.g. "control"); beforeExec runs just before the
+// exec (to tell the client). It returns only on failure, with a
+// *control.Error (CodeAborted when the new binary failed its check).
+func (s *Supervisor) Upgrade(ctx context.Context) (runapi.ReloadResult, error) {
+	return s.UpgradeWith(ctx, nil, nil)
+}
+
+// UpgradeWith is Upgrade with fds to carry and a hook run just before exec.
+func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File, beforeExec func(runapi.ReloadResult)) (runapi.ReloadResult, error) {
+	res := runapi.ReloadResult{Strategy: runapi.StrategyHandoff}
+	if _, err := s.lockReload("upgrade"); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	fail := func(code, hint, format string, a ...any) (runapi.ReloadResult, error) {
+		s.unlockReload()
+		e := control.Errorf(code, hint, format, a...)
+		res.Error, res.Hint = e.Message, e.Hint
+		s.emit("abort", nil, "upgrade aborted: "+e.Message)
+		s.publish()
+		return res, e
+	}
+	s.emit("upgrade", nil, "checking the new zd-run binary "+s.cfg.SelfPath)
+	if err := s.checkSelf(ctx); err != nil {
+		return fail(control.CodeAborted, "run the new zd-run with --check and the same flags to see why; the running zd-run and its workers are untouched",
+			"upgrade aborted: %s --check failed: %v", s.cfg.SelfPath, err)
+	}
+	s.mu.Lock()
+	st := carriedState{Version: 1, Gen: s.gen, Gens: s.gens, Upgrades: s.upgrades + 1, Started: s.started,
+		Restarts: s.restarts, Degraded: s.degraded, LastReload: s.lastReload}
+	for _, w := range s.workers {
+		st.Workers = append(st.Workers, carriedWorker{Slot: w.slot, Gen: w.gen, PID: w.pid, Current: s.slots[w.slot] == w,
+			Release: w.release, Backend: w.backend, BackendFS: w.backendFS, State: w.state, StartedAt: w.startedAt,
+			ReadyAt: w.readyAt, Restarts: w.restarts, Status: w.status, Stopping: w.stopping})
+	}
+	s.mu.Unlock()
+	blob, err := msgpack.Marshal(&st)
+	if err != nil {
+		return fail(control.CodeInternal, "", "upgrade: encode state: %v", err)
+	}
+	memfd, err := unix.MemfdCreate("zd-run-state", 0)
+	if err != nil {
+		return fail(control.CodeInternal, "", "upgrade: memfd_create: %v", err)
+	}
+	mf := os.NewFile(uintptr(memfd), "zd-run-state")
+	defer mf.Close()
+	if _, err := mf.Write(blob); err != nil {
+		return fail(control.CodeInternal, "", "upgrade: write state: %v", err)
+	}
+	nf, err := s.notify.File()
+	if err != nil {
+		return fail(control.CodeInternal, "", "upgrade: notify socket: %v", err)
+	}
+	defer nf.Close()
+	fds := []string{"state=" + strconv.Itoa(memfd), "notify=" + strconv.Itoa(int(nf.Fd()))}
+	keep := []*os.File{mf, nf}
+	for _, l := range s.cfg.Listeners {
+		fds = append(fds, "listen="+strconv.Itoa(int(l.File.Fd())))
+		keep = append(keep, l.File)
+	}
+	names := make([]string, 0, len(extra))
+	for name := range extra {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		fds = append(fds, name+"="+strconv.Itoa(int(extra[name].Fd())))
+		keep = append(keep, extra[name])
+	}
+	for _, f := range keep {
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
+			return fail(control.CodeInternal, "", "upgrade: keep fd %d open across exec: %v", f.Fd(), err)
+		}
+	}
+	env := make([]string, 0, len(os.Environ())+1)
+	for _, kv := range os.Environ() {
+		switch envKey(kv) {
+		case UpgradeEnv, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, UpgradeEnv+"="+strings.Join(fds, ","))
+	res.ReloadSuccessful = true
+	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	s.log.Info("upgrade: re-executing in place", "binary", s.cfg.SelfPath, "pid", os.Getpid())
+	s.cfg.Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(sdnotify.MonotonicUsec(), 10) + "\nSTATUS=upgrading zd-run")
+	if beforeExec != nil {
+		beforeExec(res)
+	}
+	err = s.procs.execSelf(s.cfg.SelfPath, s.cfg.SelfArgs, env)
+	for _, f := range keep {
+		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETFD, unix.FD_CLOEXEC)
+	}
+	res.ReloadSuccessful = false
+	return fail(control.CodeAborted, "check that the new binary is executable by zd-run's user", "upgrade aborted: %v", err)
+}
+
+// checkSelf runs SelfPath --check with our own arguments (bounded).
+func (s *Supervisor) checkSelf(ctx context.Context) error {
+	argv := append([]string{s.cfg.SelfArgs[0], "--check"}, s.cfg.SelfArgs[1:]...)
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		switch envKey(kv) {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", UpgradeEnv:
+			continue
+		}
+		env = append(env, kv)
+	}
+	pid, exitC, err := s.procs.start(ctx, s.cfg.SelfPath, argv, env, []uintptr{s.devNull.Fd(), 2, 2})
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(15 * time.Second)
+	defer t.Stop()
+	select {
+	case ws := <-exitC:
+		if ws.Exited() && ws.ExitStatus() == 0 {
+			return nil
+		}
+		return fmt.Errorf("%s", describeExit(ws))
+	case <-t.C:
+		_ = unix.Kill(pid, unix.SIGKILL)
+		<-exitC
+		return fmt.Errorf("no answer within 15s")
+	}
+}
+
+// adopted restores the state carried by an upgrade (cfg.Inherit), adopting
+// the running workers; it reports whether there was any.
+func (s *Supervisor) adopted() bool {
+	if s.cfg.Inherit == nil {
+		return false
+	}
+	var st carriedState
+	if err := msgpack.Unmarshal(s.cfg.Inherit.State, &st); err != nil {
+		s.log.Error("upgrade: cannot read the carried state; starting fresh workers", "err", err)
+		return false
+	}
+	s.mu.Lock()
+	s.gen, s.gens, s.upgrades, s.started = st.Gen, st.Gens, st.Upgrades, st.Started
+	s.restarts, s.degraded, s.lastReload = st.Restarts, st.Degraded, st.LastReload
+	var starting []*worker
+	for _, c := range st.Workers {
+		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS,
+			state: c.State, startedAt: c.StartedAt, readyAt: c.ReadyAt, restarts: c.Restarts, status: c.Status,
+			stopping: c.Stopping, ready: make(chan struct{}), exited: make(chan struct{})}
+		if w.state != StateStarting {
+			w.readyOnce = true
+			close(w.ready)
+		} else {
+			starting = append(starting, w)
+		}
+		if c.Current && c.Slot < len(s.slots) {
+			s.slots[c.Slot] = w
+		}
+		s.workers[w.pid] = w
+		exitC := s.procs.adopt(w.pid)
+		s.wg.Add(1)
+		go s.watch(w, exitC)
+	}
+	var empty []int
+	for slot, w := range s.slots {
+		if w == nil {
+			empty = append(empty, slot)
+		}
+	}
+	gen, release := s.gen, s.releaseOf(s.gen)
+	s.mu.Unlock()
+	s.log.Info("upgrade: adopted the running workers", "workers", len(st.Workers), "generation", st.Gen, "upgrades", st.Upgrades)
+	if s.cfg.Ready.Kind != "notify" {
+		for _, w := range starting {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ReadyTimeout)
+				defer cancel()
+				if s.probe(ctx, w) == nil {
+					s.markReady(w)
+				}
+			}()
+		}
+	}
+	for _, slot := range empty {
+		s.wg.Add(1)
+		go s.respawnAfter(&worker{slot: slot, gen: gen, release: release}, 0)
+	}
+	s.emit("upgrade", nil, fmt.Sprintf("zd-run upgraded in place (pid %d, upgrade %d); %d workers adopted", os.Getpid(), st.Upgrades, len(st.Workers)))
+	s.publish()
+	return true
+}
