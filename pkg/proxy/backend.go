@@ -25,7 +25,7 @@ type backend struct {
 	served      atomic.Uint64
 	failures    atomic.Uint64
 
-	removed     atomic.Bool // gone from the backend set, finishing its requests
+	removed atomic.Bool // gone from the backend set, finishing its requests
 
 	// Worker-table facts, for status output only.
 	slot, generation, pid int

@@ -1,3 +1,6 @@
+//lint:file-ignore SA1019 net/http serves h2c with prior knowledge only; the Upgrade path
+// (RFC 7540 section 3.2, curl --http2) exists only in x/net's deprecated h2c.
+
 package proxy
 
 import (
@@ -14,7 +17,6 @@ import (
 // served by x/net/http2 with next as the handler.
 func h2cUpgrade(next http.Handler, srv *http.Server) http.Handler {
 	h2s := &http2.Server{MaxConcurrentStreams: 250, IdleTimeout: srv.IdleTimeout}
-	//lint:ignore SA1019 net/http has no Upgrade: h2c path; this is the only one.
 	up := h2c.NewHandler(next, h2s)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 1 && r.Header.Get("Http2-Settings") != "" &&

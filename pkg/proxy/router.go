@@ -43,7 +43,7 @@ func newRouter(cfg *Config) *router {
 // touched.
 func (rt *router) set(specs []BackendSpec) error {
 	type parsed struct {
-		spec         BackendSpec
+		spec              BackendSpec
 		network, addr, id string
 	}
 	ps := make([]parsed, 0, len(specs))

@@ -231,4 +231,3 @@ func (h *badInputHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *badInputHandler) WithGroup(n string) slog.Handler {
 	return &badInputHandler{p: h.p, next: h.next.WithGroup(n)}
 }
-
