@@ -1,4 +1,7 @@
-// Package zdctl is the command tree of zdctl, the operator's command.
+// Package zdctl is the command tree of zdctl, the operator's command: it
+// talks to zd-run over run.sock (status, reload, rollback, stop, health) and
+// to zd-queue over queue.sock (queue ...), prints for people (pkg/ui) or,
+// with --json, for programs.
 package zdctl
 
 import (
@@ -14,19 +17,57 @@ func Main(ctx context.Context, args []string, io cmdkit.IO) int {
 	return cmdkit.Run(ctx, newCommand(io), args, io)
 }
 
-func newCommand(_ cmdkit.IO) *cli.Command {
-	nb := func(name, topic string) cli.ActionFunc {
-		return func(context.Context, *cli.Command) error { return cmdkit.NotBuilt("zdctl "+name, topic) }
-	}
+func newCommand(io cmdkit.IO) *cli.Command {
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout (the origin's field names)"}
 	return &cli.Command{
 		Name:  "zdctl",
 		Usage: "operate zd-run and zd-queue: status, reload, rollback, stop, queue control",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 reload aborted (the old generation is still serving),\n" +
+			"4 not running, 5 degraded (health), 6 timeout. See zdctl(1).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Usage: "state directory of the service (default $XDG_RUNTIME_DIR/zd/NAME, /run/zd/NAME as root, else /tmp/zd-UID/NAME)", Sources: cmdkit.EnvVars("ZD_STATE_DIR")},
+			&cli.StringFlag{Name: "name", Value: "default", Usage: "service name", Sources: cmdkit.EnvVars("ZD_NAME")},
+		},
 		Commands: []*cli.Command{
-			{Name: "status", Usage: "show workers, health and the queue", Action: nb("status", "zd-run and zdctl")},
-			{Name: "reload", Usage: "reload the workers (blue-green, rolling or handoff)", Action: nb("reload", "zd-run and zdctl")},
-			{Name: "rollback", Usage: "respawn the previous release", Action: nb("rollback", "zd-run and zdctl")},
-			{Name: "stop", Usage: "drain and stop the service", Action: nb("stop", "zd-run and zdctl")},
-			{Name: "health", Usage: "exit 0 when healthy, 5 when degraded", Action: nb("health", "zd-run and zdctl")},
+			{
+				Name: "status", Usage: "show workers, health and the last reload",
+				Flags: []cli.Flag{jsonFlag,
+					&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "keep showing the status as it changes (until interrupted)"},
+					&cli.StringFlag{Name: "interval", Value: "1s", Usage: "--watch: refresh at least this often"},
+				},
+				Action: func(ctx context.Context, c *cli.Command) error { return status(ctx, c, io) },
+			},
+			{
+				Name: "reload", Usage: "replace the workers with the release the command path points to now",
+				Flags: []cli.Flag{jsonFlag,
+					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green|handoff (default: zd-run's --strategy)"},
+					&cli.StringFlag{Name: "timeout", Usage: "abort the reload if it is not done after this long (e.g. 60s)"},
+					&cli.BoolFlag{Name: "exclusive", Usage: "for apps that cannot run two generations at once: pause zd-queue, stop old, start new, resume"},
+				},
+				Action: func(ctx context.Context, c *cli.Command) error { return reload(ctx, c, io, "reload") },
+			},
+			{
+				Name: "rollback", Usage: "respawn the previous generation's release",
+				Flags: []cli.Flag{jsonFlag,
+					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green (default: zd-run's --strategy)"},
+					&cli.StringFlag{Name: "timeout", Usage: "abort if not done after this long"},
+				},
+				Action: func(ctx context.Context, c *cli.Command) error { return reload(ctx, c, io, "rollback") },
+			},
+			{
+				Name: "stop", Usage: "drain and stop the service",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "now", Usage: "do not drain: KILL the workers"},
+					&cli.BoolFlag{Name: "no-wait", Usage: "return once the stop has begun"},
+					&cli.StringFlag{Name: "timeout", Value: "5m", Usage: "longest wait for zd-run to exit"},
+				},
+				Action: func(ctx context.Context, c *cli.Command) error { return stop(ctx, c, io) },
+			},
+			{
+				Name: "health", Usage: "exit 0 when healthy (or reloading), 5 when degraded, 4 when not running",
+				Flags:  []cli.Flag{jsonFlag},
+				Action: func(ctx context.Context, c *cli.Command) error { return health(ctx, c, io) },
+			},
 			queueCommand(),
 		},
 	}

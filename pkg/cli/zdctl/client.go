@@ -1,0 +1,87 @@
+package zdctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v3"
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/statedir"
+	"github.com/zdtools/zd/pkg/ui"
+	"golang.org/x/sys/unix"
+)
+
+// runSock is zd-run's control socket for the --state-dir/--name in effect.
+func runSock(c *cli.Command, io cmdkit.IO) string {
+	return filepath.Join(statedir.Resolve(c.String("state-dir"), c.String("name"), io.Getenv), statedir.RunSock)
+}
+
+// uiOptions renders for a terminal only when stdout is one, and in colour
+// only without NO_COLOR.
+func uiOptions(w io.Writer, io cmdkit.IO) ui.Options {
+	f, ok := w.(*os.File)
+	if !ok {
+		return ui.Options{}
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return ui.Options{}
+	}
+	return ui.Options{Terminal: true, Color: io.Getenv("NO_COLOR") == "" && io.Getenv("TERM") != "dumb"}
+}
+
+// callError turns a control-socket error into a user-facing one with the
+// documented exit code.
+func callError(err error, sock string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, control.ErrNotRunning) {
+		return &cmdkit.Error{Code: cmdkit.ExitNotRunning, Message: "zd-run is not running (nothing answers on " + sock + ")",
+			Hint: "start it, or give the --name or --state-dir it runs with"}
+	}
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		code := cmdkit.ExitFailure
+		switch ce.Code {
+		case control.CodeAborted:
+			code = cmdkit.ExitReloadAborted
+		case control.CodeBadRequest:
+			code = cmdkit.ExitUsage
+		case control.CodeTimeout:
+			code = cmdkit.ExitTimeout
+		}
+		return &cmdkit.Error{Code: code, Message: ce.Message, Hint: ce.Hint}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: err.Error(), Hint: "raise --timeout"}
+	}
+	return cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+}
+
+func parseTimeout(c *cli.Command, name string, def time.Duration) (time.Duration, error) {
+	v := c.String(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, cmdkit.UsageError("use a duration like 30s or 2m", "--%s %q: not a positive duration", name, v)
+	}
+	return d, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}

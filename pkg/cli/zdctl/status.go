@@ -1,0 +1,127 @@
+package zdctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v3"
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/runapi"
+	"github.com/zdtools/zd/pkg/ui"
+)
+
+func getStatus(ctx context.Context, sock string) (runapi.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var st runapi.Status
+	err := control.Call(ctx, sock, runapi.OpStatus, nil, &st)
+	return st, callError(err, sock)
+}
+
+func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	sock := runSock(c, io)
+	if c.Bool("watch") {
+		return watchStatus(ctx, c, io, sock)
+	}
+	st, err := getStatus(ctx, sock)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(io.Stdout, st)
+	}
+	ui.Status(io.Stdout, st, uiOptions(io.Stdout, io))
+	return nil
+}
+
+// watchStatus shows the status again on every event from zd-run's watch
+// stream and at least every --interval, until ctx ends (^C) or zd-run goes
+// away (exit 4). With --json it writes one JSON object per line.
+func watchStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, sock string) error {
+	every, err := parseTimeout(c, "interval", time.Second)
+	if err != nil {
+		return err
+	}
+	opt := uiOptions(io.Stdout, io)
+	changed := make(chan struct{}, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = control.CallStream(wctx, sock, runapi.OpWatch, nil, func(msgpack.RawMessage) error {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+			return nil
+		}, nil)
+	}()
+	defer func() { cancel(); <-done }()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		st, err := getStatus(ctx, sock)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		switch {
+		case c.Bool("json"):
+			b, _ := json.Marshal(st)
+			fmt.Fprintln(io.Stdout, string(b))
+		case opt.Terminal:
+			fmt.Fprint(io.Stdout, "\x1b[H\x1b[2J")
+			ui.Status(io.Stdout, st, opt)
+		default:
+			ui.Status(io.Stdout, st, opt)
+			fmt.Fprintln(io.Stdout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func health(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	st, err := getStatus(ctx, runSock(c, io))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := writeJSON(io.Stdout, map[string]any{
+			"status": st.Health, "reason": st.HealthReason, "uptime_seconds": st.UptimeSeconds,
+			"memory_usage_mb": st.MemoryUsageMB, "worker_stats": st.WorkerStats,
+		}); err != nil {
+			return err
+		}
+	} else {
+		line := st.Health
+		if st.HealthReason != "" {
+			line += ": " + st.HealthReason
+		}
+		fmt.Fprintln(io.Stdout, line)
+	}
+	switch st.Health {
+	case runapi.HealthHealthy, runapi.HealthReloading:
+		return nil
+	}
+	return &cmdkit.Error{Code: cmdkit.ExitUnhealthy, Message: "service " + st.Name + " is " + st.Health + explain(st.HealthReason),
+		Hint: "zdctl status shows the workers; zd-run's log says why they fail"}
+}
+
+func explain(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return " (" + reason + ")"
+}
