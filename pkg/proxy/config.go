@@ -66,7 +66,8 @@ type Config struct {
 	Strategy string
 }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills every zero field with its documented default.
+func (c *Config) SetDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -33,6 +33,9 @@ type Proxy struct {
 	pausedSince time.Time
 	lastTable   tableInfo
 
+	force     chan struct{} // closed by ForceStop
+	forceOnce sync.Once
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -48,7 +51,7 @@ type tableInfo struct {
 
 // New returns a Proxy for cfg. It fails when a backend address is invalid.
 func New(cfg Config) (*Proxy, error) {
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
 		cfg:     cfg,
@@ -58,6 +61,7 @@ func New(cfg Config) (*Proxy, error) {
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
+		force:   make(chan struct{}),
 	}
 	p.m = newMetrics(p)
 	specs := make([]BackendSpec, 0, len(cfg.Backends))
@@ -87,6 +91,10 @@ func (p *Proxy) Close() error {
 	p.rt.close()
 	return nil
 }
+
+// ForceStop cuts a graceful stop short: Serve closes every client
+// connection at once instead of waiting out ShutdownGrace.
+func (p *Proxy) ForceStop() { p.forceOnce.Do(func() { close(p.force) }) }
 
 // housekeep closes the pools of removed backends once they are idle, and
 // keeps the buffer's pause state in step with the backends' health.

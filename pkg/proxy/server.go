@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go/http3"
 )
@@ -53,6 +54,9 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 	if p.cfg.TLS != nil {
 		srv.Protocols.SetHTTP2(true)
 		srv.TLSConfig = p.cfg.TLS.Clone()
+		if len(srv.TLSConfig.NextProtos) == 0 {
+			srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+		}
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		srv.Handler = h2cUpgrade(p, srv)
@@ -114,6 +118,13 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, ls Listeners) {
 	srv.SetKeepAlivesEnabled(false)
 	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
 	defer cancel()
+	go func() {
+		select {
+		case <-p.force:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	if h3 != nil {
 		wg.Add(1)
@@ -164,15 +175,30 @@ func (l *countingListener) Accept() (net.Conn, error) {
 
 type watchedConn struct {
 	net.Conn
-	p      *Proxy
-	closed atomic.Bool
+	p        *Proxy
+	closed   atomic.Bool
+	deadline atomic.Int64 // last read deadline set, unix nanoseconds
+}
+
+// The server aborts its own background reads with a deadline in 1970; only
+// a real deadline running out means a slow client.
+const abortDeadline = int64(1e15)
+
+func (c *watchedConn) SetReadDeadline(t time.Time) error {
+	c.deadline.Store(t.UnixNano())
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *watchedConn) SetDeadline(t time.Time) error {
+	c.deadline.Store(t.UnixNano())
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() && c.deadline.Load() > abortDeadline {
 			c.p.m.badInput.WithLabelValues("timeout").Inc()
 		}
 	}

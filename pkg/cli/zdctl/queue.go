@@ -2,21 +2,250 @@ package zdctl
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/statedir"
 )
 
 // queueCommand is `zdctl queue ...`: control of zd-queue's request buffer
-// over queue.sock.
+// over queue.sock. The state directory comes from the root's --state-dir
+// and --name flags; output goes to the root's writers (set from the
+// program's cmdkit.IO by cmdkit.Run).
 func queueCommand() *cli.Command {
-	nb := func(name string) cli.ActionFunc {
-		return func(context.Context, *cli.Command) error { return cmdkit.NotBuilt("zdctl queue "+name, "zd-queue") }
-	}
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"}
+	backendFlag := &cli.StringFlag{Name: "backend", Aliases: []string{"b"}, Usage: "one backend (unix:///path or tcp://host:port) instead of all traffic"}
+	timeoutFlag := &cli.StringFlag{Name: "timeout", Value: "10s", Usage: "give up after this long"}
 	return &cli.Command{Name: "queue", Usage: "control zd-queue's request buffer", Commands: []*cli.Command{
-		{Name: "pause", Usage: "hold new requests", Action: nb("pause")},
-		{Name: "resume", Usage: "replay held requests and pass traffic through", Action: nb("resume")},
-		{Name: "flush", Usage: "answer every held request with 503 + Retry-After", Action: nb("flush")},
-		{Name: "drain", Usage: "stop routing to a backend and wait until it has nothing in flight", Action: nb("drain")},
+		{Name: "status", Usage: "show backends, held requests and counters", Flags: []cli.Flag{jsonFlag, timeoutFlag},
+			Action: func(ctx context.Context, c *cli.Command) error {
+				io := rootIO(c)
+				return queueStatus(ctx, c, io, "status", nil)
+			}},
+		{Name: "pause", Usage: "hold new requests (with --backend: route nothing to that backend)", Flags: []cli.Flag{jsonFlag, backendFlag, timeoutFlag},
+			Action: func(ctx context.Context, c *cli.Command) error {
+				io := rootIO(c)
+				return queueStatus(ctx, c, io, "pause", map[string]any{"backend": c.String("backend")})
+			}},
+		{Name: "resume", Usage: "replay held requests and pass traffic through (with --backend: route to it again, ending a drain)", Flags: []cli.Flag{jsonFlag, backendFlag, timeoutFlag},
+			Action: func(ctx context.Context, c *cli.Command) error {
+				io := rootIO(c)
+				return queueStatus(ctx, c, io, "resume", map[string]any{"backend": c.String("backend")})
+			}},
+		{Name: "flush", Usage: "answer every held request with 503 + Retry-After", Flags: []cli.Flag{jsonFlag, timeoutFlag},
+			Action: func(ctx context.Context, c *cli.Command) error { io := rootIO(c); return queueFlush(ctx, c, io) }},
+		{Name: "drain", Usage: "stop routing to a backend and wait until it has nothing in flight (exit 6 if it still has after --timeout)",
+			Flags: []cli.Flag{jsonFlag, &cli.StringFlag{Name: "backend", Aliases: []string{"b"}, Usage: "the backend to drain (required)"},
+				&cli.StringFlag{Name: "timeout", Value: "30s", Usage: "longest wait for its requests to finish"}},
+			Action: func(ctx context.Context, c *cli.Command) error { io := rootIO(c); return queueDrain(ctx, c, io) }},
+		{Name: "self-test", Usage: "hold a synthetic request in the buffer and replay it to a backend", Flags: []cli.Flag{jsonFlag, timeoutFlag},
+			Action: func(ctx context.Context, c *cli.Command) error { io := rootIO(c); return queueSelfTest(ctx, c, io) }},
 	}}
+}
+
+// rootIO is the program's IO as cmdkit.Run wired it into the command tree.
+func rootIO(c *cli.Command) cmdkit.IO {
+	r := c.Root()
+	return cmdkit.IO{Stdin: r.Reader, Stdout: r.Writer, Stderr: r.ErrWriter, Getenv: os.Getenv}
+}
+
+// queueSock is zd-queue's control socket for the --state-dir/--name in effect.
+func queueSock(c *cli.Command, io cmdkit.IO) string {
+	return filepath.Join(statedir.Resolve(c.String("state-dir"), c.String("name"), io.Getenv), statedir.QueueSock)
+}
+
+func queueCall(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, args, result any) error {
+	if c.Args().Len() > 0 {
+		return cmdkit.UsageError("run 'zdctl queue "+op+" --help'", "unexpected argument %q", c.Args().First())
+	}
+	timeout, err := parseTimeout(c, "timeout", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sock := queueSock(c, io)
+	err = control.Call(ctx, sock, op, args, result)
+	if errors.Is(err, control.ErrNotRunning) {
+		return &cmdkit.Error{Code: cmdkit.ExitNotRunning, Message: "zd-queue is not running (nothing answers on " + sock + ")",
+			Hint: "start it, or give the --name or --state-dir it runs with"}
+	}
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.CodeNotFound {
+		return &cmdkit.Error{Code: cmdkit.ExitUsage, Message: ce.Message, Hint: ce.Hint}
+	}
+	return callError(err, sock)
+}
+
+// queueStatusView is the part of zd-queue's status zdctl prints for people;
+// --json prints everything zd-queue sent.
+type queueStatusView struct {
+	Health            string `msgpack:"health"`
+	Paused            bool   `msgpack:"paused"`
+	Holding           bool   `msgpack:"holding"`
+	ActiveConnections int64  `msgpack:"active_connections"`
+	RequestsInFlight  int64  `msgpack:"requests_in_flight"`
+	BufferedRequests  int    `msgpack:"buffered_requests"`
+	BufferedBytes     int64  `msgpack:"buffered_bytes"`
+	ReplayedRequests  uint64 `msgpack:"replayed_requests"`
+	Buffer            struct {
+		Rejected map[string]uint64 `msgpack:"rejected"`
+	} `msgpack:"buffer"`
+	Backends []struct {
+		Addr       string `msgpack:"addr"`
+		State      string `msgpack:"state"`
+		InFlight   int64  `msgpack:"in_flight"`
+		Served     uint64 `msgpack:"served"`
+		Failures   uint64 `msgpack:"connect_failures"`
+		Slot       int    `msgpack:"slot"`
+		Generation int    `msgpack:"generation"`
+		PID        int    `msgpack:"pid"`
+	} `msgpack:"backends"`
+}
+
+func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, args map[string]any) error {
+	if args != nil && args["backend"] == "" {
+		args = nil
+	}
+	if c.Bool("json") {
+		var raw map[string]any
+		if err := queueCall(ctx, c, io, op, args, &raw); err != nil {
+			return err
+		}
+		return writeJSON(io.Stdout, raw)
+	}
+	var st queueStatusView
+	if err := queueCall(ctx, c, io, op, args, &st); err != nil {
+		return err
+	}
+	w := io.Stdout
+	switch op {
+	case "pause":
+		if b, _ := args["backend"].(string); b != "" {
+			fmt.Fprintf(w, "paused backend %s: it gets no new requests\n", b)
+		} else {
+			fmt.Fprintln(w, "paused: new requests are held until 'zdctl queue resume'")
+		}
+	case "resume":
+		if b, _ := args["backend"].(string); b != "" {
+			fmt.Fprintf(w, "resumed backend %s\n", b)
+		} else {
+			fmt.Fprintln(w, "resumed: held requests are being replayed")
+		}
+	}
+	state := "passing through"
+	switch {
+	case st.Paused:
+		state = "paused by an operator"
+	case st.Holding:
+		state = "holding (no ready backend)"
+	}
+	fmt.Fprintf(w, "zd-queue: %s, %s\n", st.Health, state)
+	fmt.Fprintf(w, "held: %d requests, %d bytes; replayed %d; in flight %d; connections %d\n",
+		st.BufferedRequests, st.BufferedBytes, st.ReplayedRequests, st.RequestsInFlight, st.ActiveConnections)
+	if len(st.Buffer.Rejected) > 0 {
+		keys := make([]string, 0, len(st.Buffer.Rejected))
+		for k := range st.Buffer.Rejected {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, st.Buffer.Rejected[k]))
+		}
+		fmt.Fprintf(w, "rejected: %s\n", strings.Join(parts, ", "))
+	}
+	if len(st.Backends) == 0 {
+		fmt.Fprintln(w, "backends: none")
+	}
+	for _, b := range st.Backends {
+		who := ""
+		if b.PID != 0 {
+			who = fmt.Sprintf(" (slot %d, gen %d, pid %d)", b.Slot, b.Generation, b.PID)
+		}
+		fmt.Fprintf(w, "backend %s%s: %s, in flight %d, served %d, connect failures %d\n", b.Addr, who, b.State, b.InFlight, b.Served, b.Failures)
+	}
+	return nil
+}
+
+func queueFlush(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	var res struct {
+		Flushed int `msgpack:"flushed" json:"flushed"`
+	}
+	if err := queueCall(ctx, c, io, "flush", nil, &res); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return writeJSON(io.Stdout, res)
+	}
+	fmt.Fprintf(io.Stdout, "flushed %d held requests (answered 503 with Retry-After)\n", res.Flushed)
+	return nil
+}
+
+func queueDrain(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	b := c.String("backend")
+	if b == "" {
+		return cmdkit.UsageError("name it: zdctl queue drain --backend unix:///path/w1.2.sock", "drain needs --backend")
+	}
+	timeout, err := parseTimeout(c, "timeout", 30*time.Second)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Backend  string `msgpack:"backend" json:"backend"`
+		Drained  bool   `msgpack:"drained" json:"drained"`
+		InFlight int64  `msgpack:"in_flight" json:"in_flight"`
+		WaitedMS int64  `msgpack:"waited_ms" json:"waited_ms"`
+	}
+	// The call itself may take the whole timeout: give the socket a little more.
+	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	sock := queueSock(c, io)
+	err = control.Call(ctx, sock, "drain", map[string]any{"backend": b, "timeout_ms": timeout.Milliseconds()}, &res)
+	if errors.Is(err, control.ErrNotRunning) {
+		return &cmdkit.Error{Code: cmdkit.ExitNotRunning, Message: "zd-queue is not running (nothing answers on " + sock + ")",
+			Hint: "start it, or give the --name or --state-dir it runs with"}
+	}
+	if err != nil {
+		return callError(err, sock)
+	}
+	if c.Bool("json") {
+		return writeJSON(io.Stdout, res)
+	}
+	fmt.Fprintf(io.Stdout, "drained %s: nothing in flight (waited %dms)\n", res.Backend, res.WaitedMS)
+	return nil
+}
+
+func queueSelfTest(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+	var res struct {
+		OK      bool     `msgpack:"ok" json:"ok"`
+		Steps   []string `msgpack:"steps" json:"steps"`
+		Backend string   `msgpack:"backend" json:"backend,omitempty"`
+		Status  int      `msgpack:"status" json:"status,omitempty"`
+		Error   string   `msgpack:"error" json:"error,omitempty"`
+	}
+	if err := queueCall(ctx, c, io, "self-test", nil, &res); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if err := writeJSON(io.Stdout, res); err != nil {
+			return err
+		}
+	} else {
+		for _, s := range res.Steps {
+			fmt.Fprintln(io.Stdout, s)
+		}
+	}
+	if !res.OK {
+		return cmdkit.Failf(cmdkit.ExitFailure, "check that a backend is ready: zdctl queue status", "self-test failed: %s", res.Error)
+	}
+	return nil
 }

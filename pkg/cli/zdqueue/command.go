@@ -15,12 +15,56 @@ func Main(ctx context.Context, args []string, io cmdkit.IO) int {
 	return cmdkit.Run(ctx, newCommand(io), args, io)
 }
 
-func newCommand(_ cmdkit.IO) *cli.Command {
+func env(names ...string) cli.ValueSourceChain { return cmdkit.EnvVars(names...) }
+
+func newCommand(io cmdkit.IO) *cli.Command {
+	d := proxyDefaults()
 	return &cli.Command{
 		Name:  "zd-queue",
 		Usage: "reverse proxy that holds, prioritises and replays requests while workers change",
-		Action: func(context.Context, *cli.Command) error {
-			return cmdkit.NotBuilt("zd-queue", "zd-queue")
+		Description: "zd-queue passes HTTP/1.1, HTTP/2 and HTTP/3 requests to the least busy ready backend\n" +
+			"and holds them in a bounded buffer while none is ready or while paused (zdctl queue pause),\n" +
+			"replaying them in priority order. Backends come from --backend or from the worker table\n" +
+			"zd-run publishes (--backends-from). See zd-queue(1).",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Usage: "client listener, e.g. :8080, tcp://127.0.0.1:8080 (repeatable; default: inherited LISTEN_FDS)", Sources: env("ZD_QUEUE_LISTEN")},
+			&cli.StringFlag{Name: "listen-h3", Usage: "UDP address for HTTP/3, e.g. :8443 (needs --tls-cert and --tls-key)", Sources: env("ZD_QUEUE_LISTEN_H3")},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate: serve HTTPS (h2 and http/1.1 by ALPN) on --listen, and HTTP/3", Sources: env("ZD_TLS_CERT")},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for --tls-cert", Sources: env("ZD_TLS_KEY")},
+			&cli.StringSliceFlag{Name: "backend", Usage: "backend address unix:///path or tcp://host:port (repeatable)", Sources: env("ZD_QUEUE_BACKENDS")},
+			&cli.StringFlag{Name: "backends-from", Usage: "state directory whose workers.msgpack (written by zd-run) lists the backends; watched (default: the state directory, when no --backend is given)", Sources: env("ZD_BACKENDS_FROM")},
+			&cli.StringFlag{Name: "admin", Usage: "admin HTTP listener for /_zero-downtime/*, /metrics, /healthz, e.g. 127.0.0.1:9090", Sources: env("ZD_QUEUE_ADMIN")},
+			&cli.StringFlag{Name: "state-dir", Usage: "state directory for queue.sock and zd-queue.pid (default $XDG_RUNTIME_DIR/zd/NAME, /run/zd/NAME as root, else /tmp/zd-UID/NAME)", Sources: env("ZD_STATE_DIR")},
+			&cli.StringFlag{Name: "name", Value: "default", Usage: "service name (names the state directory)", Sources: env("ZD_NAME")},
+			&cli.StringSliceFlag{Name: "allow-gid", Usage: "also let members of this group use queue.sock (repeatable)", Sources: env("ZD_ALLOW_GID")},
+
+			&cli.FloatFlag{Name: "buffer-size-mb", Value: 10, Usage: "buffer byte limit in MiB (bodies plus ~1 KiB per request)", Sources: env("ZD_BUFFER_SIZE_MB", "REQUEST_BUFFER_SIZE_MB")},
+			&cli.IntFlag{Name: "buffer-count", Value: 1000, Usage: "buffer request-count limit (0: none)", Sources: env("ZD_BUFFER_COUNT", "MAX_REQUESTS_PER_BUFFER")},
+			&cli.StringFlag{Name: "buffer-time", Value: "30s", Usage: "longest a request is held before 503 (seconds or a duration like 1m)", Sources: env("ZD_BUFFER_TIME", "REQUEST_BUFFER_TIME")},
+			&cli.StringFlag{Name: "overflow", Value: "reject", Usage: "what a full buffer does: reject (new request gets 503), oldest (evict the oldest), compress (zstd bodies, then reject)", Sources: env("ZD_OVERFLOW", "REQUEST_OVERFLOW_STRATEGY")},
+			&cli.StringFlag{Name: "priority-headers", Value: "x-priority,x-urgent,x-critical", Usage: "request headers giving priority: the first is numeric (-9..9), later ones are flags", Sources: env("ZD_PRIORITY_HEADERS", "REQUEST_PRIORITY_HEADERS")},
+			&cli.IntFlag{Name: "replay-concurrency", Value: 64, Usage: "held requests replayed at once on resume", Sources: env("ZD_REPLAY_CONCURRENCY")},
+			&cli.StringFlag{Name: "retry-after", Usage: "Retry-After advertised with 503 (default: --buffer-time)", Sources: env("ZD_RETRY_AFTER")},
+			&cli.BoolFlag{Name: "auto-buffer", Value: true, Usage: "hold requests while no backend is ready (false: answer 503 at once)", Sources: env("ZD_AUTO_BUFFER", "ENABLE_REQUEST_BUFFERING")},
+			&cli.BoolFlag{Name: "retry-idempotent", Usage: "also retry GET/HEAD on another backend when one fails before answering", Sources: env("ZD_RETRY_IDEMPOTENT")},
+
+			&cli.DurationFlag{Name: "header-timeout", Value: d.ReadHeaderTimeout, Usage: "bound on reading a client's request headers", Sources: env("ZD_HEADER_TIMEOUT")},
+			&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, Usage: "close client keep-alive connections idle this long", Sources: env("ZD_IDLE_TIMEOUT")},
+			&cli.DurationFlag{Name: "body-timeout", Value: d.BodyTimeout, Usage: "bound on reading a request body into the buffer", Sources: env("ZD_BODY_TIMEOUT")},
+			&cli.DurationFlag{Name: "backend-timeout", Value: d.BackendTimeout, Usage: "bound on a backend's response headers (then 504)", Sources: env("ZD_BACKEND_TIMEOUT")},
+			&cli.DurationFlag{Name: "dial-timeout", Value: d.DialTimeout, Usage: "bound on connecting to a backend", Sources: env("ZD_DIAL_TIMEOUT")},
+			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
+			&cli.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
+
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text|json", Sources: env("ZD_LOG_FORMAT")},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug|info|warn|error", Sources: env("ZD_LOG_LEVEL")},
+		},
+		Action: func(ctx context.Context, c *cli.Command) error {
+			o, err := parseOptions(c, io)
+			if err != nil {
+				return err
+			}
+			return run(ctx, o, io)
 		},
 	}
 }

@@ -1,0 +1,173 @@
+package zdqueue
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/proxy"
+	"github.com/zdtools/zd/pkg/queue"
+	"github.com/zdtools/zd/pkg/statedir"
+)
+
+// proxyDefaults returns the engine's defaults, shown in --help.
+func proxyDefaults() proxy.Config {
+	var c proxy.Config
+	c.SetDefaults()
+	return c
+}
+
+// options is one zd-queue run's configuration, checked.
+type options struct {
+	cfg          proxy.Config
+	listen       []string
+	listenH3     string
+	admin        string
+	stateDir     string
+	name         string
+	backendsFrom string // state dir whose workers.msgpack to watch; "" for none
+	allowGIDs    []int
+	logFormat    string
+	logLevel     string
+}
+
+func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
+	o := &options{
+		listen:    c.StringSlice("listen"),
+		listenH3:  c.String("listen-h3"),
+		admin:     c.String("admin"),
+		name:      c.String("name"),
+		logFormat: c.String("log-format"),
+		logLevel:  c.String("log-level"),
+	}
+	if c.Args().Len() > 0 {
+		return nil, cmdkit.UsageError("zd-queue takes only flags; run 'zd-queue --help'", "unexpected argument %q", c.Args().First())
+	}
+	if err := statedir.CheckName(o.name); err != nil {
+		return nil, cmdkit.UsageError("use letters, digits, '-', '_' or '.'", "--name %q: %v", o.name, err)
+	}
+	o.stateDir = statedir.Resolve(c.String("state-dir"), o.name, io.Getenv)
+	cfg := &o.cfg
+	for _, b := range c.StringSlice("backend") {
+		for _, a := range cmdkit.SplitList(b) {
+			if _, _, _, err := proxy.ParseBackend(a); err != nil {
+				return nil, cmdkit.UsageError("use --backend unix:///path/to/worker.sock or --backend tcp://127.0.0.1:9000", "%v", err)
+			}
+			cfg.Backends = append(cfg.Backends, a)
+		}
+	}
+	o.backendsFrom = c.String("backends-from")
+	if o.backendsFrom == "" && len(cfg.Backends) == 0 {
+		o.backendsFrom = o.stateDir
+	}
+
+	mb := c.Float("buffer-size-mb")
+	if mb < 0 {
+		return nil, cmdkit.UsageError("use a size in MiB like 10, or 0 for no byte limit", "--buffer-size-mb %v is negative", mb)
+	}
+	cfg.Limits.MaxBytes = int64(mb * (1 << 20))
+	cfg.Limits.MaxCount = int(c.Int("buffer-count"))
+	if cfg.Limits.MaxCount < 0 {
+		return nil, cmdkit.UsageError("use a count like 1000, or 0 for no count limit", "--buffer-count %d is negative", cfg.Limits.MaxCount)
+	}
+	age, err := parseSeconds(c.String("buffer-time"))
+	if err != nil {
+		return nil, cmdkit.UsageError("use seconds (30) or a duration (30s, 2m); REQUEST_BUFFER_TIME is in seconds", "--buffer-time: %v", err)
+	}
+	cfg.Limits.MaxAge = age
+	if ra := c.String("retry-after"); ra != "" {
+		d, err := parseSeconds(ra)
+		if err != nil {
+			return nil, cmdkit.UsageError("use seconds (5) or a duration (5s)", "--retry-after: %v", err)
+		}
+		cfg.Limits.RetryAfter = d
+	}
+	ov, err := queue.ParseOverflow(c.String("overflow"))
+	if err != nil {
+		return nil, cmdkit.UsageError("use --overflow reject|oldest|compress (REQUEST_OVERFLOW_STRATEGY)", "%v", err)
+	}
+	cfg.Limits.Overflow = ov
+	cfg.Limits.ReplayConcurrency = int(c.Int("replay-concurrency"))
+	if cfg.Limits.ReplayConcurrency < 1 {
+		return nil, cmdkit.UsageError("use a count of at least 1", "--replay-concurrency %d is too small", cfg.Limits.ReplayConcurrency)
+	}
+	cfg.PriorityHeaders = cmdkit.SplitList(strings.ToLower(c.String("priority-headers")))
+	if len(cfg.PriorityHeaders) == 0 {
+		return nil, cmdkit.UsageError("name at least one header, e.g. x-priority,x-urgent", "--priority-headers is empty")
+	}
+	cfg.NoAutoBuffer = !c.Bool("auto-buffer")
+	cfg.RetryIdempotent = c.Bool("retry-idempotent")
+
+	cfg.ReadHeaderTimeout = c.Duration("header-timeout")
+	cfg.IdleTimeout = c.Duration("idle-timeout")
+	cfg.BodyTimeout = c.Duration("body-timeout")
+	cfg.BackendTimeout = c.Duration("backend-timeout")
+	cfg.DialTimeout = c.Duration("dial-timeout")
+	cfg.MaxHeaderBytes = int(c.Int("max-header-bytes"))
+	cfg.ShutdownGrace = c.Duration("grace")
+	for name, d := range map[string]time.Duration{"header-timeout": cfg.ReadHeaderTimeout, "idle-timeout": cfg.IdleTimeout,
+		"body-timeout": cfg.BodyTimeout, "backend-timeout": cfg.BackendTimeout, "dial-timeout": cfg.DialTimeout, "grace": cfg.ShutdownGrace} {
+		if d <= 0 {
+			return nil, cmdkit.UsageError("use a positive duration like 10s", "--%s %v must be positive", name, d)
+		}
+	}
+
+	cert, key := c.String("tls-cert"), c.String("tls-key")
+	if (cert == "") != (key == "") {
+		return nil, cmdkit.UsageError("give both --tls-cert and --tls-key", "TLS needs a certificate and a key")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, cmdkit.UsageError("check that both files are PEM and that the key matches the certificate", "load TLS certificate %s: %v", cert, err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	if o.listenH3 != "" && cfg.TLS == nil {
+		return nil, cmdkit.UsageError("HTTP/3 is always encrypted: add --tls-cert and --tls-key", "--listen-h3 needs a TLS certificate")
+	}
+	for _, g := range c.StringSlice("allow-gid") {
+		gid, err := lookupGID(g)
+		if err != nil {
+			return nil, cmdkit.UsageError("use a group name or number", "--allow-gid %s: %v", g, err)
+		}
+		o.allowGIDs = append(o.allowGIDs, gid)
+	}
+	return o, nil
+}
+
+// parseSeconds reads "30" as seconds (the origin's REQUEST_BUFFER_TIME) and
+// "30s", "2m" as durations. "0" turns the limit off.
+func parseSeconds(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("%q is negative", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither seconds nor a duration", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return d, nil
+}
+
+func lookupGID(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil && n >= 0 {
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(gr.Gid)
+}
