@@ -80,13 +80,14 @@ type Report struct {
 	LatencyOut    Latency        `json:"latency_outside_reload"`
 	Reloads       []ReloadResult `json:"reloads,omitempty"`
 	ReloadsFailed int            `json:"reloads_failed"`
+	ReloadWindows int            `json:"reload_windows"` // reloads run plus windows read from the marks file
 	ReloadMs      Latency        `json:"reload_time"`
 }
 
 func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*worker, windows []window, reloads []Reload) *Report {
 	rep := &Report{
 		URL: cfg.URL, Mode: "closed", KeepAlive: !cfg.Close, Connections: cfg.Connections,
-		DurationS: elapsed.Seconds(), StatusCodes: map[int]int64{},
+		DurationS: elapsed.Seconds(), StatusCodes: map[int]int64{}, ReloadWindows: len(windows),
 	}
 	if cfg.Rate > 0 {
 		rep.Mode, rep.TargetRate = "open", cfg.Rate

@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ReloadTimeout, "reload-timeout", time.Minute, "kill a reload command running longer than this")
 	fs.StringVar(&cfg.MarksFile, "marks", "", "read reload windows from `file` (lines \"start UNIXNANO\", \"stop UNIXNANO\")")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	jsonFile := fs.String("o", "", "also write the JSON report to `file`")
 	strict := fs.Bool("strict", false, "exit 1 if any request or reload command failed")
 	verbose := fs.Bool("v", false, "log each reload to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		err = rep.WriteText(stdout)
 	}
+	if err == nil && *jsonFile != "" {
+		err = writeJSONFile(*jsonFile, rep)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "zd-load: %v\n", err)
 		return 1
@@ -97,4 +101,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func writeJSONFile(path string, rep *load.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
 }
