@@ -76,12 +76,11 @@ func decodeBody(body []byte, v any) error {
 	if c := body[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
 		return fmt.Errorf("read control frame: body is not a msgpack map (first byte %#02x)", c)
 	}
-	rd := bytes.NewReader(body)
-	if err := unmarshal(rd, v); err != nil {
-		return fmt.Errorf("read control frame: decode: %w", err)
+	if err := wellFormed(body, MaxDepth); err != nil {
+		return fmt.Errorf("read control frame: %w", err)
 	}
-	if rd.Len() != 0 {
-		return fmt.Errorf("read control frame: %d bytes after the msgpack map", rd.Len())
+	if err := unmarshal(bytes.NewReader(body), v); err != nil {
+		return fmt.Errorf("read control frame: decode: %w", err)
 	}
 	return nil
 }
@@ -100,15 +99,12 @@ func unmarshal(rd *bytes.Reader, v any) (err error) {
 }
 
 // Unmarshal decodes a raw msgpack value, such as a Request's Args, an event
-// or a result, into v. Unlike msgpack.Unmarshal it never panics on hostile
-// input, and it refuses bytes after the value.
+// or a result, into v. Unlike msgpack.Unmarshal it never panics or runs out
+// of stack on hostile input: it refuses values nested deeper than MaxDepth,
+// lengths beyond the data, and bytes after the value.
 func Unmarshal(raw msgpack.RawMessage, v any) error {
-	rd := bytes.NewReader(raw)
-	if err := unmarshal(rd, v); err != nil {
+	if err := wellFormed(raw, MaxDepth); err != nil {
 		return err
 	}
-	if rd.Len() != 0 {
-		return fmt.Errorf("msgpack: %d bytes after the value", rd.Len())
-	}
-	return nil
+	return unmarshal(bytes.NewReader(raw), v)
 }

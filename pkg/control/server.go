@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -192,7 +193,10 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 	}()
 
 	var conns sync.WaitGroup
-	defer conns.Wait()
+	defer func() {
+		cancel() // whatever ended the loop, handlers stop now
+		conns.Wait()
+	}()
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -237,7 +241,7 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 // so the short deadline is only there for a pathological peer.
 func (s *Server) refuse(c *net.UnixConn, e *Error) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
-	writeFrame(c, s.opts.MaxFrameSize, replyFrame{V: ProtocolVersion, Error: e})
+	writeFrame(c, DefaultMaxFrameSize, replyFrame{V: ProtocolVersion, Error: e})
 	c.Close()
 }
 
@@ -351,9 +355,24 @@ func (s *Server) toError(ctx context.Context, op string, err error) *Error {
 	return &Error{Code: CodeInternal, Message: fmt.Sprintf("%s: %v", op, err), Hint: "see the daemon's log"}
 }
 
+// reply writes the final frame. A result is bounded by MaxFrameSize; an
+// error always fits, its message and hint cut to maxErrorText bytes.
 func (s *Server) reply(c *net.UnixConn, result msgpack.RawMessage, e *Error) error {
 	c.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-	return writeFrame(c, s.opts.MaxFrameSize, replyFrame{V: ProtocolVersion, OK: e == nil, Result: result, Error: e})
+	if e != nil {
+		e = &Error{Code: e.Code, Message: truncate(e.Message), Hint: truncate(e.Hint)}
+		return writeFrame(c, DefaultMaxFrameSize, replyFrame{V: ProtocolVersion, Error: e})
+	}
+	return writeFrame(c, s.opts.MaxFrameSize, replyFrame{V: ProtocolVersion, OK: true, Result: result})
+}
+
+const maxErrorText = 4096
+
+func truncate(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxErrorText], "") + "..."
 }
 
 // stream is the Stream of one request.

@@ -130,13 +130,12 @@ func Decode(b []byte) (*Table, error) {
 	if c := b[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
 		return nil, fmt.Errorf("decode worker table: not a msgpack map (first byte %#02x)", c)
 	}
-	rd := bytes.NewReader(b)
-	var t Table
-	if err := decode(rd, &t); err != nil {
+	if err := wellFormed(b, maxDepth); err != nil {
 		return nil, fmt.Errorf("decode worker table: %w", err)
 	}
-	if rd.Len() != 0 {
-		return nil, fmt.Errorf("decode worker table: %d bytes after the table", rd.Len())
+	var t Table
+	if err := decode(bytes.NewReader(b), &t); err != nil {
+		return nil, fmt.Errorf("decode worker table: %w", err)
 	}
 	if t.Version != Version {
 		return nil, fmt.Errorf("decode worker table: version %d, this build reads %d (zd-run and its reader are from different releases)", t.Version, Version)

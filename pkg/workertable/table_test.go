@@ -79,8 +79,10 @@ func TestDecodeRefuses(t *testing.T) {
 		{"array", []byte{0x90}, "not a msgpack map"},
 		{"version", b2, "version 2, this build reads 1"},
 		{"no version", []byte{0x80}, "version 0, this build reads 1"},
-		{"trailing", append(append([]byte(nil), good...), 0xc0), "1 bytes after the table"},
+		{"trailing", append(append([]byte(nil), good...), 0xc0), "1 bytes after the value"},
 		{"truncated", good[:len(good)/2], "decode worker table"},
+		{"deep", append([]byte{0x81, 0xa1, 'x'}, append(bytes.Repeat([]byte{0x91}, 100000), 0xc0)...), "nested more than 16 deep"},
+		{"huge declared map", []byte{0xdf, 0xff, 0xff, 0xff, 0xff}, "truncated"},
 		{"wrong type", []byte{0x81, 0xa4, 'n', 'a', 'm', 'e', 0x90}, "decode worker table"},
 	}
 	for _, tt := range tests {
