@@ -184,6 +184,8 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 	defer cancel()
 	unhook := context.AfterFunc(s.close, cancel)
 	defer unhook()
+	// A deadline left by an earlier Serve's wake-up must not end this one.
+	s.ln.SetDeadline(time.Time{})
 	// Wake Accept when ctx ends without closing the listener.
 	wake := context.AfterFunc(ctx, func() { s.ln.SetDeadline(time.Unix(1, 0)) })
 	defer func() {
@@ -205,6 +207,16 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 			}
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A late wake-up of an earlier Serve: clear it, then
+				// look at ctx again (our own wake-up sets it after ctx
+				// is done, so it cannot be lost).
+				s.ln.SetDeadline(time.Time{})
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
 			}
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
 				s.log.Warn("control: accept failed, retrying", "socket", s.path, "err", err)
