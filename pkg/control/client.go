@@ -30,6 +30,10 @@ func Call(ctx context.Context, path, op string, args, result any) error {
 // When onEvent returns an error, CallStream hangs up (the server cancels
 // the operation's context) and returns that error as is.
 func CallStream(ctx context.Context, path, op string, args any, onEvent func(msgpack.RawMessage) error, result any) error {
+	req, err := encodeFrame(DefaultMaxFrameSize, requestFrame{V: ProtocolVersion, Op: op, Args: args})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -42,10 +46,7 @@ func CallStream(ctx context.Context, path, op string, args any, onEvent func(msg
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	werr := writeFrame(conn, DefaultMaxFrameSize, requestFrame{V: ProtocolVersion, Op: op, Args: args})
-	if errors.Is(werr, ErrFrameTooLarge) {
-		return fmt.Errorf("%s: %w", op, werr)
-	}
+	_, werr := conn.Write(req)
 	// On a write error, still read: a server that refuses us (permission,
 	// busy) answers and hangs up without reading the request.
 	for {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,6 +119,12 @@ func TestCall(t *testing.T) {
 	}
 	if err := Call(ctx, path, "panic", nil, nil); CodeOf(err) != CodeInternal {
 		t.Errorf("Call(panic) = %v; want internal", err)
+	}
+	if err := Call(ctx, path, "echo", func() {}, nil); err == nil || !strings.Contains(err.Error(), "echo: encode control frame") {
+		t.Errorf("Call(echo, func) = %v; want an encode error at once", err)
+	}
+	if err := Call(ctx, path, "echo", strings.Repeat("x", DefaultMaxFrameSize), nil); !errors.Is(err, ErrFrameTooLarge) {
+		t.Errorf("Call(echo, 4 MiB) = %v; want ErrFrameTooLarge", err)
 	}
 	if err := Call(ctx, path, "count", "not a struct", nil); CodeOf(err) != CodeBadRequest {
 		t.Errorf("Call(count, bad args) = %v; want bad-request", err)

@@ -19,22 +19,31 @@ func WriteFrame(w io.Writer, v any) error {
 }
 
 func writeFrame(w io.Writer, max int, v any) error {
-	var buf bytes.Buffer
-	buf.Write([]byte{0, 0, 0, 0})
-	enc := msgpack.NewEncoder(&buf)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("encode control frame: %w", err)
+	b, err := encodeFrame(max, v)
+	if err != nil {
+		return err
 	}
-	b := buf.Bytes()
-	n := len(b) - 4
-	if n > max {
-		return fmt.Errorf("write control frame: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
-	}
-	binary.BigEndian.PutUint32(b, uint32(n))
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("write control frame: %w", err)
 	}
 	return nil
+}
+
+// encodeFrame returns v as a whole frame, header included.
+func encodeFrame(max int, v any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Write([]byte{0, 0, 0, 0})
+	enc := msgpack.NewEncoder(&buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode control frame: %w", err)
+	}
+	b := buf.Bytes()
+	n := len(b) - 4
+	if n > max {
+		return nil, fmt.Errorf("write control frame: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	binary.BigEndian.PutUint32(b, uint32(n))
+	return b, nil
 }
 
 // ReadFrame reads one frame from r and decodes its msgpack body into v. It

@@ -42,7 +42,9 @@ type responseIn struct {
 
 // Cred is a peer's credentials as the kernel reports them (SO_PEERCRED).
 type Cred struct {
-	PID, UID, GID int
+	PID int `msgpack:"pid"`
+	UID int `msgpack:"uid"`
+	GID int `msgpack:"gid"`
 }
 
 // Request is one decoded request, as a Handler sees it.
