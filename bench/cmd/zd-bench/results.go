@@ -23,14 +23,18 @@ func (z *zdrun) overhead() *overhead {
 	if len(z.results) == 0 {
 		return nil
 	}
-	var d []float64
+	var d, tk []float64
 	for _, r := range z.results {
-		d = append(d, r.DurationMS)
+		d = append(d, float64(r.wall.Microseconds())/1000)
+		tk = append(tk, float64((r.wall-r.app).Microseconds())/1000)
 	}
 	slices.Sort(d)
+	slices.Sort(tk)
 	return &overhead{
 		Reloads: len(d), ZdctlP50MS: d[len(d)/2], ZdctlMaxMS: d[len(d)-1],
-		Explanation: "duration_ms reported by zdctl reload --json",
+		ToolkitP50: tk[len(tk)/2], ToolkitMax: tk[len(tk)-1],
+		Explanation: "wall time of `zdctl reload` until it exits (old generation gone); toolkit overhead = that minus " +
+			"the union of the app's own spawn→ready and SIGTERM→exit spans from zdctl's step lines",
 	}
 }
 

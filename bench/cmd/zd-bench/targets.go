@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -152,11 +152,10 @@ type zdrun struct {
 	results []reloadResult
 }
 
-// reloadResult is the part of `zdctl reload --json` the bench reads.
+// reloadResult is what the bench measured of one successful reload.
 type reloadResult struct {
-	ReloadSuccessful bool    `json:"reload_successful"`
-	DurationMS       float64 `json:"duration_ms"`
-	Error            string  `json:"error"`
+	wall time.Duration // zdctl reload, start to exit
+	app  time.Duration // the app's own start-to-ready and drain time within it
 }
 
 func zdRun(strategy string) func(ctx context.Context, e *env, port int) (running, error) {
@@ -180,19 +179,29 @@ func zdRun(strategy string) func(ctx context.Context, e *env, port int) (running
 	}
 }
 
+// reload runs `zdctl reload --strategy S` and times it. Without --json,
+// zdctl prints one line per step on stderr (not a terminal), which gives the
+// app's own share of the time (see appBusy).
 func (z *zdrun) reload(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, z.e.path("zdctl"), "--state-dir", z.stateDir, "reload", "--strategy", z.strategy, "--json")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, z.e.logw
+	cmd := exec.CommandContext(ctx, z.e.path("zdctl"), "--state-dir", z.stateDir, "reload", "--strategy", z.strategy)
+	var out, events bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, z.e.logw), io.MultiWriter(&events, z.e.logw)
+	t0 := time.Now()
 	err := cmd.Run()
-	var res reloadResult
-	if jerr := json.Unmarshal(out.Bytes(), &res); jerr == nil {
-		z.results = append(z.results, res)
-	}
+	wall := time.Since(t0)
 	if err != nil {
-		return fmt.Errorf("zdctl reload --strategy %s: %w (%s)", z.strategy, err, bytes.TrimSpace(out.Bytes()))
+		return fmt.Errorf("zdctl reload --strategy %s: %w (%s)", z.strategy, err, lastLine(events.String()))
 	}
+	z.results = append(z.results, reloadResult{wall: wall, app: appBusy(events.String())})
 	return nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }
 
 func (z *zdrun) stop() {
