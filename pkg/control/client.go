@@ -34,6 +34,9 @@ func CallStream(ctx context.Context, path, op string, args any, onEvent func(msg
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	if err := checkPathLen(path); err != nil {
+		return fmt.Errorf("connect %s: %w", path, err)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {

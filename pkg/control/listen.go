@@ -22,6 +22,9 @@ func Listen(path string, opts Options) (*Server, error) {
 	if path == "" {
 		return nil, errors.New("listen on control socket: empty path")
 	}
+	if err := checkPathLen(path); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -103,4 +106,42 @@ func removeStale(path string) error {
 		return fmt.Errorf("listen on %s: remove stale socket: %w", path, err)
 	}
 	return nil
+}
+
+// maxPathLen is the longest filesystem path a unix socket address holds
+// (sun_path is 108 bytes, including the terminating NUL).
+const maxPathLen = 107
+
+func checkPathLen(path string) error {
+	if len(path) > maxPathLen {
+		return fmt.Errorf("socket path is %d bytes, longer than the %d a unix socket address holds; choose a shorter --state-dir", len(path), maxPathLen)
+	}
+	return nil
+}
+
+// FromFile returns a Server for the listening unix socket f, typically
+// inherited from a predecessor (see File). f is not used after the call and
+// the caller should close it. Unlike FromListener, the Server owns the
+// socket file: Close removes it, as after Listen.
+func FromFile(f *os.File, opts Options) (*Server, error) {
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("control socket from fd %d: %w", f.Fd(), err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("control socket from fd %d: not a unix socket (%T)", f.Fd(), l)
+	}
+	ul.SetUnlinkOnClose(false) // Close removes the file only if it is still ours
+	s, err := FromListener(ul, opts)
+	if err != nil {
+		ul.Close()
+		return nil, err
+	}
+	var st unix.Stat_t
+	if unix.Stat(s.path, &st) == nil {
+		s.unlinkDev, s.unlinkIno = st.Dev, st.Ino
+	}
+	return s, nil
 }

@@ -521,3 +521,48 @@ func TestPeerCredentials(t *testing.T) {
 		t.Errorf("child without the gid: %q; want refused", out)
 	}
 }
+
+func TestFromFile(t *testing.T) {
+	path := filepath.Join(sockDir(t), "c.sock")
+	srv, err := Listen(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := srv.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.unlinkIno = 0 // the predecessor hands the socket on and goes away
+	srv.Close()
+	srv2, err := FromFile(f, Options{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv2.Serve(context.Background(), testHandler) }()
+	var n int
+	if err := Call(testCtx(t), path, "echo", 7, &n); err != nil || n != 7 {
+		t.Errorf("Call on the inherited socket = %d, %v", n, err)
+	}
+	srv2.Close()
+	<-served
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file after the successor's Close: %v; want removed", err)
+	}
+	nf, _ := os.Open(os.DevNull)
+	defer nf.Close()
+	if _, err := FromFile(nf, Options{}); err == nil {
+		t.Error("FromFile(/dev/null) = nil; want error")
+	}
+}
+
+func TestLongPath(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("d", 110) + "/c.sock"
+	if _, err := Listen(long, Options{}); err == nil || !strings.Contains(err.Error(), "choose a shorter --state-dir") {
+		t.Errorf("Listen(long path) = %v; want a too-long error", err)
+	}
+	if err := Call(testCtx(t), long, "x", nil, nil); err == nil || !strings.Contains(err.Error(), "longer than the 107") {
+		t.Errorf("Call(long path) = %v; want a too-long error", err)
+	}
+}

@@ -65,6 +65,9 @@ func Listen(path string) (*Receiver, error) {
 	if path == "" || (!strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "@")) {
 		return nil, fmt.Errorf("listen for notifications on %q: want an absolute path or @abstract name", path)
 	}
+	if len(path) > 107 {
+		return nil, fmt.Errorf("listen for notifications on %s: the path is %d bytes, longer than the 107 a unix socket address holds", path, len(path))
+	}
 	abstract := path[0] == '@'
 	if !abstract {
 		if err := removeStale(path); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -89,11 +90,39 @@ func ensure(dir string, uid int) error {
 			Hint:    fmt.Sprintf("chmod 0700 %s, or choose another --state-dir", dir),
 		}
 	}
+	if err := checkParent(dir, uid); err != nil {
+		return err
+	}
 	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
 		return &Error{
 			Message: fmt.Sprintf("state directory %s is not writable", dir),
 			Hint:    fmt.Sprintf("chmod u+rwx %s, check for a read-only mount, or choose another --state-dir", dir),
 			Err:     err,
+		}
+	}
+	return nil
+}
+
+// checkParent refuses a state directory whose parent lets another user
+// rename or replace it: a parent owned by someone else than us or root, or
+// writable by group or others without the sticky bit (think of a
+// /tmp/zd-UID made in advance by another user).
+func checkParent(dir string, uid int) error {
+	parent := filepath.Dir(filepath.Clean(dir))
+	var st unix.Stat_t
+	if err := unix.Stat(parent, &st); err != nil {
+		return nil // reached dir through it, so it exists; nothing more to learn
+	}
+	if int(st.Uid) != uid && st.Uid != 0 {
+		return &Error{
+			Message: fmt.Sprintf("state directory %s is inside %s, which uid %d owns: that user could replace it", dir, parent, st.Uid),
+			Hint:    "choose a --state-dir inside a directory of your own (or root's)",
+		}
+	}
+	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		return &Error{
+			Message: fmt.Sprintf("state directory %s is inside %s, which others may write to (mode %#o, no sticky bit)", dir, parent, st.Mode&0o7777),
+			Hint:    fmt.Sprintf("chmod go-w %s, or choose another --state-dir", parent),
 		}
 	}
 	return nil

@@ -119,6 +119,39 @@ func TestEnsureRefusesFile(t *testing.T) {
 	wantRefusal(t, Ensure(filepath.Join(p, "sub")), "a parent is not a directory", "choose another --state-dir")
 }
 
+func TestEnsureRefusesUnsafeParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	base := t.TempDir()
+	theirs := filepath.Join(base, "zd-1000")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(theirs, "web")
+	wantRefusal(t, Ensure(dir), "is inside "+theirs+", which uid 65534 owns: that user could replace it", "inside a directory of your own")
+
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	wantRefusal(t, Ensure(filepath.Join(open, "web")), "which others may write to (mode 0777, no sticky bit)", "chmod go-w "+open)
+
+	// A sticky world-writable parent, like /tmp, is fine.
+	sticky := filepath.Join(base, "tmp")
+	if err := os.Mkdir(sticky, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	if err := Ensure(filepath.Join(sticky, "zd-0")); err != nil {
+		t.Errorf("Ensure under a sticky dir = %v; want nil", err)
+	}
+}
+
 func TestEnsureRefusesWritableByOthers(t *testing.T) {
 	for _, mode := range []os.FileMode{0o770, 0o707, 0o777} {
 		dir := filepath.Join(t.TempDir(), "d")
