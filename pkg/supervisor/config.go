@@ -54,6 +54,7 @@ type Config struct {
 	SelfArgs []string // zd-run's own argv, for --check and the in-place re-exec
 	Version  string
 	Inherit  *Inheritance // set by an upgraded image: adopt instead of starting
+	Forker   *Forker      // the main thread's fork server (ServeForks); nil forks from a thread of its own
 
 	Logger *slog.Logger
 	// Notify, when set, receives sd_notify states for zd-run's own

@@ -21,7 +21,8 @@ import (
 // and execve (our own in-place upgrade) ends every thread but the caller. So
 // every fork and the final self-exec happen on one goroutine locked to its
 // OS thread for the life of the process (requests arrive on a channel, as in
-// tableflip). Waits: zd-run is a child subreaper, so orphaned grandchildren
+// tableflip); with a Forker that goroutine is the main one (see
+// ServeForks). Waits: zd-run is a child subreaper, so orphaned grandchildren
 // are reparented to it; one reaper loop calls wait4 and hands each exit to
 // the waiter registered at fork time. Nothing else in the process may wait
 // for children (os/exec's Wait would race the reaper), which is why probes
@@ -44,6 +45,7 @@ type forkReq struct {
 	env   []string
 	files []uintptr // fd i of the child is files[i]
 	exec  bool      // replace this process instead of forking
+	proc  *procs    // whose waiter table registers the child
 	reply chan forkReply
 }
 
@@ -53,7 +55,7 @@ type forkReply struct {
 	err    error
 }
 
-func newProcs(log *slog.Logger, reapAll bool) *procs {
+func newProcs(log *slog.Logger, reapAll bool, fk *Forker) *procs {
 	p := &procs{
 		log:     log,
 		reapAll: reapAll,
@@ -62,10 +64,15 @@ func newProcs(log *slog.Logger, reapAll bool) *procs {
 		waiters: map[int]chan unix.WaitStatus{},
 	}
 	started := make(chan struct{})
-	p.wg.Add(2)
-	go p.forker(started)
+	if fk != nil {
+		p.reqC = fk.reqC
+	} else {
+		p.wg.Add(1)
+		go p.forker(started)
+		<-started
+	}
+	p.wg.Add(1)
 	go p.reaper(started)
-	<-started
 	<-started
 	return p
 }
@@ -129,7 +136,7 @@ func (p *procs) do(r forkReq) forkReply {
 func (p *procs) start(ctx context.Context, path string, argv, env []string, files []uintptr) (int, <-chan unix.WaitStatus, error) {
 	reply := make(chan forkReply, 1)
 	select {
-	case p.reqC <- forkReq{path: path, argv: argv, env: env, files: files, reply: reply}:
+	case p.reqC <- forkReq{path: path, argv: argv, env: env, files: files, proc: p, reply: reply}:
 	case <-p.stop:
 		return 0, nil, errors.New("supervisor closed")
 	case <-ctx.Done():
@@ -145,7 +152,7 @@ func (p *procs) start(ctx context.Context, path string, argv, env []string, file
 func (p *procs) execSelf(path string, argv, env []string) error {
 	reply := make(chan forkReply, 1)
 	select {
-	case p.reqC <- forkReq{path: path, argv: argv, env: env, exec: true, reply: reply}:
+	case p.reqC <- forkReq{path: path, argv: argv, env: env, exec: true, proc: p, reply: reply}:
 	case <-p.stop:
 		return errors.New("supervisor closed")
 	}

@@ -113,7 +113,7 @@ func New(cfg Config) (*Supervisor, error) {
 		}
 	}
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	s.procs = newProcs(s.log, true)
+	s.procs = newProcs(s.log, true, cfg.Forker)
 	return s, nil
 }
 

@@ -19,12 +19,15 @@ func Main(ctx context.Context, args []string, io cmdkit.IO) int {
 	if isShim, code := supervisor.RunShim(io.Getenv, io.Stderr); isShim {
 		return code
 	}
-	return cmdkit.Run(ctx, newCommand(io), args, io)
+	// The main goroutine forks the workers (see supervisor.ServeForks).
+	return supervisor.ServeForks(func(fk *supervisor.Forker) int {
+		return cmdkit.Run(ctx, newCommand(io, fk), args, io)
+	})
 }
 
 func env(names ...string) cli.ValueSourceChain { return cmdkit.EnvVars(names...) }
 
-func newCommand(io cmdkit.IO) *cli.Command {
+func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
 	stopAfterArgs := 1
 	return &cli.Command{
 		Name:      "zd-run",
@@ -64,7 +67,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.BoolFlag{Name: "check", Usage: "check the flags and the command, then exit 0 (used before a self-upgrade)"},
 		},
 		Action: func(ctx context.Context, c *cli.Command) error {
-			return run(ctx, c, io)
+			return run(ctx, c, io, fk)
 		},
 	}
 }

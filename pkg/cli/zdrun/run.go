@@ -25,7 +25,7 @@ import (
 	"github.com/zdtools/zd/pkg/supervisor"
 )
 
-func run(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
+func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forker) error {
 	o, err := parseOptions(c, io)
 	if err != nil {
 		return err
@@ -55,6 +55,7 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	log = log.With("prog", "zd-run", "name", o.cfg.Name)
 	o.cfg.Logger = log
+	o.cfg.Forker = fk
 	o.cfg.Version = cmdkit.Version()
 	o.cfg.Env = os.Environ()
 	o.cfg.SelfArgs = os.Args
