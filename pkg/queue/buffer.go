@@ -40,6 +40,10 @@ type Buffer struct {
 	prioBytes   [numBuckets]int64
 	c           counters
 
+	// testHookCompress, if set, runs while compression has the lock
+	// dropped, so tests can change the buffer under it.
+	testHookCompress func()
+
 	wake   chan struct{} // kicks the expiry sweeper when the first ticket arrives
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -81,11 +85,12 @@ func (b *Buffer) RetryAfter() int { return b.limits.RetryAfterSeconds() }
 
 // Push hands t to the buffer. It returns nil when t was accepted: held, or
 // released at once when nothing holds it back (not paused, a replay slot
-// free); either way the caller then blocks in t.Wait. Otherwise t is
-// rejected, t.Wait returns that rejection at once, and Push returns:
+// free; the limits do not apply then, as nothing is held); either way the
+// caller then blocks in t.Wait. Otherwise t is rejected, t.Wait returns that
+// rejection at once, and Push returns:
 //
-//   - a *LimitError wrapping ErrTooLarge if t's body plus the per-entry
-//     overhead exceeds MaxBytes on its own (answer 413);
+//   - a *LimitError wrapping ErrTooLarge if t would be held but its body
+//     plus the per-entry overhead exceeds MaxBytes on its own (answer 413);
 //   - a *LimitError wrapping ErrFull naming the limit (bytes or count) if
 //     the overflow strategy could not make room (answer 503);
 //   - ErrClosed after Close (answer 503);
@@ -101,12 +106,6 @@ func (b *Buffer) Push(t *Ticket) error {
 	}
 	t.b = b
 	size := int64(len(t.body)) + b.limits.EntryOverhead
-	if b.limits.MaxBytes > 0 && size > b.limits.MaxBytes {
-		b.refuseLocked(t, ReasonTooLarge)
-		b.mu.Unlock()
-		return &LimitError{Limit: LimitBytes, Max: b.limits.MaxBytes, Held: b.bytes, Need: size,
-			Strategy: b.limits.Overflow, Err: ErrTooLarge}
-	}
 	for round := 0; ; round++ {
 		if b.closed {
 			b.refuseLocked(t, ReasonShutdown)
@@ -124,6 +123,12 @@ func (b *Buffer) Push(t *Ticket) error {
 			close(t.done)
 			b.mu.Unlock()
 			return nil
+		}
+		if b.limits.MaxBytes > 0 && size > b.limits.MaxBytes {
+			b.refuseLocked(t, ReasonTooLarge)
+			b.mu.Unlock()
+			return &LimitError{Limit: LimitBytes, Max: b.limits.MaxBytes, Held: b.bytes, Need: size,
+				Strategy: b.limits.Overflow, Err: ErrTooLarge}
 		}
 		limit := b.overLocked(size)
 		if limit == "" {

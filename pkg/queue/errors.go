@@ -39,6 +39,7 @@ type LimitError struct {
 	Err      error    // ErrFull or ErrTooLarge
 }
 
+// Error says which limit refused the ticket, its value and what was held.
 func (e *LimitError) Error() string {
 	if errors.Is(e.Err, ErrTooLarge) {
 		return fmt.Sprintf("%v: needs %d bytes, buffer limit is %d bytes", e.Err, e.Need, e.Max)

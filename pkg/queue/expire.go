@@ -9,6 +9,11 @@ import (
 // mass expiry never stalls Push for long.
 const expireBatch = 1024
 
+// sweepGranularity is the shortest sleep of the sweeper: under a steady
+// flood every ticket has its own deadline, and waking for each would cost
+// more than letting a ticket outlive MaxAge by a millisecond.
+const sweepGranularity = time.Millisecond
+
 // sweep rejects tickets older than MaxAge with ReasonExpired until ctx ends.
 // It sleeps until the oldest held ticket's deadline, or until the first
 // ticket arrives in an empty buffer.
@@ -27,7 +32,7 @@ func (b *Buffer) sweep(ctx context.Context) {
 			}
 			continue
 		case wait > 0:
-			timer.Reset(wait)
+			timer.Reset(max(wait, sweepGranularity))
 			select {
 			case <-ctx.Done():
 				return

@@ -88,6 +88,9 @@ func (b *Buffer) compressLocked(t *Ticket, size int64) bool {
 		return false
 	}
 	b.mu.Unlock()
+	if b.testHookCompress != nil {
+		b.testHookCompress()
+	}
 	for i := range jobs {
 		jobs[i].out = b.zstd.encode(jobs[i].src)
 	}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -294,4 +295,71 @@ func TestExpireBatches(t *testing.T) {
 		}
 	}
 	checkEmpty(t, b)
+}
+
+// TestCompressRacesWithRemoval removes a ticket while its body is being
+// compressed outside the lock: the result must be dropped, not applied.
+func TestCompressRacesWithRemoval(t *testing.T) {
+	b := New(Limits{MaxBytes: 2500, EntryOverhead: 100, Overflow: Compress})
+	defer b.Close()
+	b.Pause()
+	body := compressible(1000)
+	tickets, errs := pushAll(b, repeat(2, 0), body, nil)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.testHookCompress = func() {
+		b.testHookCompress = nil
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := tickets[0].Wait(ctx); err == nil {
+			t.Error("Wait(cancelled) = nil error")
+		}
+	}
+	third := NewTicket(0, body(2), "", nil)
+	if err := b.Push(third); err != nil {
+		t.Fatalf("Push(third) = %v; want room made by compressing the second", err)
+	}
+	if tickets[0].Compressed() {
+		t.Error("the removed ticket was compressed after removal")
+	}
+	if !tickets[1].Compressed() {
+		t.Error("the second ticket was not compressed")
+	}
+	if s := b.Stats(); s.Held != 2 || s.RawBytes != 2000 || s.Bytes != s.StoredBytes+200 {
+		t.Errorf("Stats() held %d raw %d stored %d bytes %d; want 2 held, 2000 raw, bytes = stored + 200", s.Held, s.RawBytes, s.StoredBytes, s.Bytes)
+	}
+	res, _ := collect(t, []*Ticket{tickets[1], third}, b.Resume)
+	for i, r := range res {
+		if !r.out.Released {
+			t.Errorf("ticket %d: %+v; want released", i, r.out)
+		}
+	}
+	checkEmpty(t, b)
+}
+
+// TestRejectionRacingWithLeaving: a ticket rejected before its client left
+// reports the rejection, whichever Wait's select sees first.
+func TestRejectionRacingWithLeaving(t *testing.T) {
+	b := New(Limits{})
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 100 {
+		b.Pause()
+		tk := NewTicket(0, nil, "", i)
+		if err := b.Push(tk); err != nil {
+			t.Fatal(err)
+		}
+		b.Flush()
+		out, err := tk.Wait(ctx)
+		if err != nil || out.Reason != ReasonFlushed {
+			t.Fatalf("Wait(cancelled) on a flushed ticket = %+v, %v; want flushed, nil", out, err)
+		}
+	}
+	if s := b.Stats(); s.Rejected["flushed"] != 100 || s.Rejected["cancelled"] != 0 {
+		t.Errorf("Rejected = %v; want 100 flushed, 0 cancelled", s.Rejected)
+	}
 }

@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -319,4 +321,41 @@ func TestPushTwice(t *testing.T) {
 		t.Errorf("Push to another buffer = %v; want ErrReused", err)
 	}
 	tk.Done()
+}
+
+func TestLimitsOnlyApplyToHeld(t *testing.T) {
+	b := New(Limits{MaxBytes: 100, MaxCount: 1})
+	defer b.Close()
+	big := NewTicket(0, make([]byte, 1000), "", nil)
+	if err := b.Push(big); err != nil || !waitOutcome(t, big).Released {
+		t.Fatalf("Push(big body, not paused) = %v; want released at once", err)
+	}
+	big.Done()
+	b.Pause()
+	again := NewTicket(0, make([]byte, 1000), "", nil)
+	var le *LimitError
+	if err := b.Push(again); !errors.Is(err, ErrTooLarge) || !errors.As(err, &le) || le.Need != 1000+DefaultEntryOverhead {
+		t.Fatalf("Push(big body, paused) = %v; want ErrTooLarge needing %d", err, 1000+DefaultEntryOverhead)
+	}
+	if out := waitOutcome(t, again); out.Reason != ReasonTooLarge {
+		t.Errorf("outcome %+v; want too_large", out)
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	b := New(Limits{})
+	defer b.Close()
+	b.Pause()
+	b.PauseBackend("w2")
+	pushAll(b, []int{3, 3, -1}, nil, func(i int) string { return []string{"", "w2", ""}[i] })
+	data, err := json.Marshal(b.Stats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"held":3`, `"held_by_priority":{"-1":1,"3":2}`, `"held_by_backend":{"w2":1}`,
+		`"paused":true`, `"paused_backends":["w2"]`, `"evicted":0`, `"bytes":3072`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("Stats JSON %s; want it to contain %s", data, want)
+		}
+	}
 }

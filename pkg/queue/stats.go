@@ -18,46 +18,46 @@ type counters struct {
 // Stats is a snapshot of a Buffer for the admin status JSON and Prometheus.
 // Counters (the *Total fields and Rejected) only grow.
 type Stats struct {
-	Paused         bool     `json:"paused"`
-	PausedBackends []string `json:"paused_backends"`
+	Paused         bool     `json:"paused" msgpack:"paused"`
+	PausedBackends []string `json:"paused_backends" msgpack:"paused_backends"`
 
 	// Held is the number of tickets held now; HeldByPriority splits it by
 	// priority (only priorities held), HeldByBackend counts the pinned ones
 	// by backend.
-	Held           int            `json:"held"`
-	HeldByPriority map[int]int    `json:"held_by_priority"`
-	HeldByBackend  map[string]int `json:"held_by_backend"`
+	Held           int            `json:"held" msgpack:"held"`
+	HeldByPriority map[int]int    `json:"held_by_priority" msgpack:"held_by_priority"`
+	HeldByBackend  map[string]int `json:"held_by_backend" msgpack:"held_by_backend"`
 	// Bytes is what MaxBytes limits: bodies as stored plus the per-entry
 	// overhead. RawBytes is the held bodies' uncompressed size, StoredBytes
 	// their size as kept in memory (compressed ones compressed).
-	Bytes       int64 `json:"bytes"`
-	RawBytes    int64 `json:"raw_bytes"`
-	StoredBytes int64 `json:"stored_bytes"`
+	Bytes       int64 `json:"bytes" msgpack:"bytes"`
+	RawBytes    int64 `json:"raw_bytes" msgpack:"raw_bytes"`
+	StoredBytes int64 `json:"stored_bytes" msgpack:"stored_bytes"`
 	// InFlight is the tickets released but not yet Done; ReplayConcurrency
 	// bounds it.
-	InFlight          int `json:"in_flight"`
-	ReplayConcurrency int `json:"replay_concurrency"`
+	InFlight          int `json:"in_flight" msgpack:"in_flight"`
+	ReplayConcurrency int `json:"replay_concurrency" msgpack:"replay_concurrency"`
 
 	// PushedTotal counts tickets accepted by Push (held or passed through).
-	PushedTotal uint64 `json:"pushed_total"`
+	PushedTotal uint64 `json:"pushed_total" msgpack:"pushed_total"`
 	// ReleasedTotal counts tickets released for dispatch; ReplayedTotal
 	// the subset that had been held (the rest passed straight through).
-	ReleasedTotal uint64 `json:"released_total"`
-	ReplayedTotal uint64 `json:"replayed_total"`
+	ReleasedTotal uint64 `json:"released_total" msgpack:"released_total"`
+	ReplayedTotal uint64 `json:"replayed_total" msgpack:"replayed_total"`
 	// Rejected counts rejected tickets by reason label (Reason.String):
 	// overflow, evicted, expired, flushed, shutdown, too_large, cancelled.
 	// Every label is present, zero or not.
-	Rejected map[string]uint64 `json:"rejected"`
+	Rejected map[string]uint64 `json:"rejected" msgpack:"rejected"`
 	// AbandonedTotal counts released tickets whose client left before
 	// Wait returned (the slot was given back without dispatch).
-	AbandonedTotal uint64 `json:"abandoned_total"`
+	AbandonedTotal uint64 `json:"abandoned_total" msgpack:"abandoned_total"`
 	// CompressedTotal counts bodies compressed; CompressSavedBytesTotal the
 	// bytes that saved.
-	CompressedTotal         uint64 `json:"compressed_total"`
-	CompressSavedBytesTotal int64  `json:"compress_saved_bytes_total"`
+	CompressedTotal         uint64 `json:"compressed_total" msgpack:"compressed_total"`
+	CompressSavedBytesTotal int64  `json:"compress_saved_bytes_total" msgpack:"compress_saved_bytes_total"`
 	// PeakHeld and PeakBytes are the high-water marks of Held and Bytes.
-	PeakHeld  int   `json:"peak_held"`
-	PeakBytes int64 `json:"peak_bytes"`
+	PeakHeld  int   `json:"peak_held" msgpack:"peak_held"`
+	PeakBytes int64 `json:"peak_bytes" msgpack:"peak_bytes"`
 }
 
 // Stats returns a snapshot of the buffer's state and counters. It costs
