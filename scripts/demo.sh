@@ -10,6 +10,10 @@
 # Part 2, zd-run (once built): the app under zd-run with 4 workers, reloaded
 # with rolling, blue-green and handoff (zdctl reload --strategy S) under
 # keep-alive load.
+# Part 3, zd-queue (once built): zd-queue owns the public port, zd-run gives
+# each worker its own unix socket, and `zdctl reload --exclusive` stops the
+# old generation before starting the new one while zd-queue holds and then
+# replays every request that arrives in the gap.
 #
 # Needs: Linux, Go (to build), python3, setsid (util-linux): what .ci/run
 # installs. Everything listens on 127.0.0.1; every process it starts is
@@ -40,16 +44,26 @@ done
 
 tmp=$(mktemp -d /tmp/zd-demo.XXXXXX)
 groups=() # process groups started with setsid, stopped on exit
-cleanup() {
-	local g n
+# stop_all: TERM every group started so far, KILL what is left after 15s.
+stop_all() {
+	local g n alive
 	for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-	for n in $(seq 50); do
+	for n in $(seq 150); do
 		alive=0
 		for g in "${groups[@]}"; do kill -0 -- "-$g" 2>/dev/null && alive=1; done
 		[ "$alive" = 0 ] && break
 		sleep 0.1
 	done
-	for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+	for g in "${groups[@]}"; do
+		if kill -0 -- "-$g" 2>/dev/null; then
+			say "demo: process group $g still running 15s after SIGTERM: killed" >&2
+			kill -KILL -- "-$g" 2>/dev/null || true
+		fi
+	done
+	groups=()
+}
+cleanup() {
+	stop_all
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -60,6 +74,7 @@ trap 'exit 130' INT TERM
 spawn() {
 	setsid "$@" >>"$tmp/apps.log" 2>&1 &
 	spawned=$!
+	disown "$spawned" # no "Killed" job notices from bash
 	groups+=("$spawned")
 }
 
@@ -165,6 +180,7 @@ handoff_chain() {
 	kill -TERM "$load"
 	wait "$load" || true
 	summary "zd-handoff chain" "$tmp/handoff.json"
+	stop_all
 }
 
 # --- Part 2: zd-run strategies ----------------------------------------------
@@ -194,6 +210,45 @@ zdrun_strategies() {
 		summary "zd-run $s" "$tmp/$s.json"
 		say "   now: $(served_by "$url")"
 	done
+	stop_all
+}
+
+# --- Part 3: zd-queue in front, --exclusive reloads --------------------------
+zdqueue_exclusive() {
+	local port url state n
+	port=$(free_port)
+	url=http://127.0.0.1:$port/
+	state=$tmp/zq
+	say ""
+	say "== zd-queue in front of zd-run (4 workers on unix sockets): $RELOADS reloads with --exclusive (old generation stopped"
+	say "   before the new one starts; zd-queue holds every request meanwhile), keep-alive load at $RATE/s"
+	spawn "$BIN/zd-run" --worker-listen "unix://$state/w{slot}.{gen}.sock" --workers 4 --state-dir "$state" -- \
+		"$BIN/echo" -idle-wait 300ms -grace 10s
+	for n in $(seq 200); do
+		ZD_STATE_DIR=$state "$BIN/zdctl" health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	spawn "$BIN/zd-queue" --listen "tcp://127.0.0.1:$port" --state-dir "$state" --auto-buffer
+	wait_http "$url"
+	say "   $(served_by "$url")"
+	"$BIN/zd-load" -url "$url" -rate "$RATE" -c 2048 -d 110s \
+		-reload "ZD_STATE_DIR='$state' '$BIN/zdctl' reload --exclusive" \
+		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 30s -o "$tmp/exclusive.json" >/dev/null
+	summary "zd-queue + --exclusive" "$tmp/exclusive.json"
+	ZD_STATE_DIR=$state "$BIN/zdctl" queue status --json >"$tmp/queue.json" 2>/dev/null || echo '{}' >"$tmp/queue.json"
+	python3 - "$tmp/exclusive.json" "$tmp/queue.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+try:
+    replayed = json.load(open(sys.argv[2])).get("replayed_requests", "?")
+except ValueError:
+    replayed = "?"
+d, lat = r["during_reload"], r["latency_during_reload"]
+print(f"   held and replayed by zd-queue: {replayed} requests; during the reloads {d['ok']}/{d['requests']} answered, "
+      f"p50 {lat['p50_ms']:.0f} ms, max {lat['max_ms']:.0f} ms (the wait for the new generation)")
+PY
+	say "   now: $(served_by "$url")"
+	stop_all
 }
 
 ran=0
@@ -209,6 +264,13 @@ if built zd-run --help && [[ "$("$BIN/zd-run" --help 2>&1 || true)" == *--worker
 else
 	say ""
 	say "(zd-run is not built yet: skipping rolling, blue-green and handoff under zd-run)"
+fi
+if [ "$ran" = 1 ] && [[ "$("$BIN/zd-queue" --help 2>&1 || true)" == *--auto-buffer* ]] &&
+	[[ "$("$BIN/zdctl" reload --help 2>&1 || true)" == *--exclusive* ]]; then
+	zdqueue_exclusive
+else
+	say ""
+	say "(zd-queue or zdctl reload --exclusive is not built yet: skipping the zd-queue part)"
 fi
 [ "$ran" = 1 ] || die "nothing to demonstrate yet: neither zd-handoff nor zd-run is built"
 
