@@ -54,7 +54,11 @@ func CallStream(ctx context.Context, path, op string, args any, onEvent func(msg
 	// busy) answers and hangs up without reading the request.
 	for {
 		var in responseIn
-		err := ReadFrame(conn, DefaultMaxFrameSize, &in)
+		err := readVersioned(conn, DefaultMaxFrameSize, &in)
+		var vm *Error
+		if errors.As(err, &vm) {
+			return vm
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("%s on %s: %w", op, path, ctx.Err())
@@ -70,8 +74,6 @@ func CallStream(ctx context.Context, path, op string, args any, onEvent func(msg
 		switch {
 		case in.V == nil:
 			return fmt.Errorf("%s on %s: reply frame without protocol version", op, path)
-		case *in.V != ProtocolVersion:
-			return versionMismatch(*in.V)
 		case in.Event != nil:
 			if onEvent != nil {
 				if err := onEvent(in.Event); err != nil {

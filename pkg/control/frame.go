@@ -117,3 +117,28 @@ func Unmarshal(raw msgpack.RawMessage, v any) error {
 	}
 	return unmarshal(bytes.NewReader(raw), v)
 }
+
+// readVersioned reads a frame, checks its "v" before decoding the rest
+// into v (so a peer of another version gets a version-mismatch, not a
+// decode error about a field that changed), and returns a
+// version-mismatch *Error if it differs from ProtocolVersion. A frame
+// without "v" is decoded normally: v's own V field tells.
+func readVersioned(r io.Reader, max int, v any) error {
+	var raw msgpack.RawMessage
+	if err := ReadFrame(r, max, &raw); err != nil {
+		return err
+	}
+	var hdr struct {
+		V *int `msgpack:"v"`
+	}
+	if err := unmarshal(bytes.NewReader(raw), &hdr); err != nil {
+		return fmt.Errorf("read control frame: decode: %w", err)
+	}
+	if hdr.V != nil && *hdr.V != ProtocolVersion {
+		return versionMismatch(*hdr.V)
+	}
+	if err := unmarshal(bytes.NewReader(raw), v); err != nil {
+		return fmt.Errorf("read control frame: decode: %w", err)
+	}
+	return nil
+}

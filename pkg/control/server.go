@@ -278,8 +278,12 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 
 	var in requestIn
 	c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
-	err = ReadFrame(c, s.opts.MaxFrameSize, &in)
+	err = readVersioned(c, s.opts.MaxFrameSize, &in)
+	var vm *Error
 	switch {
+	case errors.As(err, &vm):
+		s.reply(c, nil, vm)
+		return
 	case errors.Is(err, io.EOF):
 		return // a probe, or a client that gave up: nothing to answer
 	case err != nil:
@@ -290,9 +294,6 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 	case in.V == nil:
 		s.reply(c, nil, &Error{Code: CodeBadRequest, Message: "request frame without protocol version \"v\"",
 			Hint: "the client does not speak the zd control protocol"})
-		return
-	case *in.V != ProtocolVersion:
-		s.reply(c, nil, versionMismatch(*in.V))
 		return
 	case in.Op == "":
 		s.reply(c, nil, &Error{Code: CodeBadRequest, Message: "request without op", Hint: "name an operation"})
@@ -320,6 +321,10 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 	req := &Request{Op: in.Op, Args: in.Args, Peer: cred}
 	result, herr := s.call(rctx, h, req, st)
 	st.finish()
+	if herr != nil && rctx.Err() != nil && ctx.Err() == nil && errors.Is(herr, context.Canceled) {
+		log.Debug("control: client went away", "op", req.Op)
+		return // nobody to answer
+	}
 	if herr != nil {
 		e := s.toError(ctx, req.Op, herr)
 		if e.Code == CodeInternal {

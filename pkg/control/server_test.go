@@ -81,6 +81,7 @@ func TestBadFrames(t *testing.T) {
 		{"trailing bytes", frame(append(mp(map[string]any{"v": 1, "op": "echo"}), 0xc0)), CodeBadRequest, "1 bytes after the value"},
 		{"no version", frame(mp(map[string]any{"op": "echo"})), CodeBadRequest, "without protocol version"},
 		{"wrong version", frame(mp(map[string]any{"v": 2, "op": "echo"})), CodeVersionMismatch, "version 2 is not supported"},
+		{"future request shape", frame(mp(map[string]any{"v": 2, "op": map[string]any{"name": "status"}})), CodeVersionMismatch, "version 2 is not supported"},
 		{"no op", frame(mp(map[string]any{"v": 1})), CodeBadRequest, "without op"},
 		{"op not a string", frame(mp(map[string]any{"v": 1, "op": 7})), CodeBadRequest, "decode"},
 		{"nil time", frame(mp(map[string]any{"v": 1, "op": nil})), CodeBadRequest, "without op"},
@@ -150,7 +151,7 @@ func TestVersionMismatchFromServer(t *testing.T) {
 		defer c.Close()
 		var req requestIn
 		ReadFrame(c, 0, &req)
-		WriteFrame(c, map[string]any{"v": 9, "ok": true})
+		WriteFrame(c, map[string]any{"v": 9, "ok": "a string now"})
 	}()
 	err = Call(testCtx(t), path, "status", nil, nil)
 	wg.Wait()
