@@ -34,7 +34,9 @@ func resolve(flagValue, name string, getenv func(string) string, uid int) string
 	if uid == 0 {
 		return filepath.Join("/run/zd", name)
 	}
-	return filepath.Join(os.TempDir(), "zd-"+strconv.Itoa(uid), name)
+	// Not os.TempDir: a daemon and a zdctl with different $TMPDIRs must
+	// still meet.
+	return filepath.Join("/tmp", "zd-"+strconv.Itoa(uid), name)
 }
 
 // CheckName reports whether name can be used as a service name: a single

@@ -35,7 +35,7 @@ func TestResolve(t *testing.T) {
 	env := func(m map[string]string) func(string) string {
 		return func(k string) string { return m[k] }
 	}
-	tmp := os.TempDir()
+	tmp := "/tmp"
 	tests := []struct {
 		flag, name string
 		env        map[string]string
