@@ -1,11 +1,12 @@
 package workertable
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -21,8 +22,9 @@ const pollInterval = 2 * time.Second
 // closed), promptly, through inotify on the file's directory, with a stat
 // poll every few seconds as a fallback. A version that fails to load (e.g.
 // from a zd-run of another release) is skipped; fn sees only good tables,
-// each distinct file once. fn runs on Watch's goroutine: a slow fn delays
-// the next call, and intermediate versions may be skipped, never reordered.
+// and not again a table whose bytes equal the previous one's. fn runs on
+// Watch's goroutine: a slow fn delays the next call, and intermediate
+// versions may be skipped, never reordered.
 // Watch returns nil when ctx is done.
 func Watch(ctx context.Context, path string, fn func(*Table)) error {
 	w := &watcher{path: path, fn: fn, poll: pollInterval}
@@ -37,10 +39,11 @@ type fileID struct {
 }
 
 type watcher struct {
-	path string
-	fn   func(*Table)
-	poll time.Duration
-	last fileID
+	path     string
+	fn       func(*Table)
+	poll     time.Duration
+	last     fileID
+	lastData []byte
 }
 
 func (w *watcher) run(ctx context.Context) error {
@@ -48,7 +51,7 @@ func (w *watcher) run(ctx context.Context) error {
 	if dir == "" {
 		dir = "."
 	}
-	w.check()
+	w.check(true)
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return w.pollOnly(ctx)
@@ -68,7 +71,7 @@ func (w *watcher) run(ctx context.Context) error {
 		if !watching {
 			if _, err := unix.InotifyAddWatch(fd, dir, mask); err == nil {
 				watching = true
-				w.check() // the file may have appeared before the watch
+				w.check(true) // the file may have appeared before the watch
 			}
 		}
 		if ctx.Err() != nil {
@@ -83,7 +86,7 @@ func (w *watcher) run(ctx context.Context) error {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				return w.pollOnly(ctx)
 			}
-			w.check()
+			w.check(false)
 			continue
 		}
 		changed := false
@@ -111,7 +114,7 @@ func (w *watcher) run(ctx context.Context) error {
 			off = end
 		}
 		if changed {
-			w.check()
+			w.check(true)
 		}
 	}
 }
@@ -134,19 +137,22 @@ func (w *watcher) pollOnly(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			w.check()
+			w.check(false)
 		}
 	}
 }
 
-// check loads the file if it is a version not seen yet and calls fn.
-func (w *watcher) check() {
+// check loads the file and calls fn if its content is new. Without force
+// (the periodic poll) a file whose identity and times are unchanged is not
+// even read; an inotify event forces the read, because an inode number can
+// come back within one timestamp tick.
+func (w *watcher) check(force bool) {
 	var st unix.Stat_t
 	if err := unix.Stat(w.path, &st); err != nil {
 		w.last = fileID{}
 		return
 	}
-	if idOf(&st) == w.last {
+	if !force && idOf(&st) == w.last {
 		return
 	}
 	f, err := os.Open(w.path)
@@ -154,20 +160,22 @@ func (w *watcher) check() {
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return
 	}
-	sys, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
+	w.last = idOf(&st)
+	if st.Size > MaxSize {
 		return
 	}
-	id := fileID{dev: sys.Dev, ino: sys.Ino, size: sys.Size, mtime: unix.Timespec{Sec: sys.Mtim.Sec, Nsec: sys.Mtim.Nsec}}
-	if id == w.last {
+	b := make([]byte, st.Size)
+	if _, err := io.ReadFull(f, b); err != nil {
 		return
 	}
-	w.last = id // a bad version is skipped, not retried until it changes
-	t, err := load(f, w.path)
+	if w.lastData != nil && bytes.Equal(b, w.lastData) {
+		return
+	}
+	w.lastData = b // a bad version is skipped, not retried until it changes
+	t, err := Decode(b)
 	if err != nil {
 		return
 	}

@@ -104,6 +104,23 @@ func TestWatchInotify(t *testing.T) {
 	}
 }
 
+// TestWatchSameContent: storing the same table again is not a new table;
+// the next different one is seen.
+func TestWatchSameContent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "workers.msgpack")
+	store(t, path, 1)
+	s := startWatch(t, &watcher{path: path, poll: time.Hour})
+	s.waitGen(t, 1)
+	for i := 0; i < 5; i++ {
+		store(t, path, 1)
+	}
+	store(t, path, 2)
+	s.waitGen(t, 2)
+	if g := s.get(); len(g) != 2 {
+		t.Errorf("generations seen %v; want [1 2]", g)
+	}
+}
+
 func TestWatchFileAppears(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "workers.msgpack")
 	s := startWatch(t, &watcher{path: path, poll: time.Hour})
