@@ -35,6 +35,7 @@ type Config struct {
 	Ready        ReadySpec     // default notify
 	ReadyTimeout time.Duration // default 30s
 	Grace        time.Duration // default 30s
+	Settle       time.Duration // a new worker must stay up this long after ready before it takes over; 0 none
 	StopSignal   syscall.Signal
 
 	MaxMemory     int64 // RSS bytes past which a worker is replaced; 0 none

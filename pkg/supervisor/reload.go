@@ -218,6 +218,36 @@ func (s *Supervisor) waitNew(ctx context.Context, w *worker) error {
 	return err
 }
 
+// settle keeps watching a ready new worker for --settle before it takes
+// over: a release that crashes right after READY=1 then aborts the reload
+// instead of replacing the old generation. Settle periods of a blue-green
+// generation overlap, as its workers became ready together.
+func (s *Supervisor) settle(ctx context.Context, w *worker) error {
+	d := s.cfg.Settle - time.Since(w.readyAtSafe(s))
+	if d <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	fail := s.reloadFail
+	s.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-fail:
+		return s.failed()
+	case <-w.exited:
+		if err := s.failed(); err != nil {
+			return err
+		}
+		return &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: "exited within --settle " + s.cfg.Settle.String() + " of being ready",
+			Hint: "the new release crashes after start; the old generation keeps serving, fix the release or run zdctl rollback"}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // failed returns the error of a new-generation worker that died during the
 // reload, if any.
 func (s *Supervisor) failed() error {
@@ -234,7 +264,14 @@ func (s *Supervisor) replaceSlot(ctx context.Context, slot, gen int, release str
 	if err != nil {
 		return err
 	}
-	if err := s.waitNew(ctx, nw); err != nil {
+	err = s.waitNew(ctx, nw)
+	if err == nil {
+		err = s.settle(ctx, nw)
+	}
+	if err == nil {
+		err = s.failed()
+	}
+	if err != nil {
 		s.stopWorker(s.ctx, nw, false)
 		return err
 	}
@@ -267,7 +304,7 @@ func (s *Supervisor) rolling(ctx context.Context, gen int, release string, oldGe
 			}()
 		}
 		wg.Wait()
-		firstErr = errors.Join(errs...)
+		firstErr = firstOf(errs)
 		if firstErr == nil {
 			firstErr = s.failed()
 		}
@@ -300,6 +337,8 @@ func (s *Supervisor) restoreOld(gen, oldGen int, oldRelease string) {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ReadyTimeout+s.cfg.Grace)
 		s.mu.Lock()
 		s.reloadGen = -1 // the restore's own workers are not the failed generation
+		s.reloadFail = make(chan struct{})
+		s.reloadErr = nil
 		s.mu.Unlock()
 		if err := s.replaceSlot(ctx, slot, oldGen, oldRelease, 0); err != nil {
 			s.log.Error("could not restore the old release", "slot", slot, "err", err)
@@ -351,7 +390,17 @@ func (s *Supervisor) blueGreen(ctx context.Context, gen int, release string) err
 		}
 		wg.Wait()
 		if err = s.failed(); err == nil {
-			err = errors.Join(errs...)
+			err = firstOf(errs)
+		}
+	}
+	if err == nil {
+		for _, w := range news {
+			if err = s.settle(ctx, w); err != nil {
+				break
+			}
+		}
+		if ferr := s.failed(); ferr != nil {
+			err = ferr
 		}
 	}
 	if err != nil {
@@ -415,4 +464,15 @@ func (s *Supervisor) exclusive(ctx context.Context, gen int, release string, old
 		}
 	}
 	return err
+}
+
+// firstOf returns the first non-nil error (the slot that failed first in
+// slot order; the others usually failed the same way).
+func firstOf(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

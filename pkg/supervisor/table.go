@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +33,40 @@ func (s *Supervisor) publish() {
 		})
 	}
 	s.mu.Unlock()
-	if err := workertable.Store(s.tablePath, t); err != nil {
+	b, err := workertable.Encode(t)
+	if err == nil {
+		err = replaceFile(s.tablePath, b)
+	}
+	if err != nil {
 		s.log.Warn("cannot publish the worker table", "err", err)
 	}
+}
+
+// replaceFile atomically replaces path with b (temp file + rename) without
+// fsync: readers must see the old or the new table, never a mix, but the
+// table describes live processes, so surviving a power cut is worthless,
+// while an fsync per worker state change made reloads on a busy disk slow.
+func replaceFile(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", path, err)
+	}
+	_, werr := tmp.Write(b)
+	cerr := tmp.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp.Name(), 0o600)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("publish %s: %w", path, werr)
+	}
+	return nil
 }
 
 // backendAddr turns a --worker-listen spec into the address zd-queue dials

@@ -194,6 +194,12 @@ func (s *Supervisor) markReady(w *worker) {
 	s.publish()
 }
 
+func (w *worker) readyAtSafe(s *Supervisor) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return w.readyAt
+}
+
 // waitReady waits until w is ready, exits, or the ready timeout passes.
 func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
 	t := time.NewTimer(s.cfg.ReadyTimeout)

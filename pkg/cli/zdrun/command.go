@@ -46,6 +46,7 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
 			&cli.StringFlag{Name: "ready", Value: "notify", Usage: "how a worker is known ready: notify|tcp:ADDR|http:URL|exec:CMD|delay:DUR ({slot} and {gen} expanded)", Sources: env("ZD_READY")},
 			&cli.StringFlag{Name: "ready-timeout", Value: "30s", Usage: "longest wait for a new worker to be ready", Sources: env("ZD_READY_TIMEOUT")},
 			&cli.StringFlag{Name: "grace", Value: "30s", Usage: "longest drain of a worker after the stop signal, then KILL (a bare number is seconds)", Sources: env("ZD_GRACE", "GRACEFUL_SHUTDOWN_TIMEOUT")},
+			&cli.StringFlag{Name: "settle", Value: "0s", Usage: "a new worker must stay up this long after ready before it replaces an old one (catches releases that crash right after start)", Sources: env("ZD_SETTLE")},
 			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit", Sources: env("ZD_STOP_SIGNAL")},
 			&cli.StringFlag{Name: "max-memory", Usage: "replace a worker whose RSS passes this (e.g. 128MB; a bare number is MB)", Sources: env("ZD_MAX_MEMORY", "MAX_WORKER_MEMORY_MB")},
 			&cli.IntFlag{Name: "respawn-limit", Value: 5, Usage: "restarts of crashed workers allowed within --respawn-window before the service is degraded", Sources: env("ZD_RESPAWN_LIMIT", "WORKER_RESPAWN_LIMIT")},
