@@ -82,6 +82,7 @@ type Report struct {
 	ReloadsFailed int            `json:"reloads_failed"`
 	ReloadWindows int            `json:"reload_windows"` // reloads run plus windows read from the marks file
 	ReloadMs      Latency        `json:"reload_time"`
+	WebSocket     *WSStats       `json:"websocket,omitempty"` // sessions, in a WebSocket run
 }
 
 func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*worker, windows []window, reloads []Reload) *Report {
@@ -89,7 +90,10 @@ func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*
 		URL: cfg.URL, Mode: "closed", KeepAlive: !cfg.Close, Connections: cfg.Connections,
 		DurationS: elapsed.Seconds(), StatusCodes: map[int]int64{}, ReloadWindows: len(windows),
 	}
-	if cfg.Rate > 0 {
+	switch {
+	case cfg.WebSocket:
+		rep.Mode = "websocket"
+	case cfg.Rate > 0:
 		rep.Mode, rep.TargetRate = "open", cfg.Rate
 	}
 	slices.SortFunc(windows, func(a, b window) int { return cmp.Compare(a.start, b.start) })
@@ -186,8 +190,16 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Mode == "open" {
 		shape = fmt.Sprintf("open loop at %.0f/s, up to %d in flight", r.TargetRate, r.Connections)
 	}
+	if r.Mode == "websocket" {
+		shape, conn = fmt.Sprintf("%d WebSocket sessions", r.Connections), "echo per message"
+	}
 	fmt.Fprintf(&b, "%s  (%s, %s, %.1fs, %.0f req/s)\n", r.URL, shape, conn, r.DurationS, r.Rate)
 	c := r.Counts
+	if ws := r.WebSocket; ws != nil {
+		fmt.Fprintf(&b, "  sessions kept %d/%d  dropped %d %v  opened %d  mismatched echoes %d\n",
+			ws.Kept, ws.Sessions, ws.Dropped, ws.CloseCodes, ws.Opened, ws.Mismatched)
+		b.WriteString("  (below, a request is one message and its echo)\n")
+	}
 	fmt.Fprintf(&b, "  requests %d  ok %d  refused %d  reset %d  timeout %d  non-2xx %d  other %d\n",
 		c.Requests, c.OK, c.Refused, c.Reset, c.Timeout, c.Non2xx, c.Other)
 	if len(r.Reloads) > 0 || r.LatencyReload.N > 0 {

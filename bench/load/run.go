@@ -3,8 +3,10 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,7 +21,14 @@ type Config struct {
 	Connections int           // closed loop: workers; open loop: most requests in flight (default 16)
 	Rate        float64       // requests per second; > 0 selects the open loop
 	Close       bool          // send Connection: close and use a new connection per request
-	Timeout     time.Duration // per request, dial included (default 5s)
+
+	Timeout time.Duration // per request, dial included (default 5s)
+
+	// WebSocket selects a WebSocket run: URL is ws://, Connections sessions
+	// each send a message, wait for its echo, then wait MessageInterval
+	// (default 50ms). Rate and Close do not apply.
+	WebSocket       bool
+	MessageInterval time.Duration
 
 	// Reloads runs ReloadCommand (with sh -c), or calls ReloadFunc, Reloads
 	// times while loading:
@@ -66,6 +75,9 @@ func (c *Config) setDefaults() error {
 	if c.Reloads > 0 && c.ReloadInterval <= 0 {
 		c.ReloadInterval = time.Second
 	}
+	if c.WebSocket && c.MessageInterval <= 0 {
+		c.MessageInterval = 50 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,9 +112,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	tgt, err := newTarget(cfg.URL, cfg.Header)
-	if err != nil {
-		return nil, err
+	var tgt *target
+	if !cfg.WebSocket {
+		t, err := newTarget(cfg.URL, cfg.Header)
+		if err != nil {
+			return nil, err
+		}
+		tgt = t
+	} else if !strings.HasPrefix(cfg.URL, "ws://") {
+		return nil, fmt.Errorf("url %q: a WebSocket run needs a ws:// url", cfg.URL)
 	}
 	// runCtx bounds everything by Duration; loadCtx also ends one
 	// ReloadInterval after the last reload, so "N reloads under load" needs
@@ -139,7 +157,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	workers := make([]*worker, cfg.Connections)
 	var wg sync.WaitGroup
-	if cfg.Rate > 0 {
+	var ws *WSStats
+	switch {
+	case cfg.WebSocket:
+		ws = runWS(ctx, cfg, start, &budget, workers)
+	case cfg.Rate > 0:
 		tickets := make(chan time.Duration)
 		for i := range workers {
 			w := &worker{}
@@ -152,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		dispatch(ctx, cfg, start, &budget, tickets)
 		close(tickets)
-	} else {
+	default:
 		for i := range workers {
 			w := &worker{}
 			workers[i] = w
@@ -180,7 +202,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		windows = append(windows, ws...)
 	}
-	return buildReport(cfg, start, elapsed, workers, windows, reloads), nil
+	rep := buildReport(cfg, start, elapsed, workers, windows, reloads)
+	rep.WebSocket = ws
+	return rep, nil
 }
 
 // closedWorker sends requests one after another on its connection until

@@ -4,6 +4,7 @@
 // package bench/load.
 //
 //	zd-load -url http://127.0.0.1:8080/ -c 32 -d 10s
+//	zd-load -url ws://127.0.0.1:8080/ws -ws -c 50 -d 10s
 //	zd-load -url http://127.0.0.1:8080/ -rate 5000 -close -reload 'zdctl reload' -reloads 20 -reload-every 500ms -d 2m -json
 package main
 
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Connections, "c", 16, "closed loop: connections; open loop: most requests in flight")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop at this many requests per second (0: closed loop)")
 	fs.BoolVar(&cfg.Close, "close", false, "send Connection: close, one connection per request")
+	fs.BoolVar(&cfg.WebSocket, "ws", false, "WebSocket run: -c sessions on a ws:// url, each sending a message and awaiting its echo")
+	fs.DurationVar(&cfg.MessageInterval, "ws-every", 50*time.Millisecond, "WebSocket run: pause between a session's messages")
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Second, "per-request timeout, connect included")
 	fs.Var(hdr, "H", "add a request header `\"Name: value\"` (repeatable)")
 	fs.StringVar(&cfg.ReloadCommand, "reload", "", "reload `command` run with sh -c while loading")
