@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,7 +14,7 @@ type backend struct {
 	id        string // canonical address: unix:///path or tcp://host:port
 	network   string // "unix" or "tcp"
 	addr      string
-	transport *http.Transport
+	pool      *pool
 
 	outstanding atomic.Int64
 	draining    atomic.Bool // no new requests; set by drain or by the worker table
@@ -83,26 +81,7 @@ func isDialError(err error) bool {
 }
 
 func newBackend(id, network, addr string, cfg *Config) *backend {
-	b := &backend{id: id, network: network, addr: addr}
-	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	b.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, &dialError{err: err}
-			}
-			return c, nil
-		},
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   cfg.MaxIdlePerBackend,
-		IdleConnTimeout:       cfg.BackendIdleTimeout,
-		ResponseHeaderTimeout: cfg.BackendTimeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-		WriteBufferSize:       16 << 10,
-		ReadBufferSize:        16 << 10,
-	}
-	return b
+	return &backend{id: id, network: network, addr: addr, pool: newPool(network, addr, cfg)}
 }
 
 // acquire counts a request in flight on b.

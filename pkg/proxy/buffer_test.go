@@ -276,7 +276,7 @@ func TestAgeLimitExpires(t *testing.T) {
 	sendAsync(c, "GET", px.url, 0, nil, nil, ch)
 	r := <-ch
 	if r.code != 503 || r.retryAfter == "" {
-		t.Fatalf("expired request: %d Retry-After %q; want 503 with Retry-After", r.code, r.retryAfter)
+		t.Fatalf("expired request: %d Retry-After %q (err %v); want 503 with Retry-After", r.code, r.retryAfter, r.err)
 	}
 	if v := metricValue(t, px.p, `zdqueue_requests_total{outcome="expired"}`); v != 1 {
 		t.Errorf("expired = %v; want 1", v)

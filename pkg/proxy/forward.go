@@ -2,11 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -83,7 +82,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // forward sends r to b and copies the response to w. It answers the client
 // unless the attempt may be retried.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body *reqBody, replayed bool) attempt {
-	out := p.outgoing(w, r, b, body)
+	ctx := r.Context()
 	b.acquire()
 	released := false
 	defer func() {
@@ -92,19 +91,53 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		}
 	}()
 
-	resp, err := b.transport.RoundTrip(out)
+	bc, err := b.pool.get(ctx)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if ctx.Err() != nil {
 			return attempt{outcome: outcomeClientGone}
 		}
-		if isDialError(err) {
-			b.markDown(500 * time.Millisecond)
-			if body.untouched() {
-				p.m.retries.WithLabelValues("connect").Inc()
-				return attempt{retry: true}
-			}
+		b.markDown(500 * time.Millisecond)
+		if body.untouched() {
+			p.m.retries.WithLabelValues("connect").Inc()
+			return attempt{retry: true}
 		}
-		if p.cfg.RetryIdempotent && body.empty() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		p.plainError(w, http.StatusBadGateway, "cannot connect to the backend")
+		return attempt{outcome: outcomeBackendError}
+	}
+	// A client that goes away mid-exchange unblocks the backend I/O.
+	stop := context.AfterFunc(ctx, func() { bc.c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	out := p.outgoing(r, body)
+	bc.c.SetWriteDeadline(time.Now().Add(p.cfg.BackendTimeout))
+	bc.read = 0
+	sentBefore := body.read.Load()
+	werr := writeRequest(bc.bw, out)
+	if werr == nil {
+		werr = bc.bw.Flush()
+	}
+	var resp *http.Response
+	if werr == nil {
+		bc.c.SetWriteDeadline(time.Time{})
+		bc.c.SetReadDeadline(time.Now().Add(p.cfg.BackendTimeout))
+		resp, err = p.readResponse(w, bc, out)
+	} else {
+		err = werr
+	}
+	if err != nil {
+		bc.c.Close()
+		if ctx.Err() != nil {
+			return attempt{outcome: outcomeClientGone}
+		}
+		noAnswer := bc.read == 0
+		// A pooled connection the backend closed just as it was reused:
+		// the request was not processed if nothing of its body had to be
+		// taken from the client; idempotent requests are safe either way.
+		if noAnswer && bc.reused && body.read.Load() == sentBefore && body.untouched() {
+			p.m.retries.WithLabelValues("stale_connection").Inc()
+			return attempt{retry: true}
+		}
+		if noAnswer && p.cfg.RetryIdempotent && body.empty() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			p.m.retries.WithLabelValues("idempotent").Inc()
 			return attempt{retry: true}
 		}
@@ -117,14 +150,15 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		p.plainError(w, code, "backend failed before answering")
 		return attempt{outcome: outcomeBackendError}
 	}
-	defer resp.Body.Close()
+	bc.c.SetReadDeadline(time.Time{})
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The exchange is over as far as draining is concerned: the
 		// upgraded stream is a tunnel, not a request in flight.
 		b.release()
 		released = true
-		return p.tunnel(w, r, resp)
+		stop()
+		return p.tunnel(w, r, resp, bc)
 	}
 
 	h := w.Header()
@@ -133,11 +167,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		h.Add("Trailer", k)
 	}
 	w.WriteHeader(resp.StatusCode)
-	if r.Method == http.MethodHead {
-		return attempt{outcome: okOutcome(replayed)}
-	}
 	if err := p.copyBody(w, resp); err != nil {
-		if r.Context().Err() != nil {
+		bc.c.Close()
+		if ctx.Err() != nil {
 			return attempt{outcome: outcomeClientGone}
 		}
 		// Headers are out: the only honest signal left is an aborted
@@ -152,7 +184,40 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
+	if resp.Close || !stop() {
+		bc.c.Close()
+	} else {
+		b.pool.put(bc)
+	}
 	return attempt{outcome: okOutcome(replayed)}
+}
+
+// readResponse reads the backend's final response, passing 1xx
+// informational ones (103 Early Hints) on to the client.
+func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, out *http.Request) (*http.Response, error) {
+	for i := 0; ; i++ {
+		resp, err := http.ReadResponse(bc.br, out)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if i >= 8 {
+			return nil, errors.New("backend sent too many 1xx responses")
+		}
+		if resp.StatusCode == http.StatusContinue {
+			continue // the client's Expect was not forwarded; the 100 is ours
+		}
+		h := w.Header()
+		for k, vv := range resp.Header {
+			h[k] = vv
+		}
+		w.WriteHeader(resp.StatusCode)
+		for k := range resp.Header {
+			delete(h, k)
+		}
+	}
 }
 
 func okOutcome(replayed bool) string {
@@ -192,36 +257,18 @@ func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
 }
 
 // outgoing builds the backend request for r.
-func (p *Proxy) outgoing(w http.ResponseWriter, r *http.Request, b *backend, body *reqBody) *http.Request {
-	// Pass 1xx informational responses (103 Early Hints) through. The hook
-	// runs while the handler is blocked in RoundTrip, so w is not shared.
-	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
-			if code == http.StatusSwitchingProtocols || code == http.StatusContinue {
-				return nil
-			}
-			h := w.Header()
-			for k, vv := range hdr {
-				h[k] = vv
-			}
-			w.WriteHeader(code)
-			for k := range hdr {
-				delete(h, k)
-			}
-			return nil
-		},
-	})
+func (p *Proxy) outgoing(r *http.Request, body *reqBody) *http.Request {
 	out := &http.Request{
 		Method:     r.Method,
-		URL:        &url.URL{Scheme: "http", Host: "backend", Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		URL:        &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, Opaque: r.URL.Opaque},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+3),
+		Header:     make(http.Header, len(r.Header)+4),
 		Host:       r.Host,
 	}
-	if r.URL.Opaque != "" {
-		out.URL.Opaque = r.URL.Opaque
+	if out.URL.Path == "" && out.URL.Opaque == "" {
+		out.URL.Path = "/"
 	}
 	copyRequestHeader(out.Header, r.Header)
 	setForwarded(out.Header, r)
@@ -234,24 +281,12 @@ func (p *Proxy) outgoing(w http.ResponseWriter, r *http.Request, b *backend, bod
 		out.ContentLength = body.size
 		if body.held != nil {
 			out.ContentLength = int64(len(body.held))
-			held := body.held
-			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(held)), nil }
-		} else {
-			// The transport may resend on a fresh connection when a pooled
-			// one died before anything was written; allow it only while
-			// nothing has been consumed.
-			out.GetBody = func() (io.ReadCloser, error) {
-				if body.read.Load() != 0 {
-					return nil, errors.New("request body already partly sent")
-				}
-				return &countingBody{rb: body}, nil
-			}
 		}
 		if len(r.Trailer) > 0 {
 			out.Trailer = r.Trailer
 		}
 	}
-	return out.WithContext(ctx)
+	return out
 }
 
 // plainError answers with a short text error that says who answered.

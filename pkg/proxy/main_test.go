@@ -225,3 +225,11 @@ func metricValue(t *testing.T, p *Proxy, series string) float64 {
 	}
 	return -1
 }
+
+func benchDir(b *testing.B) (string, func()) {
+	d, err := os.MkdirTemp("", "zdqb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d, func() { os.RemoveAll(d) }
+}

@@ -13,10 +13,11 @@ type metrics struct {
 	badInput *prometheus.CounterVec
 	latency  prometheus.Histogram
 	tunnels  prometheus.Gauge
+	outcome  map[string]prometheus.Counter // read-only after newMetrics: no lock per request
 }
 
 func newMetrics(p *Proxy) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), outcome: map[string]prometheus.Counter{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zdqueue_requests_total",
 		Help: "Client requests by outcome: proxied, replayed (answered after being held), overflow, evicted, expired, flushed, shutdown, too_large, no_backend, backend_error, client_gone, bad_request.",
@@ -40,7 +41,7 @@ func newMetrics(p *Proxy) *metrics {
 	})
 	for _, o := range []string{outcomeProxied, outcomeReplayed, outcomeOverflow, outcomeEvicted, outcomeExpired,
 		outcomeFlushed, outcomeShutdown, outcomeTooLarge, outcomeNoBackend, outcomeBackendError, outcomeClientGone, outcomeBadRequest} {
-		m.requests.WithLabelValues(o)
+		m.outcome[o] = m.requests.WithLabelValues(o)
 	}
 	for _, r := range []string{"connect", "idempotent"} {
 		m.retries.WithLabelValues(r)

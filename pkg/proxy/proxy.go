@@ -125,12 +125,12 @@ func (p *Proxy) SetBackends(specs []BackendSpec) error {
 // syncQueue pauses the buffer while requests must be held and resumes it
 // (starting the paced replay) when a backend can take them.
 func (p *Proxy) syncQueue() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	hold := p.holding()
 	if hold == p.q.Paused() {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if hold {
 		p.q.Pause()
 		p.pausedSince = time.Now()
@@ -245,7 +245,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	outcome := p.handle(w, r)
-	p.m.requests.WithLabelValues(outcome).Inc()
+	if c := p.m.outcome[outcome]; c != nil {
+		c.Inc()
+	}
 	p.m.latency.Observe(time.Since(start).Seconds())
 }
 

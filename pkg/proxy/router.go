@@ -106,7 +106,7 @@ func (rt *router) publishLocked() {
 func (rt *router) reapLocked() {
 	for id, b := range rt.gone {
 		if b.outstanding.Load() == 0 {
-			b.transport.CloseIdleConnections()
+			b.pool.closeIdle(true)
 			delete(rt.gone, id)
 		}
 	}
@@ -212,10 +212,10 @@ func (rt *router) close() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	for _, b := range rt.byID {
-		b.transport.CloseIdleConnections()
+		b.pool.closeIdle(true)
 	}
 	for _, b := range rt.gone {
-		b.transport.CloseIdleConnections()
+		b.pool.closeIdle(true)
 	}
 }
 

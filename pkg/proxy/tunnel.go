@@ -10,13 +10,9 @@ import (
 
 // tunnel completes an HTTP/1.1 protocol switch (WebSocket, for one): it
 // sends the backend's 101 to the client and then copies bytes both ways
-// until either side closes.
-func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response) attempt {
-	up, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		p.plainError(w, http.StatusBadGateway, "backend switched protocols without a usable stream")
-		return attempt{outcome: outcomeBackendError}
-	}
+// until either side closes. bc is the backend connection the 101 came on.
+func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Response, bc *bconn) attempt {
+	up := bc.c
 	defer up.Close()
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -41,7 +37,7 @@ func (p *Proxy) tunnel(w http.ResponseWriter, r *http.Request, resp *http.Respon
 	}()
 	go func() {
 		defer wg.Done()
-		io.Copy(conn, up)
+		io.Copy(conn, bc.br) // bytes after the 101 the backend already sent come first
 		conn.Close()
 	}()
 	select {

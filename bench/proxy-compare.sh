@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# proxy-compare.sh: throughput of zd-queue side by side with HAProxy and nginx
+# as plain reverse proxies, and the backend alone, in one run: same backend
+# (examples/echo), same load tools (wrk for keep-alive HTTP/1.1, h2load for
+# cleartext HTTP/2). Writes bench/PROXY-RESULTS.md.
+#
+#   bench/proxy-compare.sh [DURATION_SECONDS] [CONNECTIONS]
+#
+# Needs wrk, h2load (nghttp2-client), haproxy and nginx (Debian packages).
+# The machine is shared: run it when nothing else is busy, and read ratios,
+# not absolute numbers.
+set -euo pipefail
+
+DUR=${1:-10}
+CONNS=${2:-50}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT="$ROOT/bench/PROXY-RESULTS.md"
+TMP=$(mktemp -d /tmp/zdpc.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; echo "kept $TMP" >&2' EXIT
+
+for t in wrk h2load haproxy nginx go; do
+	command -v "$t" >/dev/null || { echo "proxy-compare: $t not found (apt-get install wrk nghttp2-client haproxy nginx)" >&2; exit 1; }
+done
+
+# Free ports from the kernel, one per server.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+PB=$(port); PZ=$(port); PH=$(port); PN=$(port); PA=$(port)
+
+echo "building echo and zd-queue..." >&2
+(cd "$ROOT" && go build -o "$TMP/echo" ./examples/echo && go build -o "$TMP/zd-queue" ./cmd/zd-queue)
+
+waitport() {
+	for _ in $(seq 1 200); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	echo "proxy-compare: nothing listens on port $1; logs:" >&2; for f in "$TMP"/*.log; do echo "== $f"; tail -n 5 "$f"; done >&2
+	exit 1
+}
+
+"$TMP/echo" -listen "127.0.0.1:$PB" 2>"$TMP/echo.log" &
+PIDS+=($!)
+waitport "$PB"
+
+mkdir -m 0700 "$TMP/state"
+"$TMP/zd-queue" --listen "127.0.0.1:$PZ" --backend "tcp://127.0.0.1:$PB" --admin "127.0.0.1:$PA" \
+	--state-dir "$TMP/state" --log-level warn 2>"$TMP/zdq.log" &
+PIDS+=($!)
+waitport "$PZ"
+
+# One bind speaking both h1 and h2c prior knowledge is not possible in
+# HAProxy 2.6 without ALPN; use two ports: PH for h1, PH2 for h2c.
+PH2=$(port)
+cat >"$TMP/haproxy.cfg" <<CFG
+global
+	maxconn 4000
+	nbthread 2
+defaults
+	mode http
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	http-reuse always
+	option forwardfor
+frontend fe
+	bind 127.0.0.1:$PH
+	bind 127.0.0.1:$PH2 proto h2
+	default_backend be
+backend be
+	server s1 127.0.0.1:$PB
+CFG
+haproxy -f "$TMP/haproxy.cfg" -db 2>"$TMP/haproxy.log" &
+PIDS+=($!)
+waitport "$PH"
+
+PN2=$(port)
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<CFG
+worker_processes 2;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+daemon off;
+events { worker_connections 4000; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/nginx;
+	proxy_temp_path $TMP/nginx;
+	fastcgi_temp_path $TMP/nginx;
+	uwsgi_temp_path $TMP/nginx;
+	scgi_temp_path $TMP/nginx;
+	upstream be { server 127.0.0.1:$PB; keepalive 256; }
+	server {
+		listen 127.0.0.1:$PN;
+		listen 127.0.0.1:$PN2 http2;
+		location / {
+			proxy_pass http://be;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+		}
+	}
+}
+CFG
+nginx -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log" 2>"$TMP/nginx.log" &
+PIDS+=($!)
+waitport "$PN"
+
+# run_wrk NAME PORT: prints "rps p99_ms errors"
+run_wrk() {
+	local out
+	out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/" 2>&1)
+	echo "$out" >"$TMP/wrk-$1.txt"
+	local rps p99 errs non2xx
+	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+	p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+	errs=$(awk '/Socket errors:/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
+	non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+	echo "$rps $(to_ms "$p99") $(( ${errs:-0} + ${non2xx:-0} ))"
+}
+
+# to_ms converts wrk's 1.23ms / 456.00us / 1.2s to milliseconds.
+to_ms() {
+	python3 -c 'import sys,re
+v=sys.argv[1]; m=re.match(r"([0-9.]+)(us|ms|s)",v)
+if not m: print("n/a"); sys.exit()
+n=float(m.group(1)); u=m.group(2)
+print("%.2f"%(n/1000 if u=="us" else n if u=="ms" else n*1000))' "$1"
+}
+
+# run_h2 NAME PORT: h2load, cleartext prior knowledge; prints "rps p99_ms errors"
+run_h2() {
+	local out
+	out=$(h2load -D "$DUR" -c "$CONNS" -m 10 -t 2 "http://127.0.0.1:$2/" 2>&1) || true
+	echo "$out" >"$TMP/h2-$1.txt"
+	local rps errs
+	rps=$(awk '/^finished in/ {gsub(",",""); print $4}' <<<"$out")
+	errs=$(awk '/^requests:/ {print $10+$12+$14}' <<<"$out")
+	# h2load reports request latency max/mean/sd only; p99 is not available.
+	echo "${rps:-0} n/a ${errs:-0}"
+}
+
+declare -A H1 H2
+echo "warming up..." >&2
+for p in $PB $PZ $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
+for name in direct zd-queue haproxy nginx; do
+	case $name in direct) p=$PB ;; zd-queue) p=$PZ ;; haproxy) p=$PH ;; nginx) p=$PN ;; esac
+	echo "wrk h1 keep-alive: $name" >&2
+	H1[$name]=$(run_wrk "$name" "$p")
+done
+for name in zd-queue haproxy nginx; do
+	case $name in zd-queue) p=$PZ ;; haproxy) p=$PH2 ;; nginx) p=$PN2 ;; esac
+	echo "h2load h2c: $name" >&2
+	H2[$name]=$(run_h2 "$name" "$p")
+done
+
+ratio() { python3 -c 'import sys; a,b=sys.argv[1],sys.argv[2]
+try: print("%.2f"%(float(a)/float(b)))
+except Exception: print("n/a")' "$1" "$2"; }
+
+read -r hz_rps hz_p99 _ <<<"${H1[haproxy]}"
+read -r h2h_rps _ _ <<<"${H2[haproxy]}"
+{
+	echo "# zd-queue vs HAProxy vs nginx (generated by bench/proxy-compare.sh)"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared with other work, ${DUR}s per run, $CONNS connections."
+	echo "Backend: examples/echo (Go net/http) on 127.0.0.1. zd-queue $(cd "$ROOT" && git rev-parse --short HEAD),"
+	echo "$(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3). Proxies: HAProxy nbthread 2 with http-reuse always,"
+	echo "nginx 2 workers with upstream keepalive 256, zd-queue defaults. All add X-Forwarded-For."
+	echo
+	echo "## HTTP/1.1 keep-alive (wrk -t2 -c$CONNS)"
+	echo
+	echo "| target | req/s | p99 ms | errors | rps vs HAProxy | p99 vs HAProxy |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for name in direct zd-queue haproxy nginx; do
+		read -r rps p99 errs <<<"${H1[$name]}"
+		echo "| $name | $rps | $p99 | $errs | $(ratio "$rps" "$hz_rps") | $(ratio "$p99" "$hz_p99") |"
+	done
+	echo
+	echo "## HTTP/2 cleartext, prior knowledge (h2load -c$CONNS -m10; backend side HTTP/1.1)"
+	echo
+	echo "| target | req/s | errors | rps vs HAProxy |"
+	echo "|---|---:|---:|---:|"
+	for name in zd-queue haproxy nginx; do
+		read -r rps _ errs <<<"${H2[$name]}"
+		echo "| $name | $rps | $errs | $(ratio "$rps" "$h2h_rps") |"
+	done
+	echo
+	echo "h2load does not report percentiles, so there is no p99 column for h2. The direct backend"
+	echo "does not speak h2c, so it has no h2 row. Raw tool output is printed below."
+	echo
+	echo '<details><summary>raw output</summary>'
+	echo
+	echo '```'
+	for f in "$TMP"/wrk-*.txt "$TMP"/h2-*.txt; do echo "== $(basename "$f")"; cat "$f"; done
+	echo '```'
+	echo '</details>'
+} >"$OUT"
+echo "wrote $OUT" >&2
+sed -n '1,30p' "$OUT"
