@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -565,5 +566,60 @@ func TestLongPath(t *testing.T) {
 	}
 	if err := Call(testCtx(t), long, "x", nil, nil); err == nil || !strings.Contains(err.Error(), "longer than the 107") {
 		t.Errorf("Call(long path) = %v; want a too-long error", err)
+	}
+}
+
+// TestWireFormat pins the frames a non-Go client sees: each one a map with
+// exactly these keys.
+func TestWireFormat(t *testing.T) {
+	_, path := startServer(t, Options{})
+	exchange := func(req map[string]any) []map[string]any {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.Write(frame(mp(req)))
+		var frames []map[string]any
+		for i := 0; i < 100; i++ {
+			var m map[string]any
+			if err := ReadFrame(c, 0, &m); err != nil {
+				break
+			}
+			frames = append(frames, m)
+		}
+		return frames
+	}
+	keys := func(m map[string]any) string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return strings.Join(ks, ",")
+	}
+	fs := exchange(map[string]any{"v": 1, "op": "count", "args": map[string]any{"text": "end", "count": 2}})
+	if len(fs) != 3 {
+		t.Fatalf("got %d frames; want 2 events and a reply: %v", len(fs), fs)
+	}
+	for _, ev := range fs[:2] {
+		if keys(ev) != "event,v" {
+			t.Errorf("event frame keys %q; want event,v", keys(ev))
+		}
+	}
+	if keys(fs[2]) != "ok,result,v" || fs[2]["ok"] != true || fs[2]["result"] != "end" {
+		t.Errorf("reply frame %v; want {v, ok: true, result: end}", fs[2])
+	}
+	fs = exchange(map[string]any{"v": 1, "op": "fail"})
+	if len(fs) != 1 || keys(fs[0]) != "error,ok,v" || fs[0]["ok"] != false {
+		t.Fatalf("error reply %v; want {v, ok: false, error}", fs)
+	}
+	if e, _ := fs[0]["error"].(map[string]any); keys(e) != "code,hint,message" || e["code"] != "busy" {
+		t.Errorf("error object %v; want {code, message, hint}", fs[0]["error"])
+	}
+	fs = exchange(map[string]any{"v": 1, "op": "echo"})
+	if len(fs) != 1 || keys(fs[0]) != "ok,v" {
+		t.Errorf("reply without result %v; want {v, ok}", fs)
 	}
 }

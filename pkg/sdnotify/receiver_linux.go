@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,18 @@ func (m Message) Get(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Int returns the value of the last field named key as a decimal integer,
+// e.g. m.Int(KeyExtendTimeoutUsec) or m.Int(KeyMainPID). ok is false when
+// the field is missing or not an integer.
+func (m Message) Int(key string) (n int64, ok bool) {
+	v, ok := m.Get(key)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
 }
 
 // Is reports whether the message sets key to "1", e.g. m.Is(KeyReady).

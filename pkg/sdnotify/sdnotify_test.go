@@ -74,6 +74,23 @@ func TestNotifyReceive(t *testing.T) {
 	}
 }
 
+func TestMessageInt(t *testing.T) {
+	fields, _ := Parse([]byte("EXTEND_TIMEOUT_USEC=5000000\nMAINPID=x\nERRNO=-2"))
+	m := Message{Fields: fields}
+	if n, ok := m.Int(KeyExtendTimeoutUsec); n != 5000000 || !ok {
+		t.Errorf("Int(EXTEND_TIMEOUT_USEC) = %d, %v; want 5000000, true", n, ok)
+	}
+	if n, ok := m.Int(KeyErrno); n != -2 || !ok {
+		t.Errorf("Int(ERRNO) = %d, %v; want -2, true", n, ok)
+	}
+	if _, ok := m.Int(KeyMainPID); ok {
+		t.Error("Int(MAINPID=x) ok; want false")
+	}
+	if _, ok := m.Int(KeyStatus); ok {
+		t.Error("Int(missing) ok; want false")
+	}
+}
+
 func TestNotifyUnset(t *testing.T) {
 	sent, err := Notify(func(string) string { return "" }, "READY=1")
 	if sent || err != nil {
