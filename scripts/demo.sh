@@ -13,7 +13,8 @@
 # Part 3, zd-queue (once built): zd-queue owns the public port, zd-run gives
 # each worker its own unix socket, and `zdctl reload --exclusive` stops the
 # old generation before starting the new one while zd-queue holds and then
-# replays every request that arrives in the gap.
+# replays every request that arrives in the gap; then WebSocket sessions
+# through zd-queue across rolling reloads (kept, dropped, echoes checked).
 #
 # Needs: Linux, Go (to build), python3, setsid (util-linux): what .ci/run
 # installs. Everything listens on 127.0.0.1; every process it starts is
@@ -136,6 +137,11 @@ else:
 if rl.get("n"):
     line += f", reload time p50 {rl.get('p50_ms', 0):.0f} ms max {rl.get('max_ms', 0):.0f} ms"
 print(f"{bad + rfail}\t{line}")
+ws = r.get("websocket")
+if ws:
+    codes = ", ".join(f"{k}: {v}" for k, v in sorted((ws.get("close_codes") or {}).items())) or "none"
+    print(f"0\t    WebSocket sessions kept {ws['kept']}/{ws['sessions']}, dropped {ws['dropped']} ({codes}), "
+          f"mismatched echoes {ws['mismatched']} (a request above is one message and its echo)")
 for x in reloads:
     if x.get("exit_code") != 0 or x.get("error"):
         msg = " ".join(f"{x.get('error', '')} {x.get('output', '')}".split())[:300]
@@ -248,6 +254,12 @@ print(f"   held and replayed by zd-queue: {replayed} requests; during the reload
       f"p50 {lat['p50_ms']:.0f} ms, max {lat['max_ms']:.0f} ms (the wait for the new generation)")
 PY
 	say "   now: $(served_by "$url")"
+	say ""
+	say "== WebSocket sessions through zd-queue: 20 sessions echoing a message every 50ms, $RELOADS rolling reloads"
+	"$BIN/zd-load" -url "ws://127.0.0.1:$port/ws" -ws -c 20 -ws-every 50ms -d 110s \
+		-reload "ZD_STATE_DIR='$state' '$BIN/zdctl' reload --strategy rolling" \
+		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 30s -o "$tmp/ws.json" >/dev/null
+	summary "zd-queue WebSocket" "$tmp/ws.json"
 	stop_all
 }
 
