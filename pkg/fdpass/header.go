@@ -34,6 +34,7 @@ type header struct {
 // meta describes one descriptor; an array on the wire, since there can be
 // thousands.
 type meta struct {
+	//lint:ignore U1000 the tag tells msgpack to encode the struct as an array
 	_msgpack struct{} `msgpack:",as_array"`
 	Name     string
 	Family   string
