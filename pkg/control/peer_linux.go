@@ -78,3 +78,21 @@ func supplementaryGroups(pid int) []int {
 	}
 	return nil
 }
+
+// hungUp reports whether the peer of c has closed its end entirely (not
+// just shut down writing): Linux raises POLLHUP on a unix stream socket
+// only when both directions are shut.
+func hungUp(c *net.UnixConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hup := true
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n == 1 {
+			hup = fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return hup
+}

@@ -303,13 +303,19 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The client sends nothing after its request: any read result (EOF,
-	// reset, stray bytes) means it went away or broke the protocol.
+	// The client sends nothing after its request: a read that returns
+	// means it went away (EOF with the connection hung up, reset) or broke
+	// the protocol (stray bytes). An EOF without hang-up is a client that
+	// half-closed after its request and still reads: let it be; if it
+	// leaves later, the next write fails.
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
 		var b [1]byte
-		c.Read(b[:])
+		n, err := c.Read(b[:])
+		if n == 0 && errors.Is(err, io.EOF) && !hungUp(c) {
+			return
+		}
 		cancel()
 	}()
 	defer func() {

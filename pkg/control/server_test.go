@@ -623,3 +623,33 @@ func TestWireFormat(t *testing.T) {
 		t.Errorf("reply without result %v; want {v, ok}", fs)
 	}
 }
+
+// TestHalfClose: a client that shuts down writing after its request (as
+// `socat` or a shell script may) still gets its events and reply.
+func TestHalfClose(t *testing.T) {
+	_, path := startServer(t, Options{})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.Write(frame(mp(map[string]any{"v": 1, "op": "count", "args": map[string]any{"text": "end", "count": 3}})))
+	c.(*net.UnixConn).CloseWrite()
+	var n int
+	for ; n < 10; n++ {
+		var in responseIn
+		if err := ReadFrame(c, 0, &in); err != nil {
+			t.Fatalf("frame %d: %v", n, err)
+		}
+		if in.Event == nil {
+			if in.OK == nil || !*in.OK {
+				t.Fatalf("reply %+v; want ok", in)
+			}
+			break
+		}
+	}
+	if n != 3 {
+		t.Errorf("got %d events before the reply; want 3", n)
+	}
+}
