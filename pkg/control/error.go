@@ -27,6 +27,8 @@ type Error struct {
 	Hint    string `msgpack:"hint,omitempty"`
 }
 
+// Error returns the message (the code if there is none); the hint is for
+// the CLI to print on its own line.
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return e.Code

@@ -19,6 +19,8 @@ type Error struct {
 	Err     error
 }
 
+// Error returns the message and the cause; the hint is for the CLI to print
+// on its own line.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return e.Message + ": " + e.Err.Error()
