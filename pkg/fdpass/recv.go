@@ -66,6 +66,8 @@ func recvBatches(c *net.UnixConn, n int) ([]int, error) {
 			}
 		}
 		switch {
+		case errors.Is(err, io.EOF):
+			return got, fmt.Errorf("peer closed the connection after %d of %d fds", len(got), n)
 		case err != nil:
 			return got, fmt.Errorf("after %d of %d fds: %w", len(got), n, err)
 		case rn == 0:
