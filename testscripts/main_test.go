@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/zdtools/zd/examples/echo/echoapp"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/cli/zdctl"
 	"github.com/zdtools/zd/pkg/cli/zdhandoff"
@@ -35,6 +36,8 @@ func TestMain(m *testing.M) {
 		// testapp is a tiny app that knows nothing of zd: it serves the
 		// sockets it inherits through LISTEN_FDS (see testapp.go).
 		"testapp": func() { os.Exit(testApp(os.Args[1:])) },
+		// zd-echo is examples/echo, the example app zd-run's scripts run.
+		"zd-echo": func() { os.Exit(echoapp.Main(os.Args[1:], os.Stderr)) },
 	})
 }
 

@@ -85,13 +85,14 @@ func (s *Supervisor) lockReload(what string) (gen int, err error) {
 	}
 	s.reloading = true
 	s.reloadGen = s.nextGen()
+	s.lastGen = s.reloadGen // never reused, even when this reload aborts
 	s.reloadFail = make(chan struct{})
 	s.reloadErr = nil
 	return s.reloadGen, nil
 }
 
 func (s *Supervisor) nextGen() int {
-	g := s.gen
+	g := max(s.gen, s.lastGen)
 	for _, r := range s.gens {
 		g = max(g, r.Gen)
 	}

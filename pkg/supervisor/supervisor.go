@@ -43,6 +43,7 @@ type Supervisor struct {
 	workers      map[int]*worker // live (not yet reaped) workers by pid
 	slots        []*worker       // the worker serving each slot, nil while empty
 	gen          int             // current generation
+	lastGen      int             // highest generation number handed out
 	gens         []genRecord     // every generation started, oldest first
 	reloading    bool
 	reloadGen    int

@@ -32,6 +32,7 @@ type Inheritance struct {
 type carriedState struct {
 	Version    int                  `msgpack:"v"`
 	Gen        int                  `msgpack:"gen"`
+	LastGen    int                  `msgpack:"last_gen"`
 	Gens       []genRecord          `msgpack:"gens"`
 	Upgrades   int                  `msgpack:"upgrades"`
 	Started    time.Time            `msgpack:"started"`
@@ -87,7 +88,7 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 			"upgrade aborted: %s --check failed: %v", s.cfg.SelfPath, err)
 	}
 	s.mu.Lock()
-	st := carriedState{Version: 1, Gen: s.gen, Gens: s.gens, Upgrades: s.upgrades + 1, Started: s.started,
+	st := carriedState{Version: 1, Gen: s.gen, LastGen: s.lastGen, Gens: s.gens, Upgrades: s.upgrades + 1, Started: s.started,
 		Restarts: s.restarts, Degraded: s.degraded, LastReload: s.lastReload}
 	for _, w := range s.workers {
 		st.Workers = append(st.Workers, carriedWorker{Slot: w.slot, Gen: w.gen, PID: w.pid, Current: s.slots[w.slot] == w,
@@ -199,7 +200,7 @@ func (s *Supervisor) adopted() bool {
 		return false
 	}
 	s.mu.Lock()
-	s.gen, s.gens, s.upgrades, s.started = st.Gen, st.Gens, st.Upgrades, st.Started
+	s.gen, s.lastGen, s.gens, s.upgrades, s.started = st.Gen, st.LastGen, st.Gens, st.Upgrades, st.Started
 	s.restarts, s.degraded, s.lastReload = st.Restarts, st.Degraded, st.LastReload
 	var starting []*worker
 	for _, c := range st.Workers {

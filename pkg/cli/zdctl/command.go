@@ -65,7 +65,10 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			},
 			{
 				Name: "health", Usage: "exit 0 when healthy (or reloading), 5 when degraded, 4 when not running",
-				Flags:  []cli.Flag{jsonFlag},
+				Flags: []cli.Flag{jsonFlag,
+					&cli.StringFlag{Name: "wait", Usage: "wait up to this long for the service to be healthy with no reload in progress (for scripts, deploys and probes)"},
+					&cli.IntFlag{Name: "generation", Usage: "with --wait: also wait until this generation (or a later one) serves"},
+				},
 				Action: func(ctx context.Context, c *cli.Command) error { return health(ctx, c, io) },
 			},
 			queueCommand(),

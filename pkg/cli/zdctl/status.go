@@ -93,7 +93,15 @@ func watchStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, sock string)
 }
 
 func health(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
-	st, err := getStatus(ctx, runSock(c, io))
+	sock := runSock(c, io)
+	wait, err := parseTimeout(c, "wait", 0)
+	if err != nil {
+		return err
+	}
+	st, err := getStatus(ctx, sock)
+	if wait > 0 {
+		st, err = waitHealthy(ctx, sock, wait, int(c.Int("generation")))
+	}
 	if err != nil {
 		return err
 	}
@@ -124,4 +132,28 @@ func explain(reason string) string {
 		return ""
 	}
 	return " (" + reason + ")"
+}
+
+// waitHealthy polls until the service is healthy with no reload in progress
+// and serves generation gen or later, or the bound passes (then the last
+// status, or the last error, is returned). Not running counts as not yet.
+func waitHealthy(ctx context.Context, sock string, bound time.Duration, gen int) (runapi.Status, error) {
+	deadline := time.Now().Add(bound)
+	for {
+		st, err := getStatus(ctx, sock)
+		if err == nil && st.Health == runapi.HealthHealthy && !st.ReloadInProgress && st.Generation >= gen {
+			return st, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err == nil && st.Generation < gen {
+				err = &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: fmt.Sprintf("generation %d not serving after %v (generation %d is)", gen, bound, st.Generation),
+					Hint: "zdctl status shows the reload's state"}
+			}
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -91,7 +91,12 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 		l, err := net.FileListener(inh.control)
 		inh.control.Close()
 		if err == nil {
-			srv, err = control.FromListener(l.(*net.UnixListener), copts)
+			ul, ok := l.(*net.UnixListener)
+			if !ok {
+				return cmdkit.Failf(cmdkit.ExitFailure, "", "the carried control socket is a %T, not a unix listener", l)
+			}
+			ul.SetUnlinkOnClose(true) // as the first image's server would have
+			srv, err = control.FromListener(ul, copts)
 		}
 		if err != nil {
 			return cmdkit.Wrap(err, cmdkit.ExitFailure, "")

@@ -1,0 +1,212 @@
+package testscripts
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/runapi"
+	"golang.org/x/sys/unix"
+)
+
+// zdRun is a zd-run started by a Go test (the programs are in PATH: the
+// testscript runner put copies of the test binary there).
+type zdRun struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string // state dir
+	sock   string // the app's shared unix socket
+	stderr *bytes.Buffer
+	mu     sync.Mutex
+	done   chan struct{}
+}
+
+// shortDir is a temp dir with a short path (sun_path is 108 bytes).
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "zdt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func startZdRun(t *testing.T, args ...string) *zdRun {
+	t.Helper()
+	base := shortDir(t)
+	r := &zdRun{t: t, dir: filepath.Join(base, "st"), sock: filepath.Join(base, "app.sock"), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	full := append([]string{"--state-dir", r.dir, "--listen", "unix://" + r.sock}, args...)
+	r.cmd = exec.Command("zd-run", full...)
+	r.cmd.Stderr = syncWriter{&r.mu, r.stderr}
+	r.cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start zd-run: %v", err)
+	}
+	go func() { r.cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+			return
+		default:
+		}
+		r.cmd.Process.Signal(unix.SIGQUIT)
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			r.cmd.Process.Kill()
+			<-r.done
+		}
+		if t.Failed() {
+			t.Logf("zd-run stderr:\n%s", r.log())
+		}
+	})
+	return r
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (s syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func (r *zdRun) log() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
+
+func (r *zdRun) status() (runapi.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var st runapi.Status
+	err := control.Call(ctx, filepath.Join(r.dir, "run.sock"), runapi.OpStatus, nil, &st)
+	return st, err
+}
+
+// waitFor polls status until ok says yes or the bound passes.
+func (r *zdRun) waitFor(what string, bound time.Duration, ok func(runapi.Status) bool) runapi.Status {
+	r.t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		st, err := r.status()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("zd-run: %s not seen within %v (last status %+v, err %v)", what, bound, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *zdRun) waitHealthy() runapi.Status {
+	r.t.Helper()
+	return r.waitFor("healthy", 30*time.Second, func(st runapi.Status) bool {
+		return st.Health == runapi.HealthHealthy && !st.ReloadInProgress
+	})
+}
+
+// zdctl runs zdctl against r and returns stdout, stderr and the exit code.
+func (r *zdRun) zdctl(args ...string) (string, string, int) {
+	r.t.Helper()
+	cmd := exec.Command("zdctl", append([]string{"--state-dir", r.dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		r.t.Fatalf("zdctl %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// load sends keep-alive HTTP requests to the app's unix socket from n
+// clients until stop is called, counting successes and failures.
+type load struct {
+	ok, failed atomic.Int64
+	lastErr    atomic.Value
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+func startLoad(sock string, n int) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+		MaxIdleConnsPerHost: n,
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				resp, err := client.Get("http://zd/")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %s", resp.Status)
+					}
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					l.failed.Add(1)
+					l.lastErr.Store(err.Error())
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) stop(t *testing.T) (ok, failed int64) {
+	t.Helper()
+	l.cancel()
+	l.wg.Wait()
+	if e, _ := l.lastErr.Load().(string); e != "" {
+		t.Logf("last request error: %s", e)
+	}
+	return l.ok.Load(), l.failed.Load()
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}

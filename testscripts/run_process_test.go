@@ -1,0 +1,222 @@
+package testscripts
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zdtools/zd/pkg/runapi"
+	"golang.org/x/sys/unix"
+)
+
+// kill -9 of zd-run: no worker outlives it by more than a second (they die
+// of PR_SET_PDEATHSIG).
+func TestRunKill9LeavesNoWorker(t *testing.T) {
+	r := startZdRun(t, "--workers", "3", "--", "zd-echo")
+	st := r.waitHealthy()
+	if len(st.Workers) != 3 {
+		t.Fatalf("status has %d workers; want 3", len(st.Workers))
+	}
+	if err := r.cmd.Process.Signal(unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-r.done
+	killed := time.Now()
+	for _, w := range st.Workers {
+		for alive(w.PID) {
+			if time.Since(killed) > time.Second {
+				t.Fatalf("worker %d (pid %d) still alive %v after zd-run was killed", w.Slot, w.PID, time.Since(killed))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// A crashed worker is respawned; a crash loop stops at the respawn limit
+// and the service is degraded (zdctl health exits 5).
+func TestRunRespawnAndDegraded(t *testing.T) {
+	dir := shortDir(t)
+	flag := filepath.Join(dir, "crash")
+	app := filepath.Join(dir, "app")
+	// The app crashes 100ms after ready once the flag file exists.
+	script := "#!/bin/sh\nif [ -e " + flag + " ]; then exec zd-echo -crash-after-ready 100ms; fi\nexec zd-echo\n"
+	if err := os.WriteFile(app, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := startZdRun(t, "--workers", "2", "--respawn-limit", "3", "--respawn-window", "60s", "--", app)
+	st := r.waitHealthy()
+	victim := st.Workers[0]
+	if err := unix.Kill(victim.PID, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st = r.waitFor("the killed worker respawned", 20*time.Second, func(st runapi.Status) bool {
+		for _, w := range st.Workers {
+			if w.Slot == victim.Slot && w.PID != victim.PID && w.State == "ready" {
+				return st.Health == runapi.HealthHealthy
+			}
+		}
+		return false
+	})
+	if st.WorkerStats.Restarts != 1 {
+		t.Errorf("restarts = %d; want 1", st.WorkerStats.Restarts)
+	}
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range st.Workers {
+		unix.Kill(w.PID, unix.SIGKILL)
+	}
+	st = r.waitFor("degraded after the respawn limit", 30*time.Second, func(st runapi.Status) bool {
+		return st.Health == runapi.HealthDegraded && strings.Contains(st.HealthReason, "respawn limit")
+	})
+	out, _, code := r.zdctl("health")
+	if code != 5 || !strings.Contains(out, "degraded") {
+		t.Errorf("zdctl health = %q, exit %d; want degraded, exit 5", out, code)
+	}
+	// A fixed release brings it back.
+	os.Remove(flag)
+	if _, stderr, code := r.zdctl("reload"); code != 0 {
+		t.Fatalf("reload after the fix: exit %d: %s", code, stderr)
+	}
+	r.waitHealthy()
+}
+
+// Exit codes of zdctl reload: 3 when the reload aborted (old generation
+// still serving), 1 when another reload is in progress.
+func TestZdctlReloadExitCodes(t *testing.T) {
+	dir := shortDir(t)
+	app := filepath.Join(dir, "current")
+	good := filepath.Join(dir, "good")
+	slow := filepath.Join(dir, "slow")
+	bad := filepath.Join(dir, "bad")
+	for p, s := range map[string]string{good: "exec zd-echo", slow: "exec zd-echo -start-delay 1500ms", bad: "exec zd-echo -crash-at-start"} {
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+s+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(good, app); err != nil {
+		t.Fatal(err)
+	}
+	r := startZdRun(t, "--workers", "1", "--", app)
+	r.waitHealthy()
+	relink := func(to string) {
+		os.Remove(app)
+		if err := os.Symlink(to, app); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relink(bad)
+	_, stderr, code := r.zdctl("reload")
+	if code != 3 || !strings.Contains(stderr, "exited before it was ready") {
+		t.Errorf("reload of a crashing release: exit %d, stderr %q; want exit 3 naming the cause", code, stderr)
+	}
+	// Two reloads at once: the second is refused while the first runs.
+	relink(slow)
+	first := exec.Command("zdctl", "--state-dir", r.dir, "reload")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("reload in progress", 10*time.Second, func(st runapi.Status) bool { return st.ReloadInProgress })
+	_, stderr, code = r.zdctl("reload")
+	if code != 1 || !strings.Contains(stderr, "reload already in progress") {
+		t.Errorf("second reload: exit %d, stderr %q; want exit 1, reload already in progress", code, stderr)
+	}
+	if err := first.Wait(); err != nil {
+		t.Errorf("first reload: %v", err)
+	}
+	st := r.waitHealthy()
+	if st.Generation != 3 {
+		t.Errorf("generation = %d; want 3 (the aborted reload used 2)", st.Generation)
+	}
+	// A reload during a stop is refused.
+	relink(slow)
+	if _, _, code := r.zdctl("stop", "--no-wait"); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+	_, stderr, code = r.zdctl("reload")
+	if code == 0 {
+		t.Errorf("reload during stop: exit 0; want refused (%s)", stderr)
+	}
+}
+
+// The control socket refuses a peer with another uid (SO_PEERCRED), even
+// when the socket file would let it in; garbage is refused and zd-run keeps
+// serving.
+func TestControlSocketPeers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as another uid")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	r := startZdRun(t, "--workers", "1", "--", "zd-echo")
+	r.waitHealthy()
+	sock := filepath.Join(r.dir, "run.sock")
+	// Open the way through the file system so that only SO_PEERCRED decides.
+	for _, p := range []string{filepath.Dir(filepath.Dir(r.dir)), filepath.Dir(r.dir), r.dir} {
+		os.Chmod(p, 0o711)
+	}
+	os.Chmod(sock, 0o666)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary must be reachable by nobody: copy it as zdctl.
+	bin := filepath.Join(shortDir(t), "zdctl")
+	os.Chmod(filepath.Dir(bin), 0o755)
+	if b, err := os.ReadFile(self); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "--state-dir", r.dir, "status")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "uid 65534 may not use") {
+		t.Errorf("zdctl as uid 65534: err %v, output %q; want refused by SO_PEERCRED", err, out)
+	}
+	// Garbage on the socket.
+	for _, junk := range []string{"GET / HTTP/1.1\r\n\r\n", "\xff\xff\xff\xff", "\x00\x00\x00\x03abc"} {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(junk))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 512)
+		c.Read(buf)
+		c.Close()
+	}
+	if st, err := r.status(); err != nil || st.Health != runapi.HealthHealthy {
+		t.Errorf("after garbage: status %+v, %v; want healthy", st.Health, err)
+	}
+}
+
+// The Python stdlib example runs under zd-run unchanged and reloads with 0
+// failed requests.
+func TestPythonExampleReloads(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	app := filepath.Join(filepath.Dir(file), "..", "examples", "python-http", "app.py")
+	r := startZdRun(t, "--workers", "2", "--grace", "10s", "--", py, app)
+	r.waitHealthy()
+	l := startLoad(r.sock, 4)
+	for i := range 5 {
+		strategy := []string{"rolling", "blue-green"}[i%2]
+		if _, stderr, code := r.zdctl("reload", "--strategy", strategy); code != 0 {
+			t.Fatalf("reload %d (%s): exit %d: %s", i, strategy, code, stderr)
+		}
+	}
+	ok, failed := l.stop(t)
+	if failed != 0 || ok == 0 {
+		t.Errorf("python app over 5 reloads: %d ok, %d failed; want 0 failed", ok, failed)
+	}
+	t.Logf("python app over 5 reloads: %d requests, %d failed", ok, failed)
+}
