@@ -11,10 +11,10 @@ import (
 
 // backend is one upstream worker socket with its own keep-alive pool.
 type backend struct {
-	id        string // canonical address: unix:///path or tcp://host:port
-	network   string // "unix" or "tcp"
-	addr      string
-	pool      *pool
+	id      string // canonical address: unix:///path or tcp://host:port
+	network string // "unix" or "tcp"
+	addr    string
+	pool    *pool
 
 	outstanding atomic.Int64
 	draining    atomic.Bool // no new requests; set by drain or by the worker table
