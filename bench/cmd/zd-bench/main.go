@@ -84,13 +84,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // result is one target under one connection mode.
 type result struct {
-	Target    string       `json:"target"`
-	Note      string       `json:"note"`
-	KeepAlive bool         `json:"keep_alive"`
-	Skipped   string       `json:"skipped,omitempty"`
-	Report    *load.Report `json:"report,omitempty"`
-	PeakRSSkB int64        `json:"peak_rss_kb,omitempty"`
-	Overhead  *overhead    `json:"overhead,omitempty"`
+	Target       string       `json:"target"`
+	Note         string       `json:"note"`
+	KeepAlive    bool         `json:"keep_alive"`
+	Skipped      string       `json:"skipped,omitempty"`
+	Report       *load.Report `json:"report,omitempty"`
+	PeakRSSkB    int64        `json:"peak_rss_kb,omitempty"`        // VmHWM of zd-run at the end
+	SampledRSSkB int64        `json:"sampled_max_rss_kb,omitempty"` // largest VmRSS seen every 50ms
+	Overhead     *overhead    `json:"overhead,omitempty"`
 }
 
 func bench(ctx context.Context, o options, stdout io.Writer) error {

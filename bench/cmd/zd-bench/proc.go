@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -140,18 +139,40 @@ func readPIDFile(path string) int {
 }
 
 // peakRSS returns VmHWM of pid in kB.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusKB(pid, "VmHWM:") }
+
+// sampleRSS reads VmRSS of pid every 50ms until stop is closed and returns
+// the largest value seen, in kB. Unlike VmHWM it survives the process
+// re-executing itself.
+func sampleRSS(pid int, stop <-chan struct{}) int64 {
+	var peak int64
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if kb, err := statusKB(pid, "VmRSS:"); err == nil && kb > peak {
+			peak = kb
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+// statusKB returns the kB value of field in /proc/PID/status.
+func statusKB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, fmt.Errorf("read peak rss: %w", err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				return strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
-	return 0, errors.New("read peak rss: no VmHWM line")
+	return 0, fmt.Errorf("read peak rss: no %s line", field)
 }

@@ -110,6 +110,7 @@ func (f *resultsFile) markdown() string {
 			perReload, len(p.Reloads)-p.ReloadsFailed, len(p.Reloads))
 	}
 	b.WriteString("\n")
+	f.verdicts(&b)
 	f.ratios(&b)
 
 	for _, t := range targets() {
@@ -138,7 +139,12 @@ func (f *resultsFile) markdown() string {
 		b.WriteString("\n")
 		for _, r := range rows {
 			if r.PeakRSSkB > 0 {
-				fmt.Fprintf(&b, "- %s: peak RSS of zd-run (VmHWM) over the %d reloads: **%.1f MB**\n", mode(r.KeepAlive), o.reloads, float64(r.PeakRSSkB)/1024)
+				fmt.Fprintf(&b, "- %s: peak RSS of zd-run over the %d reloads: **%.1f MB** (largest VmRSS sampled every 50 ms), VmHWM at the end %.1f MB",
+					mode(r.KeepAlive), o.reloads, float64(max(r.SampledRSSkB, r.PeakRSSkB))/1024, float64(r.PeakRSSkB)/1024)
+				if strings.Contains(t.name, "handoff") {
+					b.WriteString(" (VmHWM restarts with each re-exec: it is the last image's peak)")
+				}
+				b.WriteString("\n")
 			}
 			if ov := r.Overhead; ov != nil {
 				fmt.Fprintf(&b, "- %s: zdctl reload took p50 %.0f ms, max %.0f ms (%s)", mode(r.KeepAlive), ov.ZdctlP50MS, ov.ZdctlMaxMS, ov.Explanation)
@@ -194,6 +200,36 @@ func (f *resultsFile) ratios(b *strings.Builder) {
 			p99 = fmt.Sprintf("%.2f×", p.LatencyReload.P99ms/p.LatencyOut.P99ms)
 		}
 		fmt.Fprintf(b, "| %s | %s | %.4f%% | %s | %s |\n", r.Target, mode(r.KeepAlive), rate*100, vs, p99)
+	}
+	b.WriteString("\n")
+}
+
+// verdicts states, per target, whether the zero-failure promise held in
+// this run, and that the naive restart failed (the harness can fail).
+func (f *resultsFile) verdicts(b *strings.Builder) {
+	b.WriteString("## Verdicts\n\n")
+	for _, r := range f.Results {
+		if r.Report == nil {
+			continue
+		}
+		p := r.Report
+		failedReloads := ""
+		if p.ReloadsFailed > 0 {
+			failedReloads = fmt.Sprintf(", %d reloads failed", p.ReloadsFailed)
+		}
+		verdict := "**holds**: 0 refused, 0 reset, 0 timeout, 0 non-2xx"
+		if p.Failed() > 0 || p.ReloadsFailed > 0 {
+			verdict = fmt.Sprintf("**does not hold**: %d refused, %d reset, %d timeout, %d non-2xx, %d other%s",
+				p.Refused, p.Reset, p.Timeout, p.Non2xx, p.Other, failedReloads)
+		}
+		if r.Target == "naive restart" {
+			if p.Failed() > 0 {
+				verdict = fmt.Sprintf("fails as expected (%d failed requests): the harness can see failures", p.Failed())
+			} else {
+				verdict = "**0 failures: the harness did not see the restart's gap — suspect the harness**"
+			}
+		}
+		fmt.Fprintf(b, "- %s, %s, %d reloads: %s\n", r.Target, mode(r.KeepAlive), len(p.Reloads), verdict)
 	}
 	b.WriteString("\n")
 }

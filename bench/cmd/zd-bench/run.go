@@ -58,20 +58,29 @@ func runTarget(ctx context.Context, e *env, o options, t target, keepAlive bool,
 		return res
 	}
 	defer r.stop()
+	var sampled chan int64
+	stopSampling := make(chan struct{})
+	if pid := r.supervisorPID(); pid != 0 {
+		sampled = make(chan int64, 1)
+		go func() { sampled <- sampleRSS(pid, stopSampling) }()
+	}
 	rep, err := load.Run(ctx, load.Config{
 		URL: url(port), Duration: o.maxRun, Rate: rate, Connections: o.inFlight, Close: !keepAlive,
 		Timeout: 5 * time.Second, Reloads: o.reloads, ReloadInterval: o.interval, ReloadTimeout: o.reloadTimout,
 		ReloadFunc: r.reload,
 	})
 	if err != nil {
+		close(stopSampling)
 		res.Skipped = "load: " + err.Error()
 		return res
 	}
 	res.Report = rep
+	close(stopSampling)
 	if pid := r.supervisorPID(); pid != 0 {
 		if kb, err := peakRSS(pid); err == nil {
 			res.PeakRSSkB = kb
 		}
+		res.SampledRSSkB = <-sampled
 	}
 	if z, ok := r.(*zdrun); ok {
 		res.Overhead = z.overhead()
