@@ -24,11 +24,16 @@ func bindDeadline(ctx context.Context, c *net.UnixConn) (func(), error) {
 			return nil, err
 		}
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
 	return func() {
-		if stop() {
-			c.SetDeadline(time.Time{})
+		if !stop() {
+			<-fired // it ran or is running: let it finish before clearing
 		}
+		c.SetDeadline(time.Time{})
 	}, nil
 }
 
@@ -105,6 +110,9 @@ func ReadMsg(ctx context.Context, c *net.UnixConn, max int, v any) error {
 	}
 	if err != nil {
 		return fmt.Errorf("receive message: %w", ctxErr(ctx, err))
+	}
+	if err := checkMsgpack(b); err != nil {
+		return fmt.Errorf("decode message: %w", err)
 	}
 	if err := msgpack.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode message: %w", err)

@@ -60,6 +60,9 @@ func encodeHeader(h *header) ([]byte, error) {
 // descriptors.
 func decodeHeader(b []byte, limit int) (header, error) {
 	var h header
+	if err := checkMsgpack(b); err != nil {
+		return header{}, fmt.Errorf("decode fd header: %w", err)
+	}
 	dec := msgpack.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&h); err != nil {
 		return header{}, fmt.Errorf("decode fd header: %w", err)

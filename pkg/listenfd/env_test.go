@@ -20,9 +20,9 @@ func TestParseEnv(t *testing.T) {
 		wantErr string
 	}{
 		{env: nil},
-		{env: map[string]string{"LISTEN_FDS": "2"}},                       // no LISTEN_PID: not ours
-		{env: map[string]string{"LISTEN_PID": "1", "LISTEN_FDS": "2"}},    // another process's
-		{env: map[string]string{"LISTEN_PID": "4242"}},                    // no LISTEN_FDS
+		{env: map[string]string{"LISTEN_FDS": "2"}},                    // no LISTEN_PID: not ours
+		{env: map[string]string{"LISTEN_PID": "1", "LISTEN_FDS": "2"}}, // another process's
+		{env: map[string]string{"LISTEN_PID": "4242"}},                 // no LISTEN_FDS
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "2"}, n: 2, names: []string{"unknown", "unknown"}},
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}, n: 1, names: []string{"web"}},
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "3", "LISTEN_FDNAMES": "a::c"}, n: 3, names: []string{"a", "", "c"}},
