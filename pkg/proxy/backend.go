@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -75,10 +74,6 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connect to backend: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-func isDialError(err error) bool {
-	var de *dialError
-	return errors.As(err, &de)
-}
 
 func newBackend(id, network, addr string, cfg *Config) *backend {
 	return &backend{id: id, network: network, addr: addr, pool: newPool(network, addr, cfg)}

@@ -75,6 +75,7 @@ func (c *countingBody) Close() error { return nil }
 type attempt struct {
 	outcome string // set when the request is finished (answered or abandoned)
 	retry   bool   // nothing reached the backend (or it is safe to resend): try another
+	again   bool   // with retry: the same backend may be tried again (a stale pooled connection)
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -130,12 +131,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 			return attempt{outcome: outcomeClientGone}
 		}
 		noAnswer := bc.read == 0
-		// A pooled connection the backend closed just as it was reused:
-		// the request was not processed if nothing of its body had to be
-		// taken from the client; idempotent requests are safe either way.
-		if noAnswer && bc.reused && body.read.Load() == sentBefore && body.untouched() {
+		// A pooled connection the backend closed just as it was reused
+		// (the keep-alive race): resend an idempotent request whose body
+		// is still whole (RFC 9112 section 9.3.1). Others may have been
+		// processed, so they are not resent.
+		if noAnswer && bc.reused && idempotent(r.Method) && body.read.Load() == sentBefore && body.untouched() {
 			p.m.retries.WithLabelValues("stale_connection").Inc()
-			return attempt{retry: true}
+			return attempt{retry: true, again: true}
 		}
 		if noAnswer && p.cfg.RetryIdempotent && body.empty() && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			p.m.retries.WithLabelValues("idempotent").Inc()
@@ -218,6 +220,15 @@ func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, out *http.Request
 			delete(h, k)
 		}
 	}
+}
+
+// idempotent reports whether a method is idempotent (RFC 9110 section 9.2.2).
+func idempotent(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 func okOutcome(replayed bool) string {

@@ -61,14 +61,6 @@ func newTestBackend(t *testing.T, dir, name string, h http.HandlerFunc) *testBac
 	return startBackend(t, ln, "unix://"+path, name, h)
 }
 
-func newTCPBackend(t *testing.T, name string, h http.HandlerFunc) *testBackend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startBackend(t, ln, "tcp://"+ln.Addr().String(), name, h)
-}
 
 func startBackend(t *testing.T, ln net.Listener, addr, name string, h http.HandlerFunc) *testBackend {
 	tb := &testBackend{t: t, addr: addr, ln: ln, h: h}

@@ -24,7 +24,7 @@ func newMetrics(p *Proxy) *metrics {
 	}, []string{"outcome"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zdqueue_retries_total",
-		Help: "Requests sent again to another backend: connect (refused before any byte was sent) or idempotent (GET/HEAD whose backend failed before answering).",
+		Help: "Requests sent again: connect (refused before any byte was sent; another backend), stale_connection (an idempotent request on a pooled connection the backend had just closed; a fresh connection) or idempotent (GET/HEAD whose backend failed before answering, with --retry-idempotent; another backend).",
 	}, []string{"reason"})
 	m.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zdqueue_bad_input_total",
@@ -43,7 +43,7 @@ func newMetrics(p *Proxy) *metrics {
 		outcomeFlushed, outcomeShutdown, outcomeTooLarge, outcomeNoBackend, outcomeBackendError, outcomeClientGone, outcomeBadRequest} {
 		m.outcome[o] = m.requests.WithLabelValues(o)
 	}
-	for _, r := range []string{"connect", "idempotent"} {
+	for _, r := range []string{"connect", "stale_connection", "idempotent"} {
 		m.retries.WithLabelValues(r)
 	}
 	for _, k := range []string{"malformed", "header_too_large", "timeout", "body", "tls"} {

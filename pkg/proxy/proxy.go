@@ -274,7 +274,9 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 					return a.outcome
 				}
 				attempts++
-				tried = append(tried, b)
+				if !a.again {
+					tried = append(tried, b)
+				}
 				if attempts <= p.cfg.MaxRetries && p.rt.pick(tried) != nil {
 					continue
 				}

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zdtools/zd/pkg/workertable"
+)
+
+func TestWorkerTableDrivesBackends(t *testing.T) {
+	dir := sockDir(t)
+	a := newTestBackend(t, dir, "a", nil)
+	b := newTestBackend(t, dir, "b", nil)
+	path := filepath.Join(dir, "workers.msgpack")
+	store := func(gen int, ws ...workertable.Worker) {
+		t.Helper()
+		if err := workertable.Store(path, &workertable.Table{Generation: gen, Health: workertable.HealthHealthy, Workers: ws}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, workertable.Worker{Slot: 1, Generation: 1, PID: 11, State: workertable.StateReady, Backend: a.addr},
+		workertable.Worker{Slot: 1, Generation: 2, PID: 12, State: workertable.StateStarting, Backend: b.addr})
+	px := startProxy(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- px.p.WatchTable(ctx, path) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchTable: %v", err)
+		}
+	}()
+	c := client(t)
+	waitFor(t, "backend a routable", func() bool { return px.p.rt.routableCount() == 1 })
+	if _, body := get(t, c, px.url); body != "backend a\n" {
+		t.Fatalf("generation 1: %q", body)
+	}
+	// Blue-green flip: b ready, a draining. New requests go to b only.
+	store(2, workertable.Worker{Slot: 1, Generation: 1, PID: 11, State: workertable.StateDraining, Backend: a.addr},
+		workertable.Worker{Slot: 1, Generation: 2, PID: 12, State: workertable.StateReady, Backend: b.addr})
+	waitFor(t, "table generation 2", func() bool {
+		st := px.p.Status()
+		return st.Table != nil && st.Table.Generation == 2
+	})
+	for i := 0; i < 5; i++ {
+		if _, body := get(t, c, px.url); body != "backend b\n" {
+			t.Fatalf("generation 2: %q", body)
+		}
+	}
+	// The old worker leaves the table: it is forgotten.
+	store(3, workertable.Worker{Slot: 1, Generation: 2, PID: 12, State: workertable.StateReady, Backend: b.addr})
+	waitFor(t, "a forgotten", func() bool { return len(px.p.Status().Backends) == 1 })
+	if st := px.p.Status(); st.Backends[0].PID != 12 || st.Backends[0].Generation != 2 {
+		t.Errorf("status backends = %+v", st.Backends)
+	}
+}
+
+// TestStalePooledConnection: a backend that closes idle keep-alive
+// connections soon after answering (without saying Connection: close) must
+// not cost a request, POSTs included.
+func TestStalePooledConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				select { // an idle timeout of 5ms
+				case <-time.After(5 * time.Millisecond):
+				case <-stop:
+				}
+			}()
+		}
+	}()
+	defer func() { close(stop); ln.Close(); <-srvDone }()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // a TCP backend that refuses
+	px := startProxy(t, Config{Backends: []string{"tcp://" + ln.Addr().String(), "tcp://" + deadAddr}})
+	c := client(t)
+	// POSTs after the backend let the connection go: the liveness check
+	// before reuse sees it closed and dials afresh.
+	for i := 0; i < 10; i++ {
+		resp, err := c.Post(px.url, "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, b)
+		}
+		time.Sleep(15 * time.Millisecond) // outlast the backend's idle timeout: the scenario, not a sync
+	}
+	// GETs back to back race the backend's close; they are idempotent and
+	// are resent when the race is lost.
+	for i := 0; i < 50; i++ {
+		if r, body := get(t, c, px.url); r.StatusCode != 200 || body != "ok" {
+			t.Fatalf("GET %d: %d %q", i, r.StatusCode, body)
+		}
+	}
+	if v := metricValue(t, px.p, `zdqueue_requests_total{outcome="backend_error"}`); v != 0 {
+		t.Errorf("backend errors = %v; want 0", v)
+	}
+}
