@@ -188,14 +188,42 @@ func (s *Supervisor) checkSelf(ctx context.Context) error {
 	}
 }
 
+// decodeCarried decodes the state an earlier image carried in the memfd. It
+// refuses anything but one version-1 msgpack map, and workers with
+// impossible pids or slots.
+func decodeCarried(b []byte) (st carriedState, err error) {
+	if len(b) == 0 || len(b) > 64<<20 {
+		return st, fmt.Errorf("carried state: %d bytes", len(b))
+	}
+	// msgpack/v5.4.1 panics decoding nil into a time.Time field (found by
+	// FuzzDecodeCarried): turn that into an error.
+	defer func() {
+		if p := recover(); p != nil {
+			st, err = carriedState{}, fmt.Errorf("carried state: malformed (%v)", p)
+		}
+	}()
+	if err := msgpack.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("carried state: %w", err)
+	}
+	if st.Version != 1 {
+		return st, fmt.Errorf("carried state: version %d, this build reads 1", st.Version)
+	}
+	for _, w := range st.Workers {
+		if w.PID <= 1 || w.Slot < 0 || w.Slot > 1<<20 {
+			return st, fmt.Errorf("carried state: worker with pid %d, slot %d", w.PID, w.Slot)
+		}
+	}
+	return st, nil
+}
+
 // adopted restores the state carried by an upgrade (cfg.Inherit), adopting
 // the running workers; it reports whether there was any.
 func (s *Supervisor) adopted() bool {
 	if s.cfg.Inherit == nil {
 		return false
 	}
-	var st carriedState
-	if err := msgpack.Unmarshal(s.cfg.Inherit.State, &st); err != nil {
+	st, err := decodeCarried(s.cfg.Inherit.State)
+	if err != nil {
 		s.log.Error("upgrade: cannot read the carried state; starting fresh workers", "err", err)
 		return false
 	}

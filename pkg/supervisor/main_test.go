@@ -1,0 +1,61 @@
+package supervisor
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain doubles as the worker exec shim (the supervisor starts
+// /proc/self/exe with ShimEnv set) and as a tiny app (testAppEnv set), so
+// the tests run real processes without any other binary.
+func TestMain(m *testing.M) {
+	if isShim, code := RunShim(os.Getenv, os.Stderr); isShim {
+		os.Exit(code)
+	}
+	if os.Getenv(testAppEnv) != "" {
+		os.Exit(testApp())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+const testAppEnv = "ZD_SUPERVISOR_TEST_APP"
+
+// testApp serves HTTP on fd 3 (from LISTEN_FDS, checked against
+// LISTEN_PID), says READY=1 unless ZD_TEST_NEVER_READY is set, exits 3 at
+// start if ZD_TEST_CRASH is set, and exits 0 on SIGTERM.
+func testApp() int {
+	if os.Getenv("ZD_TEST_CRASH") != "" {
+		return 3
+	}
+	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() || os.Getenv("LISTEN_FDS") != "1" {
+		fmt.Fprintf(os.Stderr, "test app: LISTEN_PID=%s LISTEN_FDS=%s, my pid %d\n", os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getpid())
+		return 1
+	}
+	ln, err := net.FileListener(os.NewFile(3, "listen"))
+	if err != nil {
+		return 1
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "pid=%d gen=%s slot=%s\n", os.Getpid(), os.Getenv("ZD_GENERATION"), os.Getenv("ZD_SLOT"))
+	})}
+	go srv.Serve(ln)
+	if os.Getenv("ZD_TEST_NEVER_READY") == "" {
+		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {
+			c.Write([]byte("READY=1\nSTATUS=test app serving"))
+			c.Close()
+		}
+	}
+	<-term
+	srv.Close()
+	return 0
+}
