@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"runtime"
 	"sync"
 	"testing"
@@ -232,4 +233,54 @@ func BenchmarkCycle(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+}
+
+// BenchmarkPushFull measures Push into a paused buffer that is already at
+// its limit, so every Push applies the overflow strategy: Reject refuses
+// it, Oldest evicts one held ticket, Compress compresses held bodies until
+// none is left to compress and then refuses.
+func BenchmarkPushFull(b *testing.B) {
+	const held = 10_000
+	body := compressible(1024)(0)
+	for _, ov := range []Overflow{Reject, Oldest, Compress} {
+		b.Run(fmt.Sprintf("overflow=%v/held=%d/body=%d", ov, held, len(body)), func(b *testing.B) {
+			q := New(Limits{MaxCount: held, MaxBytes: held * (1024 + DefaultEntryOverhead), Overflow: ov})
+			defer q.Close()
+			q.Pause()
+			for range held {
+				if err := q.Push(NewTicket(0, body, "", nil)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				_ = q.Push(NewTicket(0, body, "", nil))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "push/s")
+			if s := q.Stats(); s.Held > held {
+				b.Fatalf("held %d; over the limit", s.Held)
+			}
+		})
+	}
+}
+
+// BenchmarkParsePriority measures the per-request header parsing.
+func BenchmarkParsePriority(b *testing.B) {
+	names := DefaultPriorityHeaders()
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+	}{
+		{"none", http.Header{"Accept": {"*/*"}}},
+		{"all", http.Header{"X-Priority": {"3"}, "X-Urgent": {"true"}, "X-Critical": {"no"}}},
+	} {
+		b.Run("headers="+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				_ = ParsePriority(tc.h, names)
+			}
+		})
+	}
 }

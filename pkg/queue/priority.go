@@ -44,7 +44,7 @@ func DefaultPriorityHeaders() []string {
 func ParsePriority(h http.Header, names []string) int {
 	best, found := DefaultPriority, false
 	for i, name := range names {
-		for _, line := range h.Values(name) {
+		for _, line := range headerValues(h, name) {
 			for v := range strings.SplitSeq(line, ",") {
 				p, ok := headerPriority(i, strings.TrimSpace(v))
 				if ok && (!found || p > best) {
@@ -73,4 +73,39 @@ func headerPriority(pos int, v string) (int, bool) {
 		return FlagStep * pos, true
 	}
 	return 0, false
+}
+
+// headerValues is h.Values(name) without allocating for the usual short,
+// lower-case configured names: it canonicalizes into a stack buffer, and a
+// map index by string(bytes) does not copy.
+func headerValues(h http.Header, name string) []string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return h.Values(name)
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case !isTokenByte(c):
+			// net/http leaves keys that are not tokens alone; so do we.
+			return h.Values(name)
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	return h[string(buf[:len(name)])]
+}
+
+// isTokenByte reports whether c may appear in an HTTP token (RFC 9110).
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

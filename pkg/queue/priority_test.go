@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -121,4 +122,33 @@ func TestLimitsNormalize(t *testing.T) {
 	if d := DefaultLimits(); d.MaxBytes != 10<<20 || d.MaxCount != 1000 || d.MaxAge != 30*time.Second {
 		t.Errorf("DefaultLimits() = %+v; want the origin's 10 MiB, 1000, 30s", d)
 	}
+}
+
+func TestHeaderValuesMatchesNetHTTP(t *testing.T) {
+	h := http.Header{}
+	for _, k := range []string{"X-Priority", "Content-Type", "X-Very-Long-Header-Name-That-Goes-On-And-On-And-On-Past-Sixty-Four-Bytes", "Weird Key"} {
+		h[k] = []string{k}
+	}
+	for _, name := range []string{"x-priority", "X-PRIORITY", "content-type", "cONTENT-tYPE", "x-very-long-header-name-that-goes-on-and-on-and-on-past-sixty-four-bytes",
+		"Weird Key", "weird key", "-x", "x--y", "", "x_priority", "ü-x"} {
+		got, want := headerValues(h, name), h.Values(name)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("headerValues(%q) = %v; want %v (as http.Header.Values)", name, got, want)
+		}
+	}
+}
+
+// FuzzHeaderValues checks the allocation-free lookup against net/http's.
+func FuzzHeaderValues(f *testing.F) {
+	f.Add("x-priority", "X-Priority")
+	f.Add("X-URGENT", "x-urgent")
+	f.Add("a b", "A b")
+	f.Fuzz(func(t *testing.T, name, stored string) {
+		h := http.Header{}
+		h.Add(stored, "v1")
+		h[stored] = append(h[stored], "v2")
+		if got, want := headerValues(h, name), h.Values(name); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("headerValues(%q) with key %q = %v; want %v", name, stored, got, want)
+		}
+	})
 }
