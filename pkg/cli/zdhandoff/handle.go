@@ -29,7 +29,11 @@ func (s *server) handle(ctx context.Context, conn *net.UnixConn) {
 	log := s.log.With("peer", cred.PID)
 	var req request
 	if err := fdpass.ReadMsg(ctx, conn, maxMsg, &req); err != nil {
-		log.Warn("bad request", "err", err)
+		if errors.Is(err, io.EOF) {
+			log.Debug("peer hung up without a request") // a probe
+		} else {
+			log.Warn("bad request", "err", err)
+		}
 		return
 	}
 	if req.V != protoVersion {

@@ -110,7 +110,7 @@ func runTake(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		files[i] = fd.File
 	}
 	defer closeFiles(files)
-	log.Info("took", "socket", path, "server", rep.PID, "fds", len(files), "exec", cmdPath)
+	log.Debug("took", "socket", path, "server", rep.PID, "fds", len(files), "exec", cmdPath)
 	if !release {
 		conn.Close()
 		return cmdkit.Wrap(execInPlace(cmdPath, cmdArgs, files, nil), cmdkit.ExitFailure,
