@@ -37,6 +37,13 @@
 //
 // The server checks each peer with SO_PEERCRED: root, its own uid, or a
 // member of Options.AllowGIDs; anyone else gets a "permission-denied" reply.
+//
+// Rules for clients in other languages: send one request frame, then only
+// read (shutting down the writing side is allowed; sending more bytes, or
+// closing, cancels the operation). Frames are at most 4 MiB by default and
+// nest at most MaxDepth deep; a bad frame gets a "bad-request" reply and the
+// connection is closed. A frame whose "v" differs gets "version-mismatch".
+// Unknown keys are ignored, so later versions may add some.
 package control
 
 // ProtocolVersion is the version carried in every frame. A peer speaking
