@@ -136,6 +136,9 @@ func removeStale(path string) error {
 		c.Close()
 		return fmt.Errorf("listen for notifications on %s: another process is receiving on it", path)
 	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		return fmt.Errorf("listen for notifications on %s: probe existing socket: %w", path, err)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("listen for notifications on %s: remove stale socket: %w", path, err)
 	}
