@@ -3,6 +3,7 @@ package sdnotify
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,5 +233,40 @@ func TestMonotonicUsec(t *testing.T) {
 	b := MonotonicUsec()
 	if a <= 0 || b < a {
 		t.Errorf("MonotonicUsec = %d then %d; want positive, non-decreasing", a, b)
+	}
+}
+
+// TestFromFileTurnsOnPassCred: a socket bound elsewhere without SO_PASSCRED
+// still yields credentials once adopted.
+func TestFromFileTurnsOnPassCred(t *testing.T) {
+	path := filepath.Join(sockDir(t), "plain.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.File()
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := FromFile(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := NotifyTo(path, "READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, r); m.PID != os.Getpid() {
+		t.Errorf("PID = %d; want %d (SO_PASSCRED on)", m.PID, os.Getpid())
+	}
+}
+
+func TestNoCredentials(t *testing.T) {
+	var m Message
+	parseOOB(nil, &m)
+	if m.PID != 0 || m.UID != 0 || m.GID != 0 {
+		t.Errorf("credentials without control data = %d/%d/%d; want 0/0/0", m.PID, m.UID, m.GID)
 	}
 }
