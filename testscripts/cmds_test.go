@@ -41,7 +41,9 @@ func resolvePids(ts *testscript.TestScript, target string) []int {
 	if name, ok := strings.CutPrefix(target, "cmd:"); ok {
 		var pids []int
 		for _, c := range ts.BackgroundCmds() {
-			if c.Process != nil && filepath.Base(c.Path) == name && c.ProcessState == nil {
+			// Not c.ProcessState: testscript's own goroutine writes it in Wait
+			// (a data race under -race). A process that is gone fails kill 0.
+			if c.Process != nil && filepath.Base(c.Path) == name && unix.Kill(c.Process.Pid, 0) == nil {
 				pids = append(pids, c.Process.Pid)
 			}
 		}
