@@ -1,0 +1,239 @@
+package testscripts
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHandoffChain is the acceptance test of zd-handoff: one listening TCP
+// socket is handed through a chain of successive generations, each
+// "zd-handoff take --release -- zd-handoff serve -- testapp", while a
+// client connects in a tight loop. Every connection must be answered: none
+// refused, none reset, none left without an answer.
+func TestHandoffChain(t *testing.T) {
+	gens := 50
+	if testing.Short() {
+		gens = 10
+	}
+	zdh, err := exec.LookPath("zd-handoff")
+	if err != nil {
+		t.Fatalf("zd-handoff is not on PATH (testscript.Main puts it there): %v", err)
+	}
+	dir, err := os.MkdirTemp("", "zdc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "h.sock")
+	logs := t.TempDir()
+
+	var all []*exec.Cmd
+	start := func(gen int, args ...string) *exec.Cmd {
+		t.Helper()
+		logf, err := os.Create(filepath.Join(logs, fmt.Sprintf("gen%02d.log", gen)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(zdh, args...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start generation %d: %v", gen, err)
+		}
+		all = append(all, cmd)
+		return cmd
+	}
+	defer func() {
+		for _, c := range all {
+			if c.ProcessState == nil {
+				c.Process.Kill()
+				c.Wait()
+			}
+		}
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	}()
+
+	serve := []string{"zd-handoff", "serve", "--socket", sock, "--grace", "20s", "--", "testapp"}
+	prev := start(0, append([]string{"listen", "web=tcp://127.0.0.1:0", "--"}, serve...)...)
+	addr := waitServing(t, zdh, sock, prev.Process.Pid)
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	counts := &clientCounts{pids: map[string]bool{}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		hammer(ctx, addr, 1_000_000, 5*time.Minute, counts)
+	}()
+	// Let the client get going before the first handoff.
+	waitFor(t, 10*time.Second, "first answers", func() bool { return counts.snapshotOK() > 0 })
+
+	for g := 1; g <= gens; g++ {
+		next := start(g, append([]string{"take", "--socket", sock, "--release", "--"}, serve...)...)
+		if err := waitExit(prev, 60*time.Second); err != nil {
+			stop()
+			wg.Wait()
+			t.Fatalf("generation %d (pid %d) did not exit 0 after release: %v", g-1, prev.Process.Pid, err)
+		}
+		waitServing(t, zdh, sock, next.Process.Pid)
+		prev = next
+	}
+	stop()
+	wg.Wait()
+	prev.Process.Signal(syscall.SIGTERM)
+	if err := waitExit(prev, 60*time.Second); err != nil {
+		t.Errorf("last generation did not stop cleanly on TERM: %v", err)
+	}
+
+	t.Logf("handoff chain: %d generations; %d connections: %d answered, %d refused, %d reset, %d unanswered, %d other errors; %d distinct app processes answered",
+		gens, counts.attempts, counts.ok, counts.refused, counts.reset, counts.unanswered, counts.other, len(counts.pids))
+	if counts.firstErr != nil {
+		t.Logf("first error: %v", counts.firstErr)
+	}
+	if counts.refused != 0 || counts.reset != 0 || counts.unanswered != 0 || counts.other != 0 || counts.ok != counts.attempts {
+		t.Errorf("not every connection was answered")
+	}
+	if counts.ok == 0 {
+		t.Errorf("no connection made")
+	}
+}
+
+// clientCounts is what the client saw.
+type clientCounts struct {
+	mu                                              sync.Mutex
+	attempts, ok, refused, reset, unanswered, other int
+	pids                                            map[string]bool
+	firstErr                                        error
+}
+
+func (c *clientCounts) snapshotOK() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ok
+}
+
+// hammer connects to addr one connection after another, reading the one
+// line the app answers, until ctx ends or the bounds are reached.
+func hammer(ctx context.Context, addr string, maxConns int, maxTime time.Duration, c *clientCounts) {
+	deadline := time.Now().Add(maxTime)
+	fail := func(n *int, err error) {
+		*n++
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+	}
+	for i := 0; i < maxConns && ctx.Err() == nil && time.Now().Before(deadline); i++ {
+		line, err := oneRequest(addr)
+		c.mu.Lock()
+		c.attempts++
+		switch {
+		case err == nil && strings.HasPrefix(line, "served by "):
+			c.ok++
+			c.pids[strings.TrimSpace(line)] = true
+		case errors.Is(err, syscall.ECONNREFUSED):
+			fail(&c.refused, err)
+		case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+			fail(&c.reset, err)
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, errNoAnswer):
+			fail(&c.unanswered, fmt.Errorf("answer %q: %v", line, err))
+		default:
+			fail(&c.other, err)
+		}
+		c.mu.Unlock()
+	}
+}
+
+var errNoAnswer = errors.New("connection closed without an answer")
+
+func oneRequest(addr string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if errors.Is(err, io.EOF) {
+		return line, errNoAnswer
+	}
+	return line, err
+}
+
+// waitServing polls "zd-handoff ls" until the server on sock is pid, and
+// returns the address of the TCP socket it offers.
+func waitServing(t *testing.T, zdh, sock string, pid int) string {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := exec.Command(zdh, "ls", "--socket", sock, "--json", "--timeout", "5s").Output()
+		if err == nil {
+			var ls struct {
+				PID int `json:"pid"`
+				FDs []struct {
+					Local string `json:"local"`
+				} `json:"fds"`
+			}
+			if err := json.Unmarshal(out, &ls); err != nil {
+				t.Fatalf("ls --json output %q: %v", out, err)
+			}
+			if ls.PID == pid && len(ls.FDs) == 1 {
+				return ls.FDs[0].Local
+			}
+			last = fmt.Sprintf("served by pid %d", ls.PID)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("pid %d not serving on %s after 30s (last: %s)", pid, sock, last)
+	return ""
+}
+
+// waitExit waits for cmd to exit, bounded; a non-zero exit is an error.
+func waitExit(cmd *exec.Cmd, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("still running after %v (killed)", d)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		t.Logf("--- %s ---\n%s", e.Name(), b)
+	}
+}
