@@ -55,3 +55,16 @@ func cstr(b []int8) string {
 func (m machine) summary() string {
 	return fmt.Sprintf("%d CPUs, %d MB, %s, %s, load %s", m.NProc, m.MemoryMB, m.Kernel, m.GoVersion, m.Load)
 }
+
+// loadAvg1 returns the 1-minute load average, or "?".
+func loadAvg1() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}

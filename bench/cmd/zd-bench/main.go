@@ -92,6 +92,7 @@ type result struct {
 	PeakRSSkB    int64        `json:"peak_rss_kb,omitempty"`        // VmHWM of zd-run at the end
 	SampledRSSkB int64        `json:"sampled_max_rss_kb,omitempty"` // largest VmRSS seen every 50ms
 	Overhead     *overhead    `json:"overhead,omitempty"`
+	LoadAvg      [2]string    `json:"loadavg"` // 1-minute load average before and after the run
 }
 
 func bench(ctx context.Context, o options, stdout io.Writer) error {

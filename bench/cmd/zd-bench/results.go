@@ -124,19 +124,27 @@ func (f *resultsFile) markdown() string {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n%s.\n\n", t.name, t.note)
-		b.WriteString("| connections | requests | ok | refused | reset | timeout | non-2xx | p50 / p99 during reloads | p50 / p99 outside | reload time p50 / max |\n")
-		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---|---|\n")
+		b.WriteString("| connections | requests | ok | refused | reset | timeout | non-2xx | p50 / p99 during reloads | p50 / p99 outside | reload time p50 / max | rate target / achieved | load avg before / after |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n")
 		for _, r := range rows {
 			if r.Report == nil {
-				fmt.Fprintf(&b, "| %s | %s | | | | | | | | |\n", mode(r.KeepAlive), r.Skipped)
+				fmt.Fprintf(&b, "| %s | %s | | | | | | | | | | |\n", mode(r.KeepAlive), r.Skipped)
 				continue
 			}
 			p := r.Report
-			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f / %.2f ms | %.2f / %.2f ms | %.0f / %.0f ms |\n",
+			fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f / %.2f ms | %.2f / %.2f ms | %.0f / %.0f ms | %.0f / %.0f /s | %s / %s |\n",
 				mode(r.KeepAlive), p.Requests, p.OK, p.Refused, p.Reset, p.Timeout, p.Non2xx,
-				p.LatencyReload.P50ms, p.LatencyReload.P99ms, p.LatencyOut.P50ms, p.LatencyOut.P99ms, p.ReloadMs.P50ms, p.ReloadMs.MaxMs)
+				p.LatencyReload.P50ms, p.LatencyReload.P99ms, p.LatencyOut.P50ms, p.LatencyOut.P99ms, p.ReloadMs.P50ms, p.ReloadMs.MaxMs,
+				p.TargetRate, p.Rate, r.LoadAvg[0], r.LoadAvg[1])
 		}
 		b.WriteString("\n")
+		for _, r := range rows {
+			if p := r.Report; p != nil && p.TargetRate > 0 && p.Rate < 0.9*p.TargetRate {
+				fmt.Fprintf(&b, "- %s: **overloaded**: it completed %.0f req/s of the %.0f asked for (load average %s → %s on %d CPUs), "+
+					"so requests queued in the load generator and the latencies above include that queueing (they are measured from when each request was due).\n",
+					mode(r.KeepAlive), p.Rate, p.TargetRate, r.LoadAvg[0], r.LoadAvg[1], f.Machine.NProc)
+			}
+		}
 		for _, r := range rows {
 			if r.PeakRSSkB > 0 {
 				fmt.Fprintf(&b, "- %s: peak RSS of zd-run over the %d reloads: **%.1f MB** (largest VmRSS sampled every 50 ms), VmHWM at the end %.1f MB",

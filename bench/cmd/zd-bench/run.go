@@ -41,8 +41,10 @@ func calibrate(ctx context.Context, e *env, o options) (keepAlive, closeRate flo
 	return keepAlive, closeRate, nil
 }
 
-func runTarget(ctx context.Context, e *env, o options, t target, keepAlive bool, rate float64) result {
-	res := result{Target: t.name, Note: t.note, KeepAlive: keepAlive}
+func runTarget(ctx context.Context, e *env, o options, t target, keepAlive bool, rate float64) (res result) {
+	res = result{Target: t.name, Note: t.note, KeepAlive: keepAlive}
+	res.LoadAvg[0] = loadAvg1()
+	defer func() { res.LoadAvg[1] = loadAvg1() }()
 	port, err := freePort()
 	if err != nil {
 		res.Skipped = err.Error()
