@@ -66,7 +66,7 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 demo: build tools
-	./scripts/demo.sh
+	ZD_DEMO_NO_BUILD=1 ./scripts/demo.sh
 
 bench: build tools
 	./bench/run.sh

@@ -169,7 +169,7 @@ handoff_chain() {
 	prev=$spawned
 	wait_http "$url"
 	say "   $(served_by "$url")"
-	"$BIN/zd-load" -url "$url" -rate "$RATE" -close -c 64 -d 110s -marks "$tmp/marks" -o "$tmp/handoff.json" >/dev/null &
+	"$BIN/zd-load" -url "$url" -rate "$RATE" -close -c 64 -d 60s -marks "$tmp/marks" -o "$tmp/handoff.json" >/dev/null &
 	local load=$!
 	sleep 0.5
 	for n in $(seq "$RELOADS"); do
@@ -210,9 +210,9 @@ zdrun_strategies() {
 	wait_http "$url"
 	say "   $(served_by "$url")"
 	for s in rolling blue-green handoff; do
-		"$BIN/zd-load" -url "$url" -rate "$RATE" -c 64 -d 110s \
+		"$BIN/zd-load" -url "$url" -rate "$RATE" -c 64 -d 60s \
 			-reload "ZD_STATE_DIR='$state' '$BIN/zdctl' reload --strategy $s" \
-			-reloads "$RELOADS" -reload-every 300ms -reload-timeout 30s -o "$tmp/$s.json" >/dev/null
+			-reloads "$RELOADS" -reload-every 300ms -reload-timeout 20s -o "$tmp/$s.json" >/dev/null
 		summary "zd-run $s" "$tmp/$s.json"
 		say "   now: $(served_by "$url")"
 	done
@@ -237,9 +237,9 @@ zdqueue_exclusive() {
 	spawn "$BIN/zd-queue" --listen "tcp://127.0.0.1:$port" --state-dir "$state" --auto-buffer
 	wait_http "$url"
 	say "   $(served_by "$url")"
-	"$BIN/zd-load" -url "$url" -rate "$RATE" -c 2048 -d 110s \
+	"$BIN/zd-load" -url "$url" -rate "$RATE" -c 2048 -d 60s \
 		-reload "ZD_STATE_DIR='$state' '$BIN/zdctl' reload --exclusive" \
-		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 30s -o "$tmp/exclusive.json" >/dev/null
+		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 20s -o "$tmp/exclusive.json" >/dev/null
 	summary "zd-queue + --exclusive" "$tmp/exclusive.json"
 	ZD_STATE_DIR=$state "$BIN/zdctl" queue status --json >"$tmp/queue.json" 2>/dev/null || echo '{}' >"$tmp/queue.json"
 	python3 - "$tmp/exclusive.json" "$tmp/queue.json" <<'PY'
@@ -256,9 +256,9 @@ PY
 	say "   now: $(served_by "$url")"
 	say ""
 	say "== WebSocket sessions through zd-queue: 20 sessions echoing a message every 50ms, $RELOADS rolling reloads"
-	"$BIN/zd-load" -url "ws://127.0.0.1:$port/ws" -ws -c 20 -ws-every 50ms -d 110s \
+	"$BIN/zd-load" -url "ws://127.0.0.1:$port/ws" -ws -c 20 -ws-every 50ms -d 60s \
 		-reload "ZD_STATE_DIR='$state' '$BIN/zdctl' reload --strategy rolling" \
-		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 30s -o "$tmp/ws.json" >/dev/null
+		-reloads "$RELOADS" -reload-every 300ms -reload-timeout 20s -o "$tmp/ws.json" >/dev/null
 	summary "zd-queue WebSocket" "$tmp/ws.json"
 	stop_all
 }
