@@ -39,6 +39,9 @@ func TestHandoffChain(t *testing.T) {
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "h.sock")
 	logs := t.TempDir()
+	// Under -race every process sleeps a second at exit (atexit_sleep_ms)
+	// waiting for late race reports; a chain has hundreds of exits.
+	env := append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 
 	var all []*exec.Cmd
 	start := func(gen int, args ...string) *exec.Cmd {
@@ -49,6 +52,7 @@ func TestHandoffChain(t *testing.T) {
 		}
 		defer logf.Close()
 		cmd := exec.Command(zdh, args...)
+		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start generation %d: %v", gen, err)
@@ -70,7 +74,7 @@ func TestHandoffChain(t *testing.T) {
 
 	serve := []string{"zd-handoff", "serve", "--socket", sock, "--grace", "20s", "--", "testapp"}
 	prev := start(0, append([]string{"listen", "web=tcp://127.0.0.1:0", "--"}, serve...)...)
-	addr := waitServing(t, zdh, sock, prev.Process.Pid)
+	addr := waitServing(t, zdh, sock, prev.Process.Pid, env)
 
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -90,7 +94,7 @@ func TestHandoffChain(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("generation %d (pid %d) did not exit 0 after release: %v", g-1, prev.Process.Pid, err)
 		}
-		waitServing(t, zdh, sock, next.Process.Pid)
+		waitServing(t, zdh, sock, next.Process.Pid, env)
 		prev = next
 	}
 	stop()
@@ -176,26 +180,28 @@ func oneRequest(addr string) (string, error) {
 
 // waitServing polls "zd-handoff ls" until the server on sock is pid, and
 // returns the address of the TCP socket it offers.
-func waitServing(t *testing.T, zdh, sock string, pid int) string {
+func waitServing(t *testing.T, zdh, sock string, pid int, env []string) string {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		out, err := exec.Command(zdh, "ls", "--socket", sock, "--json", "--timeout", "5s").Output()
+		ls := exec.Command(zdh, "ls", "--socket", sock, "--json", "--timeout", "5s")
+		ls.Env = env
+		out, err := ls.Output()
 		if err == nil {
-			var ls struct {
+			var offer struct {
 				PID int `json:"pid"`
 				FDs []struct {
 					Local string `json:"local"`
 				} `json:"fds"`
 			}
-			if err := json.Unmarshal(out, &ls); err != nil {
+			if err := json.Unmarshal(out, &offer); err != nil {
 				t.Fatalf("ls --json output %q: %v", out, err)
 			}
-			if ls.PID == pid && len(ls.FDs) == 1 {
-				return ls.FDs[0].Local
+			if offer.PID == pid && len(offer.FDs) == 1 {
+				return offer.FDs[0].Local
 			}
-			last = fmt.Sprintf("served by pid %d", ls.PID)
+			last = fmt.Sprintf("served by pid %d", offer.PID)
 		} else {
 			last = err.Error()
 		}
