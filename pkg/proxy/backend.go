@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,8 @@ func ParseBackend(s string) (network, addr, id string, err error) {
 		addr, network = strings.TrimPrefix(s, "tcp://"), "tcp"
 	case strings.HasPrefix(s, "http://"):
 		addr, network = strings.TrimSuffix(strings.TrimPrefix(s, "http://"), "/"), "tcp"
+	case strings.Contains(s, "://"):
+		return "", "", "", fmt.Errorf("backend %q: unknown scheme; want unix:///path or tcp://host:port", s)
 	default:
 		addr, network = s, "tcp"
 	}
@@ -57,7 +60,7 @@ func ParseBackend(s string) (network, addr, id string, err error) {
 		return network, addr, "unix://" + addr, nil
 	}
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n <= 0 || n > 65535 {
 		return "", "", "", fmt.Errorf("backend %q: want tcp://host:port, host:port or unix:///path", s)
 	}
 	if host == "" {
@@ -73,7 +76,6 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "connect to backend: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
-
 
 func newBackend(id, network, addr string, cfg *Config) *backend {
 	return &backend{id: id, network: network, addr: addr, pool: newPool(network, addr, cfg)}

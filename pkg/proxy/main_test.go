@@ -61,7 +61,6 @@ func newTestBackend(t *testing.T, dir, name string, h http.HandlerFunc) *testBac
 	return startBackend(t, ln, "unix://"+path, name, h)
 }
 
-
 func startBackend(t *testing.T, ln net.Listener, addr, name string, h http.HandlerFunc) *testBackend {
 	tb := &testBackend{t: t, addr: addr, ln: ln, h: h}
 	tb.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -33,7 +33,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key for --tls-cert", Sources: env("ZD_TLS_KEY")},
 			&cli.StringSliceFlag{Name: "backend", Usage: "backend address unix:///path or tcp://host:port (repeatable)", Sources: env("ZD_QUEUE_BACKENDS")},
 			&cli.StringFlag{Name: "backends-from", Usage: "state directory whose workers.msgpack (written by zd-run) lists the backends; watched (default: the state directory, when no --backend is given)", Sources: env("ZD_BACKENDS_FROM")},
-			&cli.StringFlag{Name: "admin", Usage: "admin HTTP listener for /_zero-downtime/*, /metrics, /healthz, e.g. 127.0.0.1:9090", Sources: env("ZD_QUEUE_ADMIN")},
+			&cli.StringFlag{Name: "admin", Usage: "admin HTTP listener for /_zero-downtime/*, /metrics, /healthz: 127.0.0.1:9090 or unix:///path", Sources: env("ZD_QUEUE_ADMIN")},
 			&cli.StringFlag{Name: "state-dir", Usage: "state directory for queue.sock and zd-queue.pid (default $XDG_RUNTIME_DIR/zd/NAME, /run/zd/NAME as root, else /tmp/zd-UID/NAME)", Sources: env("ZD_STATE_DIR")},
 			&cli.StringFlag{Name: "name", Value: "default", Usage: "service name (names the state directory)", Sources: env("ZD_NAME")},
 			&cli.StringSliceFlag{Name: "allow-gid", Usage: "also let members of this group use queue.sock (repeatable)", Sources: env("ZD_ALLOW_GID")},

@@ -53,7 +53,12 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 	}
 	var adminLn net.Listener
 	if o.admin != "" {
-		adminLn, err = net.Listen("tcp", hostPort(o.admin))
+		if path, ok := strings.CutPrefix(o.admin, "unix://"); ok {
+			os.Remove(path) // a socket file left by a previous run; Listen fails on it
+			adminLn, err = net.Listen("unix", path)
+		} else {
+			adminLn, err = net.Listen("tcp", hostPort(strings.TrimPrefix(o.admin, "tcp://")))
+		}
 		if err != nil {
 			closeAll()
 			csrv.Close()
@@ -250,4 +255,3 @@ func addrs(ls proxy.Listeners) string {
 	}
 	return strings.Join(out, ",")
 }
-
