@@ -126,12 +126,13 @@ func NewTicket(priority int, body []byte, backend string, meta any) *Ticket {
 // context.Canceled.
 func (t *Ticket) Wait(ctx context.Context) (Outcome, error) {
 	select {
+	case <-t.done: // already decided (pass-through): skip the two-way select
+		return t.finalOutcome()
+	default:
+	}
+	select {
 	case <-t.done:
-		if t.outcome.Reason == ReasonCancelled {
-			// An earlier Wait gave up on this ticket.
-			return t.outcome, fmt.Errorf("wait for buffered request: %w", context.Canceled)
-		}
-		return t.outcome, nil
+		return t.finalOutcome()
 	case <-ctx.Done():
 	}
 	if b := t.b; b != nil {
@@ -140,6 +141,15 @@ func (t *Ticket) Wait(ctx context.Context) (Outcome, error) {
 		}
 	}
 	return Outcome{Reason: ReasonCancelled}, fmt.Errorf("wait for buffered request: %w", ctx.Err())
+}
+
+// finalOutcome is Wait's result once t.done is closed.
+func (t *Ticket) finalOutcome() (Outcome, error) {
+	if t.outcome.Reason == ReasonCancelled {
+		// An earlier Wait gave up on this ticket.
+		return t.outcome, fmt.Errorf("wait for buffered request: %w", context.Canceled)
+	}
+	return t.outcome, nil
 }
 
 // Body returns the request body: the bytes given to NewTicket, or a fresh
