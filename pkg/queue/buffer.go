@@ -76,7 +76,9 @@ func New(l Limits) *Buffer {
 	return b
 }
 
-// Limits returns the buffer's limits with defaults applied.
+// Limits returns the buffer's limits as given to New, with defaults applied
+// (Stats has the current replay concurrency, which SetReplayConcurrency
+// changes).
 func (b *Buffer) Limits() Limits { return b.limits }
 
 // RetryAfter returns the Retry-After header value, in whole seconds, to send

@@ -363,3 +363,43 @@ func TestRejectionRacingWithLeaving(t *testing.T) {
 		t.Errorf("Rejected = %v; want 100 flushed, 0 cancelled", s.Rejected)
 	}
 }
+
+// TestFlood pushes 100 times what the buffer may hold: the limits hold at
+// every step, and every ticket is accounted for.
+func TestFlood(t *testing.T) {
+	const maxCount, flood = 50, 100 * 50
+	for _, ov := range []Overflow{Reject, Oldest, Compress} {
+		t.Run(ov.String(), func(t *testing.T) {
+			l := Limits{MaxCount: maxCount, MaxBytes: 20_000, EntryOverhead: 100, Overflow: ov}
+			b := New(l)
+			defer b.Close()
+			b.Pause()
+			r := rand.New(rand.NewPCG(5, 6))
+			body := compressible(1000)
+			refused := 0
+			for i := range flood {
+				err := b.Push(NewTicket(r.IntN(5), body(i)[:r.IntN(1000)], "", nil))
+				if err != nil {
+					if !errors.Is(err, ErrFull) {
+						t.Fatalf("Push = %v; want nil or ErrFull", err)
+					}
+					refused++
+				}
+				if s := b.Stats(); s.Held > maxCount || s.Bytes > l.MaxBytes {
+					t.Fatalf("after %d pushes: held %d, bytes %d; over the limits", i+1, s.Held, s.Bytes)
+				}
+			}
+			s := b.Stats()
+			if got := s.Held + refused + int(s.Rejected["evicted"]); got != flood {
+				t.Errorf("held %d + refused %d + evicted %d = %d; want %d", s.Held, refused, s.Rejected["evicted"], got, flood)
+			}
+			if uint64(refused) != s.Rejected["overflow"] {
+				t.Errorf("refused %d; Rejected[overflow] = %d", refused, s.Rejected["overflow"])
+			}
+			if ov == Oldest && s.Rejected["evicted"] == 0 || ov == Compress && s.CompressedTotal == 0 {
+				t.Errorf("strategy %v never applied: %+v", ov, s)
+			}
+			t.Logf("%v: held %d bytes %d refused %d evicted %d compressed %d", ov, s.Held, s.Bytes, refused, s.Rejected["evicted"], s.CompressedTotal)
+		})
+	}
+}
