@@ -2,6 +2,9 @@ package testscripts
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,8 +126,9 @@ func TestRunUnderSystemd(t *testing.T) {
 			t.Logf("stderr:\n%s", stderr.String())
 		}
 	}()
-	// systemd-socket-activate accepts nothing itself until the first
-	// connection: with a stream socket it execs the service right away.
+	// systemd-socket-activate execs the service at the first connection:
+	// this one waits in the shared accept queue and is served by a worker.
+	// Retry until systemd-socket-activate listens (it binds, then listens).
 	recv := func(want string) sdnotify.Message {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -139,7 +143,32 @@ func TestRunUnderSystemd(t *testing.T) {
 			}
 		}
 	}
+	first := make(chan error, 1)
+	go func() {
+		var err error
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var c net.Conn
+			if c, err = net.Dial("unix", sock); err != nil {
+				continue
+			}
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			_, err = c.Write([]byte("GET / HTTP/1.1\r\nHost: zd\r\nConnection: close\r\n\r\n"))
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(c)
+				if err == nil && !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+					err = fmt.Errorf("answer %q", b)
+				}
+			}
+			c.Close()
+			break
+		}
+		first <- err
+	}()
 	recv(sdnotify.KeyReady)
+	if err := <-first; err != nil {
+		t.Errorf("first request (that started the service): %v", err)
+	}
 	r := &zdRun{t: t, dir: filepath.Join(dir, "st"), sock: sock}
 	st := r.waitHealthy()
 	if len(st.Listeners) != 1 || !strings.HasPrefix(st.Listeners[0], "web=unix://") {
