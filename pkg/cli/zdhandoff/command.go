@@ -89,7 +89,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 					socketFlag, timeoutFlag,
 					&cli.StringSliceFlag{Name: "fd", Usage: "offer descriptor `N[=NAME]` of this process instead of LISTEN_FDS (repeatable)"},
 					&cli.BoolFlag{Name: "once", Usage: "stop offering after one handoff"},
-					&cli.StringFlag{Name: "grace", Usage: "how long CMD may take to stop on release before KILL (`DURATION`)", Value: defaultGrace.String(),
+					&cli.StringFlag{Name: "grace", Usage: "`DURATION` CMD gets to stop after TERM (on release or a forwarded signal) before KILL", Value: defaultGrace.String(),
 						Sources: cmdkit.EnvVars("ZD_HANDOFF_GRACE", "GRACEFUL_SHUTDOWN_TIMEOUT")},
 					&cli.StringSliceFlag{Name: "allow-gid", Usage: "also allow peers of group `GID` (repeatable); same uid and root are always allowed",
 						Sources: cmdkit.EnvVars("ZD_HANDOFF_ALLOW_GID")},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,7 @@ func heldFiles(specs []string) ([]*os.File, error) {
 		return files, nil
 	}
 	var files []*os.File
+	var seen []int
 	for _, spec := range specs {
 		ns, name, _ := strings.Cut(spec, "=")
 		fd, err := strconv.Atoi(ns)
@@ -113,14 +115,17 @@ func heldFiles(specs []string) ([]*os.File, error) {
 				return nil, cmdkit.UsageError("names are 1-255 printable ASCII characters without ':'", "--fd %q: %v", spec, err)
 			}
 		}
-		// A private close-on-exec copy: the original may be shared with
-		// whoever set it up for us.
-		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
-		if err != nil {
+		if slices.Contains(seen, fd) {
 			closeFiles(files)
-			return nil, cmdkit.Wrap(fmt.Errorf("duplicate fd %d: %w", fd, err), cmdkit.ExitFailure, "raise the open-files limit (ulimit -n)")
+			return nil, cmdkit.UsageError("give each descriptor once", "--fd %d given twice", fd)
 		}
-		files = append(files, os.NewFile(uintptr(dup), name))
+		seen = append(seen, fd)
+		// serve owns it now; it must not leak into the child a second time.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			closeFiles(files)
+			return nil, cmdkit.Wrap(fmt.Errorf("fd %d: %w", fd, err), cmdkit.ExitFailure, "")
+		}
+		files = append(files, os.NewFile(uintptr(fd), name))
 	}
 	return files, nil
 }
