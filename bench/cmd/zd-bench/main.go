@@ -145,7 +145,18 @@ func bench(ctx context.Context, o options, stdout io.Writer) error {
 			printResult(stdout, r)
 		}
 	}
-	rep := &resultsFile{Machine: m, MaxKeepAlive: maxKA, MaxClose: maxClose, Options: o, Results: results}
+	idle := map[string]*overhead{}
+	for _, t := range targets() {
+		if !strings.HasPrefix(t.name, "zd-run") || !e.zdRunBuilt || (o.only != "" && !contains(strings.Split(o.only, ","), t.name)) {
+			continue
+		}
+		if ov := idleOverhead(ctx, e, o, t); ov != nil {
+			idle[t.name] = ov
+			fmt.Fprintf(stdout, "%-18s no load     zdctl reload p50 %.0f ms; toolkit overhead p50 %.1f ms, max %.1f ms\n",
+				t.name, ov.ZdctlP50MS, ov.ToolkitP50, ov.ToolkitMax)
+		}
+	}
+	rep := &resultsFile{Machine: m, MaxKeepAlive: maxKA, MaxClose: maxClose, Options: o, Results: results, Idle: idle}
 	if err := rep.write(o.out, o.jsonOut); err != nil {
 		return err
 	}

@@ -44,6 +44,8 @@ type resultsFile struct {
 	MaxClose     float64  `json:"max_rate_close"`
 	Options      options  `json:"-"`
 	Results      []result `json:"results"`
+	// Idle is each zd-run strategy's reload overhead measured with no load.
+	Idle map[string]*overhead `json:"overhead_without_load"`
 }
 
 func (f *resultsFile) write(mdPath, jsonPath string) error {
@@ -110,6 +112,7 @@ func (f *resultsFile) markdown() string {
 			perReload, len(p.Reloads)-p.ReloadsFailed, len(p.Reloads))
 	}
 	b.WriteString("\n")
+	f.overheads(&b)
 	f.verdicts(&b)
 	f.ratios(&b)
 
@@ -238,6 +241,38 @@ func (f *resultsFile) verdicts(b *strings.Builder) {
 			}
 		}
 		fmt.Fprintf(b, "- %s, %s, %d reloads: %s\n", r.Target, mode(r.KeepAlive), len(p.Reloads), verdict)
+	}
+	b.WriteString("\n")
+}
+
+// overheads tabulates zd-run's own share of a reload, with and without load.
+func (f *resultsFile) overheads(b *strings.Builder) {
+	var rows []string
+	for _, t := range targets() {
+		var cells []string
+		for _, r := range f.Results {
+			if r.Target == t.name && r.Overhead != nil {
+				cells = append(cells, fmt.Sprintf("%s: %.1f / %.1f ms", mode(r.KeepAlive), r.Overhead.ToolkitP50, r.Overhead.ToolkitMax))
+			}
+		}
+		idle := ""
+		if ov := f.Idle[t.name]; ov != nil {
+			idle = fmt.Sprintf("%.1f / %.1f ms (zdctl reload p50 %.0f ms)", ov.ToolkitP50, ov.ToolkitMax, ov.ZdctlP50MS)
+		}
+		if len(cells) > 0 || idle != "" {
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s |", t.name, idle, strings.Join(cells, "; ")))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## zd-run's own reload overhead\n\n")
+	b.WriteString("Wall time of `zdctl reload` (until it exits: the old generation is gone) minus the union of the app's own " +
+		"spawn→ready and SIGTERM→exit spans, read from zdctl's step lines. For handoff the app does nothing, so all of it is zd-run's " +
+		"(validating the new binary in a child, re-exec, adopting the workers). p50 / max over the reloads; target under 50 ms.\n\n")
+	b.WriteString("| target | without load | under the benchmark load |\n|---|---|---|\n")
+	for _, r := range rows {
+		b.WriteString(r + "\n")
 	}
 	b.WriteString("\n")
 }

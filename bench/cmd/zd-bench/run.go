@@ -103,3 +103,35 @@ func printResult(w io.Writer, r result) {
 	fmt.Fprintf(w, "%-18s %-10s requests %7d ok %7d refused %5d reset %5d timeout %4d non-2xx %4d  reloads %d (failed %d) p50 %.0fms\n",
 		r.Target, mode, p.Requests, p.OK, p.Refused, p.Reset, p.Timeout, p.Non2xx, len(p.Reloads), p.ReloadsFailed, p.ReloadMs.P50ms)
 }
+
+// idleOverhead reloads a zd-run target o.reloads times with no load at all,
+// so zd-run's own share of a reload is measured without the load generator
+// competing for the CPUs.
+func idleOverhead(ctx context.Context, e *env, o options, t target) *overhead {
+	port, err := freePort()
+	if err != nil {
+		return nil
+	}
+	r, err := t.start(ctx, e, port)
+	if err != nil {
+		return nil
+	}
+	defer r.stop()
+	z, ok := r.(*zdrun)
+	if !ok {
+		return nil
+	}
+	for i := 0; i < o.reloads && ctx.Err() == nil; i++ {
+		rctx, cancel := context.WithTimeout(ctx, o.reloadTimout)
+		err := z.reload(rctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(e.logw, "zd-bench: idle reload %d of %s: %v\n", i+1, t.name, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.interval):
+		}
+	}
+	return z.overhead()
+}
