@@ -82,7 +82,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 				ArgsUsage: "[-- CMD [ARGS]]",
 				Description: "Offers the descriptors this process holds (its LISTEN_FDS, or the --fd ones) to whoever\n" +
 					"connects to --socket and asks. With CMD, also runs CMD as a child with those descriptors\n" +
-					"(LISTEN_FDS), forwards TERM and INT to it and exits with its status. When a taker with\n" +
+					"(LISTEN_FDS), forwards TERM, INT, HUP, USR1 and USR2 to it and exits with its status. When a taker with\n" +
 					"--release has exec'd, serve stops its child (TERM, then KILL after --grace) and exits 0.",
 				StopOnNthArg: stopAfter(1),
 				Flags: []cli.Flag{

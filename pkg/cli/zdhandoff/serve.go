@@ -241,6 +241,13 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, child *os.Process, 
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigc)
+	// HUP, USR1 and USR2 mean something to the app (reload, reopen logs):
+	// pass them on, they don't stop serve.
+	passc := make(chan os.Signal, 4)
+	if child != nil {
+		signal.Notify(passc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+		defer signal.Stop(passc)
+	}
 
 	lctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -296,6 +303,9 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, child *os.Process, 
 		case st := <-childDone:
 			child = nil
 			return childExit(st)
+		case sig := <-passc:
+			s.log.Info("passing signal on", "signal", sig.String(), "pid", child.Pid)
+			child.Signal(sig)
 		case sig := <-sigc:
 			if child == nil {
 				s.log.Info("stopping", "signal", sig.String())
