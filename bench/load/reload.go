@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// Reload is one run of the reload command.
-type Reload struct {
+// reloadRun is one run of the reload command.
+type reloadRun struct {
 	start, end time.Duration // offsets from the run's start
 	ExitCode   int           // -1 if it did not run or was killed
 	Output     string        // the last bytes of its combined output
@@ -28,8 +28,8 @@ const maxReloadOutput = 2 << 10
 
 // runReloads runs cfg.ReloadCommand cfg.Reloads times, ReloadInterval apart,
 // until ctx ends.
-func runReloads(ctx context.Context, cfg Config, start time.Time) []Reload {
-	var out []Reload
+func runReloads(ctx context.Context, cfg Config, start time.Time) []reloadRun {
+	var out []reloadRun
 	t := time.NewTimer(cfg.ReloadInterval)
 	defer t.Stop()
 	for i := 0; i < cfg.Reloads; i++ {
@@ -46,11 +46,11 @@ func runReloads(ctx context.Context, cfg Config, start time.Time) []Reload {
 	return out
 }
 
-func runReload(ctx context.Context, cfg Config, start time.Time) Reload {
+func runReload(ctx context.Context, cfg Config, start time.Time) reloadRun {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ReloadTimeout)
 	defer cancel()
 	if cfg.ReloadFunc != nil {
-		r := Reload{start: time.Since(start)}
+		r := reloadRun{start: time.Since(start)}
 		err := cfg.ReloadFunc(ctx)
 		r.end = time.Since(start)
 		if err != nil {
@@ -65,7 +65,7 @@ func runReload(ctx context.Context, cfg Config, start time.Time) Reload {
 	cmd.WaitDelay = 2 * time.Second
 	var tail tailBuffer
 	cmd.Stdout, cmd.Stderr = &tail, &tail
-	r := Reload{start: time.Since(start), ExitCode: -1}
+	r := reloadRun{start: time.Since(start), ExitCode: -1}
 	err := cmd.Run()
 	r.end = time.Since(start)
 	r.Output = tail.String()

@@ -85,7 +85,7 @@ type Report struct {
 	WebSocket     *WSStats       `json:"websocket,omitempty"` // sessions, in a WebSocket run
 }
 
-func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*worker, windows []window, reloads []Reload) *Report {
+func buildReport(cfg Config, start time.Time, elapsed time.Duration, workers []*worker, windows []window, reloads []reloadRun) *Report {
 	rep := &Report{
 		URL: cfg.URL, Mode: "closed", KeepAlive: !cfg.Close, Connections: cfg.Connections,
 		DurationS: elapsed.Seconds(), StatusCodes: map[int]int64{}, ReloadWindows: len(windows),

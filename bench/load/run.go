@@ -31,9 +31,10 @@ type Config struct {
 	MessageInterval time.Duration
 
 	// Reloads runs ReloadCommand (with sh -c), or calls ReloadFunc, Reloads
-	// times while loading:
-	// the first after ReloadInterval, each next one ReloadInterval after the
-	// previous one ended. Each run is bounded by ReloadTimeout (default 60s).
+	// times while loading: the first after ReloadInterval, each next one
+	// ReloadInterval after the previous one ended. Each run is bounded by
+	// ReloadTimeout (default 60s). The load stops ReloadInterval after the
+	// last reload (or at Duration, whichever is first).
 	ReloadCommand  string
 	ReloadFunc     func(ctx context.Context) error // used instead of ReloadCommand when set
 	Reloads        int
@@ -138,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var budget countdown
 	budget.n.Store(cfg.Requests)
 
-	var reloads []Reload
+	var reloads []reloadRun
 	var rwg sync.WaitGroup
 	if cfg.Reloads > 0 {
 		rwg.Add(1)
