@@ -28,9 +28,12 @@ func dial(ctx context.Context, path string, req request, timeout time.Duration) 
 	}
 	conn := nc.(*net.UnixConn)
 	var rep reply
-	err = fdpass.WriteMsg(ctx, conn, req)
-	if err == nil {
-		err = fdpass.ReadMsg(ctx, conn, maxMsg, &rep)
+	werr := fdpass.WriteMsg(ctx, conn, req)
+	// Read even if the write failed: a server that refuses us answers and
+	// hangs up without reading, and its answer is waiting for us.
+	err = fdpass.ReadMsg(ctx, conn, maxMsg, &rep)
+	if err != nil && werr != nil {
+		err = werr
 	}
 	if err != nil {
 		conn.Close()
