@@ -250,9 +250,13 @@ func TestListenErrors(t *testing.T) {
 	if _, err := sp.Listen(); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("Listen in a missing directory: %v; want ENOENT", err)
 	}
+	before := countFDs(t)
 	files, err := ListenAll([]Spec{{Network: "tcp", Address: "127.0.0.1:0"}, sp})
 	if err == nil || files != nil {
 		t.Errorf("ListenAll with a bad spec = %v, %v; want nil and an error", files, err)
+	}
+	if after := countFDs(t); after != before {
+		t.Errorf("ListenAll failure left %d fds open (%d before)", after, before)
 	}
 }
 
@@ -265,4 +269,13 @@ func TestDescribeNotSocket(t *testing.T) {
 	if _, err := Describe(f); !errors.Is(err, unix.ENOTSOCK) {
 		t.Errorf("Describe(/dev/null) = %v; want ENOTSOCK", err)
 	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
