@@ -31,12 +31,12 @@ const (
 // ParseEnv reads LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES through getenv
 // as sd_listen_fds_with_names does for a process whose pid is pid. It
 // returns:
-//   - 0, nil, nil when LISTEN_PID or LISTEN_FDS is unset or empty, or
-//     LISTEN_PID is another process's (the variables are not for us);
+//   - 0, nil, nil when LISTEN_PID or LISTEN_FDS is unset or empty,
+//     LISTEN_FDS is 0, or LISTEN_PID is another process's;
 //   - n > 0 and n names (UnknownName for each when LISTEN_FDNAMES is unset
 //     or empty);
 //   - an error when a value is malformed: LISTEN_PID or LISTEN_FDS not a
-//     number, LISTEN_FDS below 1 or above MaxFDs, or LISTEN_FDNAMES not
+//     number, LISTEN_FDS negative or above MaxFDs, or LISTEN_FDNAMES not
 //     holding exactly n colon-separated names.
 func ParseEnv(getenv func(string) string, pid int) (n int, names []string, err error) {
 	ps := getenv(EnvPID)
@@ -55,8 +55,11 @@ func ParseEnv(getenv func(string) string, pid int) (n int, names []string, err e
 		return 0, nil, nil
 	}
 	n, err = strconv.Atoi(fs)
-	if err != nil || n < 1 || n > MaxFDs {
-		return 0, nil, fmt.Errorf("%s=%q is not a count from 1 to %d", EnvFDs, fs, MaxFDs)
+	if err != nil || n < 0 || n > MaxFDs {
+		return 0, nil, fmt.Errorf("%s=%q is not a count from 0 to %d", EnvFDs, fs, MaxFDs)
+	}
+	if n == 0 {
+		return 0, nil, nil
 	}
 	ns := getenv(EnvFDNames)
 	if ns == "" {

@@ -29,9 +29,10 @@ func TestParseEnv(t *testing.T) {
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "2", "LISTEN_FDNAMES": ""}, n: 2, names: []string{"unknown", "unknown"}},
 		{env: map[string]string{"LISTEN_PID": "x", "LISTEN_FDS": "2"}, wantErr: `LISTEN_PID="x" is not a pid`},
 		{env: map[string]string{"LISTEN_PID": "-4", "LISTEN_FDS": "2"}, wantErr: `LISTEN_PID="-4" is not a pid`},
-		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "0"}, wantErr: `LISTEN_FDS="0" is not a count from 1`},
+		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "0"}}, // as sd_listen_fds: none
+		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "-1"}, wantErr: `LISTEN_FDS="-1" is not a count from 0`},
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "two"}, wantErr: `LISTEN_FDS="two" is not a count`},
-		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "99999999"}, wantErr: "is not a count from 1 to 1048576"},
+		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "99999999"}, wantErr: "is not a count from 0 to 1048576"},
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a"}, wantErr: "LISTEN_FDNAMES has 1 names for LISTEN_FDS=2"},
 		{env: map[string]string{"LISTEN_PID": "4242", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "a:b"}, wantErr: "LISTEN_FDNAMES has 2 names for LISTEN_FDS=1"},
 	}
