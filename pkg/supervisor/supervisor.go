@@ -59,6 +59,7 @@ type Supervisor struct {
 	upgrades     int
 	started      time.Time
 	subs         map[chan runapi.Event]struct{}
+	early        map[int][]sdnotify.Message // notifications that arrived before their worker was recorded
 }
 
 type genRecord struct {
@@ -81,6 +82,7 @@ func New(cfg Config) (*Supervisor, error) {
 		slots:       make([]*worker, cfg.Workers),
 		slotCrashes: make([]int, cfg.Workers),
 		subs:        map[chan runapi.Event]struct{}{},
+		early:       map[int][]sdnotify.Message{},
 		stopC:       make(chan bool, 4),
 		procsDone:   make(chan struct{}),
 		tablePath:   filepath.Join(cfg.StateDir, statedir.WorkersFile),
@@ -254,19 +256,32 @@ func (s *Supervisor) receiveNotify() {
 		}
 		s.mu.Lock()
 		w := s.workers[m.PID]
-		if w != nil {
-			if st, ok := m.Get(sdnotify.KeyStatus); ok {
-				w.status = st
+		if w == nil && m.PID > 0 {
+			// A fast worker can notify before spawn has recorded its pid:
+			// keep the message (bounded) for spawn to apply.
+			if len(s.early) >= 256 {
+				clear(s.early)
 			}
+			s.early[m.PID] = append(s.early[m.PID], m)
 		}
 		s.mu.Unlock()
 		if w == nil {
-			s.log.Debug("notify from an unknown pid", "pid", m.PID, "msg", string(m.Raw))
+			s.log.Debug("notify from a pid not (yet) known", "pid", m.PID, "msg", string(m.Raw))
 			continue
 		}
-		if m.Is(sdnotify.KeyReady) && s.cfg.Ready.Kind == "notify" {
-			s.markReady(w)
-		}
+		s.applyNotify(w, m)
+	}
+}
+
+// applyNotify applies one sd_notify message of worker w.
+func (s *Supervisor) applyNotify(w *worker, m sdnotify.Message) {
+	if st, ok := m.Get(sdnotify.KeyStatus); ok {
+		s.mu.Lock()
+		w.status = st
+		s.mu.Unlock()
+	}
+	if m.Is(sdnotify.KeyReady) && s.cfg.Ready.Kind == "notify" {
+		s.markReady(w)
 	}
 }
 

@@ -112,11 +112,16 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 	w.startedAt = time.Now()
 	s.mu.Lock()
 	s.workers[pid] = w
+	early := s.early[pid]
+	delete(s.early, pid)
 	s.mu.Unlock()
 	s.log.Info("worker started", "slot", slot, "generation", gen, "pid", pid, "release", release)
 	s.emit("spawn", w, fmt.Sprintf("worker %d (pid %d) of generation %d started", slot, pid, gen))
 	s.wg.Add(1)
 	go s.watch(w, exitC)
+	for _, m := range early {
+		s.applyNotify(w, m)
+	}
 	if s.cfg.Ready.Kind != "notify" {
 		s.wg.Add(1)
 		go func() {

@@ -108,7 +108,7 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 		return nil, err
 	}
 	if v := c.String("worker-listen"); v != "" {
-		sp, err := listenfd.ParseSpec(strings.NewReplacer("{slot}", "0", "{gen}", "0").Replace(v))
+		sp, err := listenfd.ParseSpec(strings.NewReplacer("{slot}", "0", "{gen}", "0", "${ZD_STATE_DIR}", "/x", "$ZD_STATE_DIR", "/x").Replace(v))
 		if err != nil {
 			return nil, cmdkit.UsageError("use e.g. unix:///run/zd/app/w{slot}.{gen}.sock or tcp://127.0.0.1:90{slot}{gen}", "--worker-listen %s: %v", v, err)
 		}

@@ -42,6 +42,8 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 		return cmdkit.Wrap(err, cmdkit.ExitUsage, "choose another --state-dir")
 	}
 	o.cfg.StateDir = dir
+	// --worker-listen may name the state dir (quoted, so the shell left it).
+	o.cfg.WorkerListen = strings.NewReplacer("${ZD_STATE_DIR}", dir, "$ZD_STATE_DIR", dir).Replace(o.cfg.WorkerListen)
 	if _, err := exec.LookPath(o.cfg.Command[0]); err != nil {
 		return cmdkit.UsageError("give a path to the app, or put it in PATH", "cannot find the command %q: %v", o.cfg.Command[0], err)
 	}
