@@ -36,6 +36,7 @@ func (s *Supervisor) drainQueue(ctx context.Context, w *worker) {
 	if sock == "" || backend == "" {
 		return
 	}
+	s.flushTable() // zd-queue routes by the table: it must know the replacement first
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout+2*time.Second)
 	defer cancel()
 	args := map[string]any{"backend": backend, "timeout_ms": s.cfg.DrainTimeout.Milliseconds()}
@@ -52,6 +53,7 @@ func (s *Supervisor) queueCall(ctx context.Context, op string, args any) bool {
 	if sock == "" {
 		return false
 	}
+	s.flushTable()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := control.Call(ctx, sock, op, args, nil)

@@ -37,7 +37,11 @@ type Supervisor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pubMu sync.Mutex // serialises publish
+	pubMu   sync.Mutex    // guards the pub* fields
+	pubWant uint64        // table versions asked for
+	pubDone uint64        // table version last written
+	pubWake chan struct{} // closed (and replaced) after each write
+	pubC    chan struct{} // wakes the publisher
 
 	mu           sync.Mutex
 	workers      map[int]*worker // live (not yet reaped) workers by pid
@@ -83,6 +87,8 @@ func New(cfg Config) (*Supervisor, error) {
 		slotCrashes: make([]int, cfg.Workers),
 		subs:        map[chan runapi.Event]struct{}{},
 		early:       map[int][]sdnotify.Message{},
+		pubC:        make(chan struct{}, 1),
+		pubWake:     make(chan struct{}),
 		stopC:       make(chan bool, 4),
 		procsDone:   make(chan struct{}),
 		tablePath:   filepath.Join(cfg.StateDir, statedir.WorkersFile),
@@ -123,8 +129,9 @@ func New(cfg Config) (*Supervisor, error) {
 // Run starts generation 1 and supervises until Stop is called or ctx ends
 // (which stops gracefully too). It returns after every worker is gone.
 func (s *Supervisor) Run(ctx context.Context) error {
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.receiveNotify()
+	go s.publisher()
 	if s.cfg.MaxMemory > 0 {
 		s.wg.Add(1)
 		go s.memoryWatch()

@@ -14,12 +14,61 @@ import (
 	"github.com/zdtools/zd/pkg/workertable"
 )
 
-// publish writes workers.msgpack atomically from the current state. Called
-// after every change; writes are serialised by pubMu so the file never goes
-// back in time.
+// publish asks for workers.msgpack to be rewritten from the current state.
+// The write happens on the publisher goroutine, coalescing bursts of changes
+// (a rename can cost milliseconds on a disk-backed state dir); flushTable
+// waits until every change asked for so far is on disk.
 func (s *Supervisor) publish() {
 	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
+	s.pubWant++
+	s.pubMu.Unlock()
+	select {
+	case s.pubC <- struct{}{}:
+	default:
+	}
+}
+
+// flushTable waits (at most 2s) until the table written reflects every
+// publish before the call: zd-queue must see the new generation before it
+// is asked to drain the old one.
+func (s *Supervisor) flushTable() {
+	s.pubMu.Lock()
+	want := s.pubWant
+	s.pubMu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s.pubMu.Lock()
+		done, wake := s.pubDone, s.pubWake
+		s.pubMu.Unlock()
+		if done >= want || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+}
+
+// publisher writes the table whenever asked, until the supervisor closes
+// (then it writes once more).
+func (s *Supervisor) publisher() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.pubC:
+		case <-s.procsDone:
+			s.writeTable()
+			return
+		}
+		s.writeTable()
+	}
+}
+
+func (s *Supervisor) writeTable() {
+	s.pubMu.Lock()
+	want := s.pubWant
+	s.pubMu.Unlock()
 	s.mu.Lock()
 	t := &workertable.Table{
 		Name: s.cfg.Name, SupervisorPID: os.Getpid(), Strategy: s.cfg.Strategy,
@@ -40,6 +89,11 @@ func (s *Supervisor) publish() {
 	if err != nil {
 		s.log.Warn("cannot publish the worker table", "err", err)
 	}
+	s.pubMu.Lock()
+	s.pubDone = want
+	close(s.pubWake)
+	s.pubWake = make(chan struct{})
+	s.pubMu.Unlock()
 }
 
 // replaceFile atomically replaces path with b (temp file + rename) without
