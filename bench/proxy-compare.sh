@@ -47,12 +47,14 @@ waitport() {
 
 "$TMP/echo" -listen "127.0.0.1:$PB" 2>"$TMP/echo.log" &
 PIDS+=($!)
+PID_ECHO=$!
 waitport "$PB"
 
 mkdir -m 0700 "$TMP/state"
 "$TMP/zd-queue" --listen "127.0.0.1:$PZ" --backend "tcp://127.0.0.1:$PB" --admin "127.0.0.1:$PA" \
 	--state-dir "$TMP/state" --log-level warn 2>"$TMP/zdq.log" &
 PIDS+=($!)
+PID_ZDQ=$!
 waitport "$PZ"
 
 # One bind speaking both h1 and h2c prior knowledge is not possible in
@@ -78,6 +80,7 @@ backend be
 CFG
 haproxy -f "$TMP/haproxy.cfg" -db 2>"$TMP/haproxy.log" &
 PIDS+=($!)
+PID_HAP=$!
 waitport "$PH"
 
 PN2=$(port)
@@ -110,7 +113,19 @@ http {
 CFG
 nginx -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log" 2>"$TMP/nginx.log" &
 PIDS+=($!)
+PID_NGX=$!
 waitport "$PN"
+
+# cputicks PID: utime+stime of PID and its children processes (nginx workers), in clock ticks.
+cputicks() {
+	local t=0 p
+	for p in $1 $(pgrep -P "$1" || true); do
+		t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+TCK=$(getconf CLK_TCK)
+pidof_target() { case $1 in direct) echo "$PID_ECHO" ;; zd-queue) echo "$PID_ZDQ" ;; haproxy) echo "$PID_HAP" ;; nginx) echo "$PID_NGX" ;; esac; }
 
 # run_wrk NAME PORT: prints "rps p99_ms errors"
 run_wrk() {
@@ -146,19 +161,30 @@ run_h2() {
 	echo "${rps:-0} n/a ${errs:-0}"
 }
 
-declare -A H1 H2
+declare -A H1 H2 CPU1 CPU2
 echo "warming up..." >&2
 for p in $PB $PZ $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
 for name in direct zd-queue haproxy nginx; do
 	case $name in direct) p=$PB ;; zd-queue) p=$PZ ;; haproxy) p=$PH ;; nginx) p=$PN ;; esac
 	echo "wrk h1 keep-alive: $name" >&2
+	c0=$(cputicks "$(pidof_target $name)")
 	H1[$name]=$(run_wrk "$name" "$p")
+	c1=$(cputicks "$(pidof_target $name)")
+	CPU1[$name]=$((c1 - c0))
 done
 for name in zd-queue haproxy nginx; do
 	case $name in zd-queue) p=$PZ ;; haproxy) p=$PH2 ;; nginx) p=$PN2 ;; esac
 	echo "h2load h2c: $name" >&2
+	c0=$(cputicks "$(pidof_target $name)")
 	H2[$name]=$(run_h2 "$name" "$p")
+	c1=$(cputicks "$(pidof_target $name)")
+	CPU2[$name]=$((c1 - c0))
 done
+
+# cpu_us TICKS RPS: CPU microseconds per request of the measured process.
+cpu_us() { python3 -c 'import sys; t,tck,rps,d=map(float,sys.argv[1:5])
+try: print("%.1f"%(t/tck*1e6/(rps*d)))
+except Exception: print("n/a")' "$1" "$TCK" "$2" "$DUR"; }
 
 ratio() { python3 -c 'import sys; a,b=sys.argv[1],sys.argv[2]
 try: print("%.2f"%(float(a)/float(b)))
@@ -176,21 +202,25 @@ read -r h2h_rps _ _ <<<"${H2[haproxy]}"
 	echo
 	echo "## HTTP/1.1 keep-alive (wrk -t2 -c$CONNS)"
 	echo
-	echo "| target | req/s | p99 ms | errors | rps vs HAProxy | p99 vs HAProxy |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| target | req/s | p99 ms | errors | rps vs HAProxy | p99 vs HAProxy | CPU µs/req (that process) |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for name in direct zd-queue haproxy nginx; do
 		read -r rps p99 errs <<<"${H1[$name]}"
-		echo "| $name | $rps | $p99 | $errs | $(ratio "$rps" "$hz_rps") | $(ratio "$p99" "$hz_p99") |"
+		echo "| $name | $rps | $p99 | $errs | $(ratio "$rps" "$hz_rps") | $(ratio "$p99" "$hz_p99") | $(cpu_us "${CPU1[$name]}" "$rps") |"
 	done
 	echo
 	echo "## HTTP/2 cleartext, prior knowledge (h2load -c$CONNS -m10; backend side HTTP/1.1)"
 	echo
-	echo "| target | req/s | errors | rps vs HAProxy |"
-	echo "|---|---:|---:|---:|"
+	echo "| target | req/s | errors | rps vs HAProxy | CPU µs/req (that process) |"
+	echo "|---|---:|---:|---:|---:|"
 	for name in zd-queue haproxy nginx; do
 		read -r rps _ errs <<<"${H2[$name]}"
-		echo "| $name | $rps | $errs | $(ratio "$rps" "$h2h_rps") |"
+		echo "| $name | $rps | $errs | $(ratio "$rps" "$h2h_rps") | $(cpu_us "${CPU2[$name]}" "$rps") |"
 	done
+	echo
+	echo "CPU µs/req is the CPU time (user+system) the proxy process itself used during the run divided by"
+	echo "the requests it served (for direct: the backend's). On a shared machine it is steadier than req/s:"
+	echo "req/s follows whatever else runs, CPU per request much less."
 	echo
 	echo "h2load does not report percentiles, so there is no p99 column for h2. The direct backend"
 	echo "does not speak h2c, so it has no h2 row. Raw tool output is printed below."

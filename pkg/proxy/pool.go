@@ -69,7 +69,12 @@ func (p *pool) get(ctx context.Context) (*bconn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(bc.idleAt) > p.idleTimeout || !alive(bc) {
+		idle := now.Sub(bc.idleAt)
+		// A connection back in the pool for under a millisecond was just
+		// used successfully; backends close idle connections after seconds
+		// (and say Connection: close otherwise), so the peek is skipped
+		// under load, where it would cost a syscall per request.
+		if idle > p.idleTimeout || (idle > time.Millisecond && !alive(bc)) {
 			bc.c.Close()
 			continue
 		}

@@ -72,6 +72,7 @@ func TestStalePooledConnection(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	srvDone := make(chan struct{})
+	closed := make(chan struct{}, 1000) // one per connection the backend let go
 	go func() {
 		defer close(srvDone)
 		for {
@@ -91,6 +92,11 @@ func TestStalePooledConnection(t *testing.T) {
 				select { // an idle timeout of 5ms
 				case <-time.After(5 * time.Millisecond):
 				case <-stop:
+				}
+				c.Close()
+				select {
+				case closed <- struct{}{}:
+				default:
 				}
 			}()
 		}
@@ -116,7 +122,12 @@ func TestStalePooledConnection(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != "ok" {
 			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, b)
 		}
-		time.Sleep(15 * time.Millisecond) // outlast the backend's idle timeout: the scenario, not a sync
+		select { // the backend has closed the pooled connection
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("backend never closed its connection")
+		}
+		time.Sleep(2 * time.Millisecond) // the connection is idle in the pool for a while, as in life
 	}
 	// GETs back to back race the backend's close; they are idempotent and
 	// are resent when the race is lost.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,12 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 	}
 	log = log.With("prog", "zd-queue", "name", o.name)
 	o.cfg.Logger = log
+	if io.Getenv("GOGC") == "" {
+		// A proxy allocates a little per request and keeps little: collecting
+		// less often costs ~12% less CPU per request (bench/proxy-compare.sh)
+		// for a heap of a few times the live set, which the buffer bounds.
+		debug.SetGCPercent(300)
+	}
 
 	ls, err := openListeners(o)
 	if err != nil {
