@@ -2,6 +2,7 @@ package testscripts
 
 import (
 	"net"
+	"strconv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,3 +221,46 @@ func TestPythonExampleReloads(t *testing.T) {
 	}
 	t.Logf("python app over 5 reloads: %d requests, %d failed", ok, failed)
 }
+
+// --user: zd-run (root) binds the socket, the workers run as nobody and can
+// still report ready.
+func TestRunWorkersAsAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	py := "/usr/bin/python3" // not a shim in root's home, which nobody cannot enter
+	if _, err := os.Stat(py); err != nil {
+		t.Skip("needs /usr/bin/python3")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	src, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "examples", "python-http", "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := shortDir(t)
+	os.Chmod(dir, 0o755)
+	app := filepath.Join(dir, "app.py")
+	if err := os.WriteFile(app, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := startZdRun(t, "--workers", "2", "--user", "nobody", "--max-fds", "512", "--", py, app)
+	st := r.waitHealthy()
+	for _, w := range st.Workers {
+		b, err := os.ReadFile(filepath.Join("/proc", itoa(w.PID), "status"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "\nUid:\t65534\t65534\t65534\t65534\n") {
+			t.Errorf("worker %d (pid %d) does not run as nobody:\n%s", w.Slot, w.PID, b)
+		}
+		lim, err := os.ReadFile(filepath.Join("/proc", itoa(w.PID), "limits"))
+		if err != nil || !strings.Contains(string(lim), "Max open files            512                  512") {
+			t.Errorf("worker %d limits: %v\n%s", w.Slot, err, lim)
+		}
+	}
+	if _, stderr, code := r.zdctl("reload"); code != 0 {
+		t.Fatalf("reload: exit %d: %s", code, stderr)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

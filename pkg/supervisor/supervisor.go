@@ -106,6 +106,12 @@ func New(cfg Config) (*Supervisor, error) {
 		}
 	}
 	s.notifyPath = filepath.Join(cfg.StateDir, NotifySock)
+	if cfg.UID >= 0 || cfg.GID >= 0 {
+		// Workers of another user cannot reach into the 0700 state dir: use
+		// an abstract socket. Anyone may send to it, but messages are
+		// attributed by the kernel-checked sender pid, so only workers count.
+		s.notifyPath = fmt.Sprintf("@zd-run/%s/%d/notify", cfg.Name, os.Getpid())
+	}
 	if cfg.Inherit != nil && cfg.Inherit.Notify != nil {
 		s.notify, err = sdnotify.FromFile(cfg.Inherit.Notify)
 	} else {
@@ -115,11 +121,8 @@ func New(cfg Config) (*Supervisor, error) {
 		s.devNull.Close()
 		return nil, fmt.Errorf("workers' notify socket: %w", err)
 	}
-	if cfg.UID >= 0 || cfg.GID >= 0 {
-		// Workers running as another user must be able to send READY=1.
-		if err := s.notify.Chown(cfg.UID, cfg.GID); err != nil {
-			s.log.Warn("cannot hand the notify socket to the workers' user", "err", err)
-		}
+	if cfg.Inherit != nil && cfg.Inherit.Notify != nil {
+		s.notifyPath = s.notify.Path()
 	}
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	s.procs = newProcs(s.log, true, cfg.Forker)
