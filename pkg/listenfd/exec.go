@@ -1,6 +1,7 @@
 package listenfd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -19,12 +20,15 @@ import (
 // It returns only on error; the files are then still open and usable.
 //
 // It never changes the blocking mode of a file (it does not call Fd).
-// Whatever else is open at 3, 4, ... is replaced, except a descriptor of
-// the Go runtime's netpoller (an epoll or eventfd descriptor): replacing
-// that would crash the process before execve, so Exec refuses with an
-// error. Call it from a fresh process, where nothing has been opened yet —
-// a re-exec shim started with the files as ExtraFiles, as zd-run and
-// zd-handoff do.
+// Whatever else is open at 3, 4, ... is replaced in the new image. The
+// moves happen on a dedicated thread with a private copy of the descriptor
+// table, so the Go runtime's own descriptors stay intact until execve and
+// a failed exec leaves the process as it was. Where unsharing the table is
+// forbidden (some seccomp profiles), Exec moves descriptors in the shared
+// table instead, and refuses with an error if that would replace the
+// runtime's netpoller (an epoll or eventfd descriptor at 3, 4, ...): call
+// it then from a fresh process, a re-exec shim started with the files as
+// ExtraFiles.
 func Exec(path string, argv []string, env []string, files []*os.File) error {
 	fds := make([]int, len(files))
 	names := make([]string, len(files))
@@ -74,12 +78,17 @@ func ExecFDs(path string, argv []string, env []string, fds []int, names []string
 		newEnv = append(newEnv, Env(names)...)
 		newEnv = append(newEnv, EnvPID+"="+strconv.Itoa(os.Getpid()))
 	}
+	if err := execPrivate(path, argv, newEnv, fds); !errors.Is(err, errNoUnshare) {
+		return err
+	}
+	// No private descriptor table (unshare is forbidden, as under Docker's
+	// default seccomp profile): arrange the shared one, unless that would
+	// replace the Go runtime's own descriptors.
 	for t := FirstFD; t < FirstFD+n; t++ {
 		if err := checkNotRuntime(t, fds); err != nil {
 			return fmt.Errorf("exec %s: %w", path, err)
 		}
 	}
-
 	// Nobody may fork while descriptors sit at 3.. without close-on-exec.
 	syscall.ForkLock.Lock()
 	defer syscall.ForkLock.Unlock()
@@ -90,6 +99,34 @@ func ExecFDs(path string, argv []string, env []string, fds []int, names []string
 	err = unix.Exec(path, argv, newEnv)
 	m.restore()
 	return fmt.Errorf("exec %s: %w", path, err)
+}
+
+var errNoUnshare = errors.New("no private descriptor table")
+
+// execPrivate arranges the descriptors and execs on a thread of its own
+// that has first unshared its descriptor table (unshare CLONE_FILES): the
+// moves happen in that private copy, so the Go runtime's descriptors (its
+// netpoller), used by the other threads, are never touched, and execve
+// makes the private table the process's. If the exec fails, the thread
+// and its table are thrown away and the process is as before. It returns
+// errNoUnshare when the kernel (or a seccomp filter) refuses the unshare.
+func execPrivate(path string, argv, env []string, fds []int) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the goroutine's end terminates the thread, and
+		// its private table with it.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FILES); err != nil {
+			errc <- fmt.Errorf("%w: unshare: %v", errNoUnshare, err)
+			return
+		}
+		if _, err := arrange(fds); err != nil {
+			errc <- fmt.Errorf("exec %s: %w", path, err)
+			return
+		}
+		errc <- fmt.Errorf("exec %s: %w", path, unix.Exec(path, argv, env))
+	}()
+	return <-errc
 }
 
 // checkNotRuntime refuses a slot held by an epoll or eventfd descriptor

@@ -111,30 +111,45 @@ func TestExecErrors(t *testing.T) {
 	}
 }
 
-// A netpoller descriptor in a target slot is refused before anything
-// moves: replacing it would crash the Go runtime.
-func TestExecRefusesRuntimeFD(t *testing.T) {
+// Exec arranges descriptors even over the Go runtime's own netpoller
+// (epoll, eventfd) without crashing: the moves happen in a private copy
+// of the descriptor table. The child makes sure its netpoller sits at 6
+// and up, inside the ten target slots 3..12.
+func TestExecOverNetpoller(t *testing.T) {
+	files, locals := threeListeners(t)
+	r := runChild(t, "exec", files, "LISTENFD_TEST_ORDER=0,1,2,0,1,2,0,1,2,0", "LISTENFD_TEST_NAMES=a,b,c,a,b,c,a,b,c,a",
+		"LISTENFD_TEST_POLLER=1")
+	if r.Err != "" {
+		t.Fatal(r.Err)
+	}
+	want := []string{locals[0], locals[1], locals[2], locals[0], locals[1], locals[2], locals[0], locals[1], locals[2], locals[0]}
+	if !reflect.DeepEqual(r.Locals, want) {
+		t.Errorf("fds 3..12 are %v; want %v", r.Locals, want)
+	}
+	if r.Env["LISTEN_FDS"] != "10" || r.Sockets != 10 {
+		t.Errorf("LISTEN_FDS=%s, %d sockets; want 10 and 10", r.Env["LISTEN_FDS"], r.Sockets)
+	}
+}
+
+// Without a private table, a netpoller descriptor in a target slot is
+// refused rather than replaced.
+func TestCheckNotRuntime(t *testing.T) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(ep)
-	if ep < FirstFD {
-		t.Fatalf("epoll fd %d", ep)
+	if err := checkNotRuntime(ep, nil); err == nil || !strings.Contains(err.Error(), "anon_inode:[eventpoll]") {
+		t.Errorf("checkNotRuntime(epoll) = %v; want a refusal", err)
+	}
+	if err := checkNotRuntime(ep, []int{ep}); err != nil {
+		t.Errorf("checkNotRuntime(epoll that is passed on) = %v; want nil", err)
 	}
 	f, _ := mustListen(t, "tcp://127.0.0.1:0")
 	rc, _ := f.SyscallConn()
 	var sock int
 	rc.Control(func(fd uintptr) { sock = int(fd) })
-	fds := make([]int, ep-FirstFD+1)
-	for i := range fds {
-		fds[i] = sock
-	}
-	err = ExecFDs("/bin/true", []string{"true"}, nil, fds, nil)
-	if err == nil || !strings.Contains(err.Error(), "anon_inode:[event") || !strings.Contains(err.Error(), "re-exec shim") {
-		t.Fatalf("ExecFDs over an epoll fd = %v; want a refusal", err)
-	}
-	if _, err := unix.EpollWait(ep, make([]unix.EpollEvent, 1), 0); err != nil {
-		t.Errorf("epoll fd damaged: %v", err)
+	if err := checkNotRuntime(sock, nil); err != nil {
+		t.Errorf("checkNotRuntime(socket) = %v; want nil", err)
 	}
 }
