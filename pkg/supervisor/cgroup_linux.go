@@ -26,6 +26,9 @@ func makeCgroup(name string, percent float64) (string, error) {
 	if rel == "" {
 		return "", fmt.Errorf("--cpu-limit needs cgroup v2 (unified hierarchy); this system has none")
 	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		return "", fmt.Errorf("--cpu-limit needs cgroup v2 mounted as the unified hierarchy at /sys/fs/cgroup; this system mounts cgroup v1 (or a hybrid) there, so the cpu controller is not available to cgroup v2 (use systemd's CPUQuota= or the container's CPU limit instead)")
+	}
 	parent := filepath.Join("/sys/fs/cgroup", rel)
 	if ctl, err := os.ReadFile(filepath.Join(parent, "cgroup.subtree_control")); err != nil || !bytes.Contains(ctl, []byte("cpu")) {
 		// Try to enable the controller for our children.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -11,6 +13,7 @@ import (
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/control"
 	"github.com/zdtools/zd/pkg/runapi"
+	"github.com/zdtools/zd/pkg/statedir"
 	"github.com/zdtools/zd/pkg/ui"
 )
 
@@ -31,11 +34,39 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	if err != nil {
 		return err
 	}
+	qsock := filepath.Join(filepath.Dir(sock), statedir.QueueSock)
 	if c.Bool("json") {
-		return writeJSON(io.Stdout, st)
+		out := statusOut{Status: st}
+		if _, err := os.Stat(qsock); err == nil {
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := control.Call(qctx, qsock, "status", nil, &out.Queue); err != nil {
+				out.Queue = map[string]any{"error": err.Error()}
+			}
+			cancel()
+		}
+		return writeJSON(io.Stdout, out)
 	}
 	ui.Status(io.Stdout, st, uiOptions(io.Stdout, io))
+	if _, err := os.Stat(qsock); err == nil {
+		var q queueStatusView
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := control.Call(qctx, qsock, "status", nil, &q)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(io.Stdout, "queue: %v\n", err)
+		} else {
+			fmt.Fprintf(io.Stdout, "queue: %s, %d backends, %d in flight, %d held (%d bytes), paused %v\n",
+				q.Health, len(q.Backends), q.RequestsInFlight, q.BufferedRequests, q.BufferedBytes, q.Paused)
+		}
+	}
 	return nil
+}
+
+// statusOut is `zdctl status --json`: zd-run's status, plus zd-queue's
+// under "queue" when zd-queue runs in the same state dir.
+type statusOut struct {
+	runapi.Status
+	Queue map[string]any `json:"queue,omitempty"`
 }
 
 // watchStatus shows the status again on every event from zd-run's watch
