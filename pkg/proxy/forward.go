@@ -71,6 +71,10 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 func (c *countingBody) Close() error { return nil }
 
+// smallBody is the largest response body read under the backend timeout
+// that bounds the response headers.
+const smallBody = 1 << 20
+
 // attempt is the result of trying one backend.
 type attempt struct {
 	outcome string // set when the request is finished (answered or abandoned)
@@ -110,7 +114,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	defer stop()
 
 	out := p.outgoing(r, body)
-	bc.c.SetWriteDeadline(time.Now().Add(p.cfg.BackendTimeout))
+	// One deadline covers writing the request and reading the response
+	// headers; deadline changes cost a timer update each, so there are at
+	// most two per request.
+	bc.c.SetDeadline(time.Now().Add(p.cfg.BackendTimeout))
 	bc.read = 0
 	sentBefore := body.read.Load()
 	werr := writeRequest(bc.bw, out)
@@ -119,8 +126,6 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	}
 	var resp *http.Response
 	if werr == nil {
-		bc.c.SetWriteDeadline(time.Time{})
-		bc.c.SetReadDeadline(time.Now().Add(p.cfg.BackendTimeout))
 		resp, err = p.readResponse(w, bc, out)
 	} else {
 		err = werr
@@ -152,7 +157,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		p.plainError(w, code, "backend failed before answering")
 		return attempt{outcome: outcomeBackendError}
 	}
-	bc.c.SetReadDeadline(time.Time{})
+	if resp.ContentLength < 0 || resp.ContentLength > smallBody || resp.StatusCode == http.StatusSwitchingProtocols {
+		// Streams, tunnels and big bodies may take longer than the header
+		// bound; a small body arrives right behind its headers.
+		bc.c.SetDeadline(time.Time{})
+	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The exchange is over as far as draining is concerned: the
