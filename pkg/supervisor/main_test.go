@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -35,6 +36,11 @@ func testApp() int {
 	if os.Getenv("ZD_TEST_CRASH") != "" {
 		return 3
 	}
+	gen, slot := os.Getenv("ZD_GENERATION"), os.Getenv("ZD_SLOT")
+	// ZD_TEST_SLOW=GEN/SLOT: that worker takes 2s to start.
+	if os.Getenv("ZD_TEST_SLOW") == gen+"/"+slot {
+		time.Sleep(2 * time.Second)
+	}
 	if pid, _ := strconv.Atoi(os.Getenv("LISTEN_PID")); pid != os.Getpid() || os.Getenv("LISTEN_FDS") != "1" {
 		fmt.Fprintf(os.Stderr, "test app: LISTEN_PID=%s LISTEN_FDS=%s, my pid %d\n", os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getpid())
 		return 1
@@ -55,7 +61,16 @@ func testApp() int {
 			c.Close()
 		}
 	}
-	<-term
+	// ZD_TEST_CRASH_AFTER_READY=GEN/SLOT: that worker dies 300ms after ready.
+	var crash <-chan time.Time
+	if os.Getenv("ZD_TEST_CRASH_AFTER_READY") == gen+"/"+slot {
+		crash = time.After(300 * time.Millisecond)
+	}
+	select {
+	case <-term:
+	case <-crash:
+		return 4
+	}
 	srv.Close()
 	return 0
 }

@@ -245,3 +245,24 @@ func TestPreStopHook(t *testing.T) {
 		t.Errorf("pre-stop wrote %q, %v; want %q", b, err, want)
 	}
 }
+
+// A worker of the new generation that crashes after it took over its slot,
+// while the rolling reload is still going: the reload aborts and every slot
+// gets the old release back.
+func TestRollingAbortRestoresOld(t *testing.T) {
+	h := start(t, 3, []string{"ZD_TEST_CRASH_AFTER_READY=2/0", "ZD_TEST_SLOW=2/2"}, nil)
+	h.healthy()
+	_, err := h.s.Reload(context.Background(), runapi.ReloadArgs{Strategy: runapi.StrategyRolling})
+	if !errors.Is(err, &control.Error{Code: control.CodeAborted}) || !strings.Contains(err.Error(), "exited during the reload") {
+		t.Fatalf("Reload = %v; want aborted, worker 0 exited during the reload", err)
+	}
+	st := h.healthy()
+	if st.Generation != 1 || len(st.Workers) != 3 {
+		t.Fatalf("after the abort: generation %d, %d workers; want 1, 3", st.Generation, len(st.Workers))
+	}
+	for _, w := range st.Workers {
+		if w.Generation != 1 {
+			t.Errorf("slot %d runs generation %d; want the old generation 1", w.Slot, w.Generation)
+		}
+	}
+}
