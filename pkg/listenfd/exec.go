@@ -103,6 +103,11 @@ func ExecFDs(path string, argv []string, env []string, fds []int, names []string
 
 var errNoUnshare = errors.New("no private descriptor table")
 
+// ErrNetpoller is wrapped by Exec's refusal to replace the Go runtime's
+// netpoller descriptors (only possible where unshare is forbidden). The
+// caller can then exec through a re-exec shim instead.
+var ErrNetpoller = errors.New("the fds to pass would replace the Go runtime's netpoller")
+
 // execPrivate arranges the descriptors and execs on a thread of its own
 // that has first unshared its descriptor table (unshare CLONE_FILES): the
 // moves happen in that private copy, so the Go runtime's descriptors (its
@@ -142,8 +147,8 @@ func checkNotRuntime(slot int, fds []int) error {
 		return nil // not open (or no /proc): nothing to protect
 	}
 	if link == "anon_inode:[eventpoll]" || link == "anon_inode:[eventfd]" {
-		return fmt.Errorf("fd %d is this process's %s, which the fds to pass would replace: "+
-			"exec from a fresh process (a re-exec shim) instead", slot, link)
+		return fmt.Errorf("fd %d is this process's %s: %w; exec from a fresh process (a re-exec shim) instead",
+			slot, link, ErrNetpoller)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package zdhandoff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,11 +17,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// zd-handoff never moves descriptors to 3, 4, ... in a process whose Go
-// runtime may already hold some of those numbers (its netpoller): it
-// re-executes itself as a shim, whose very first act — before the runtime
-// has opened anything — is listenfd.ExecFDs. The shim learns what to do
-// from the environment:
+// The shim is a re-execution of zd-handoff whose only job is
+// listenfd.ExecFDs. serve starts its child through it, so that LISTEN_PID
+// is the child's own pid; take and listen use it only where listenfd.Exec
+// cannot move descriptors safely in the running process (no unshare).
+// The shim learns what to do from the environment:
 //
 //	ZD_HANDOFF_SHIM=1             this process is the shim
 //	ZD_HANDOFF_SHIM_FDS=7,9       the descriptors to pass, in order
@@ -98,9 +99,21 @@ func setCloexec(fd int, on bool) error {
 }
 
 // execInPlace replaces this process (same pid) with path, the files at
-// 3, 4, ... and LISTEN_* set, by way of the shim. conn, if not nil, stays
-// open until the final exec. It returns only on error.
+// 3, 4, ... and LISTEN_* set. conn, if not nil, closes at the exec
+// (close-on-exec). It returns only on error, with the process intact.
 func execInPlace(path string, argv []string, files []*os.File, conn *net.UnixConn) error {
+	err := listenfd.Exec(path, argv, cleanEnv(os.Environ()), files)
+	if !errors.Is(err, listenfd.ErrNetpoller) {
+		return err
+	}
+	// No private descriptor table here: go through the shim, a fresh image
+	// whose runtime has not taken any of the slots (usually).
+	return execViaShim(path, argv, files, conn)
+}
+
+// execViaShim is execInPlace by way of the shim. conn, if not nil, stays
+// open until the shim's exec, and is told if that fails.
+func execViaShim(path string, argv []string, files []*os.File, conn *net.UnixConn) error {
 	fds, names, err := rawFDs(files)
 	if err != nil {
 		return fmt.Errorf("exec %s: %w", path, err)
