@@ -1,6 +1,7 @@
 package testscripts
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"os"
@@ -301,4 +302,27 @@ func TestRunCPULimit(t *testing.T) {
 	}
 	r.zdctl("stop")
 	<-done
+}
+
+// A state dir owned by another user is refused (exit 2, with a hint), and
+// nothing is started.
+func TestRunForeignStateDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a directory another user's")
+	}
+	dir := filepath.Join(shortDir(t), "st")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("zd-run", "--state-dir", dir, "--", "zd-echo").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "owned by uid 65534") || !strings.Contains(string(out), "hint:") {
+		t.Errorf("zd-run on a foreign state dir: %v\n%s\nwant exit 2, owned by uid 65534, a hint", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run.sock")); err == nil {
+		t.Errorf("run.sock was created in the refused dir")
+	}
 }
