@@ -54,6 +54,7 @@ type Supervisor struct {
 	reloadFail   chan struct{} // closed when a worker of reloadGen dies during the reload
 	reloadErr    error
 	reloadCancel context.CancelFunc
+	startCancel  context.CancelFunc // cuts the first generation's readiness wait short
 	stopping     bool
 	stopC        chan bool // stop requests: true = now
 	restarts     []time.Time
@@ -179,11 +180,24 @@ func (s *Supervisor) startFirst(ctx context.Context) error {
 		s.mu.Unlock()
 		started = append(started, w)
 	}
+	// One bound for the whole generation, cut short by Stop.
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	s.mu.Lock()
+	s.startCancel = cancel
+	stopping := s.stopping
+	s.mu.Unlock()
+	if stopping {
+		cancel()
+	}
 	for _, w := range started {
-		if err := s.waitReady(ctx, w); err != nil {
+		if err := s.waitReady(wctx, w); err != nil {
 			s.log.Warn("first generation not ready", "err", err)
 		}
 	}
+	s.mu.Lock()
+	s.startCancel = nil
+	s.mu.Unlock()
 	s.publish()
 	return nil
 }
@@ -194,10 +208,13 @@ func (s *Supervisor) Stop(now bool) {
 	s.mu.Lock()
 	already := s.stopping
 	s.stopping = true
-	cancel := s.reloadCancel
+	cancel, startCancel := s.reloadCancel, s.startCancel
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if startCancel != nil {
+		startCancel()
 	}
 	if already {
 		if now {
