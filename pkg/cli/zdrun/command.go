@@ -41,7 +41,7 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on and share with every worker: tcp://HOST:PORT, tcp4://, tcp6://, udp://, unix:///path?mode=0660, unix://@abstract (repeatable)", Sources: env("ZD_LISTEN")},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Usage: "number of worker processes", Sources: env("ZD_WORKERS", "WORKER_COUNT")},
-			&cli.StringFlag{Name: "strategy", Value: "rolling", Usage: "reload strategy for HUP and `zdctl reload`: rolling|blue-green|handoff", Sources: env("ZD_STRATEGY", "ZERO_DOWNTIME_STRATEGY")},
+			&cli.StringFlag{Name: "strategy", Value: "rolling", Usage: "reload `STRATEGY` of HUP and zdctl reload: rolling|blue-green|handoff", Sources: env("ZD_STRATEGY", "ZERO_DOWNTIME_STRATEGY")},
 			&cli.IntFlag{Name: "max-surge", Value: 1, Usage: "rolling: slots replaced at once", Sources: env("ZD_MAX_SURGE")},
 			&cli.StringFlag{Name: "ready", Value: "notify", Usage: "how a worker is known ready: notify|tcp:ADDR|http:URL|exec:CMD|delay:DUR ({slot} and {gen} expanded)", Sources: env("ZD_READY")},
 			&cli.StringFlag{Name: "ready-timeout", Value: "30s", Usage: "longest wait for a new worker to be ready", Sources: env("ZD_READY_TIMEOUT")},
