@@ -10,8 +10,8 @@ import (
 // dispatched yet. All methods are safe for concurrent use.
 //
 // State is guarded by one mutex rather than owned by a goroutine: every
-// operation is a few pointer updates (O(1) push, cancel and release, O(64)
-// bitmap scans), so a channel round-trip to an owner goroutine would cost
+// operation is a few pointer updates (O(1) push and cancel, release O(1)
+// per backend with pinned tickets, 64-bit bitmap scans), so a channel round-trip to an owner goroutine would cost
 // more than the work itself and the enqueue target (≥ 1,000,000 Push/s on
 // one core) would be out of reach. Nothing slow runs under the mutex:
 // compression runs outside it and expiry works in bounded batches.
