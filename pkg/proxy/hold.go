@@ -131,7 +131,12 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, body *reqBody) 
 	if limit <= 0 {
 		limit = 1 << 30
 	}
+	// The body timeout bounds reading (or discarding) the body.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(p.cfg.BodyTimeout))
+	defer rc.SetReadDeadline(time.Time{})
 	if body.size > limit {
+		p.discard(r, body)
 		p.plainError(w, http.StatusRequestEntityTooLarge, "request body larger than the request buffer while requests are held")
 		return outcomeTooLarge, false
 	}
@@ -140,24 +145,23 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, body *reqBody) 
 		want = 64 << 10
 	}
 	if !p.reserveRead(want, limit) {
+		p.discard(r, body)
 		return p.reject(w, outcomeOverflow, "request buffer full"), false
 	}
 	reserved := want
 	defer func() { p.reading.Add(-reserved) }()
 
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(p.cfg.BodyTimeout))
-	defer rc.SetReadDeadline(time.Time{})
-
 	buf := make([]byte, 0, max(want, 512))
 	for {
 		if int64(len(buf)) == int64(cap(buf)) {
 			if int64(len(buf)) >= limit+1 {
+				p.discard(r, body)
 				p.plainError(w, http.StatusRequestEntityTooLarge, "request body larger than the request buffer while requests are held")
 				return outcomeTooLarge, false
 			}
 			grow := min(int64(cap(buf)), limit+1-int64(len(buf)))
 			if !p.reserveRead(grow, limit) {
+				p.discard(r, body)
 				return p.reject(w, outcomeOverflow, "request buffer full"), false
 			}
 			reserved += grow
@@ -167,6 +171,7 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, body *reqBody) 
 		buf = buf[:len(buf)+n]
 		body.read.Add(int64(n))
 		if int64(len(buf)) > limit {
+			p.discard(r, body)
 			p.plainError(w, http.StatusRequestEntityTooLarge, "request body larger than the request buffer while requests are held")
 			return outcomeTooLarge, false
 		}
@@ -185,6 +190,29 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, body *reqBody) 
 	body.held = buf
 	body.src = nil
 	return "", true
+}
+
+// drainLimit bounds the body bytes read and thrown away before a refusal,
+// so that the client, still sending, reads the answer instead of a reset.
+const drainLimit = 4 << 20
+
+// discard reads what is left of a refused request's body (at most
+// drainLimit, within the body timeout) without keeping it. Past the bound
+// the server closes the connection after the answer.
+func (p *Proxy) discard(r *http.Request, body *reqBody) {
+	if body.src == nil || (body.size > 0 && body.size-body.read.Load() > drainLimit) {
+		return
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	var n int64
+	for n < drainLimit && r.Context().Err() == nil {
+		k, err := body.src.Read(*bp)
+		n += int64(k)
+		if err != nil {
+			return
+		}
+	}
 }
 
 // reserveRead takes n bytes from the body-reading budget.

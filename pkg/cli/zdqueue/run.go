@@ -34,6 +34,12 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 		// for a heap of a few times the live set, which the buffer bounds.
 		debug.SetGCPercent(300)
 	}
+	if io.Getenv("GOMEMLIMIT") == "" && o.cfg.Limits.MaxBytes > 0 {
+		// Keep the garbage collector's slack from growing with the buffer:
+		// near this soft limit it collects harder, so memory stays about
+		// the buffer (held plus being read) plus a fixed overhead.
+		debug.SetMemoryLimit(2*o.cfg.Limits.MaxBytes + 48<<20)
+	}
 
 	ls, err := openListeners(o)
 	if err != nil {
