@@ -43,7 +43,8 @@ for b in zd-handoff zd-run zdctl zd-load echo; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b missing: run make build tools"
 done
 
-tmp=$(mktemp -d /tmp/zd-demo.XXXXXX)
+# State directories on tmpfs when there is one (as /run is in production).
+tmp=$(mktemp -d /dev/shm/zd-demo.XXXXXX 2>/dev/null || mktemp -d /tmp/zd-demo.XXXXXX)
 groups=() # process groups started with setsid, stopped on exit
 # stop_all: TERM every group started so far, KILL what is left after 15s.
 stop_all() {

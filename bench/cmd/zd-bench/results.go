@@ -92,7 +92,8 @@ func (f *resultsFile) markdown() string {
 		"(%.0f req/s keep-alive, %.0f req/s close), while being reloaded %d times, %s apart; load stops %s after the last reload. "+
 		"The load generator is `zd-load` (bench/load): it never retries and counts refused (ECONNREFUSED), "+
 		"reset (ECONNRESET/EPIPE/connection closed before a complete response), timeout (5 s) and non-2xx separately. "+
-		"\"During reload\" latencies are those of requests that overlapped a reload's span.\n\n",
+		"\"During reload\" latencies are those of requests that overlapped a reload's span. "+
+		"zd-run's state directory is on tmpfs (/dev/shm) when there is one, as /run is in production.\n\n",
 		o.calibrate, f.MaxKeepAlive, f.MaxClose, o.inFlight, o.fraction*100, f.MaxKeepAlive*o.fraction, f.MaxClose*o.fraction,
 		o.reloads, o.interval, o.interval)
 
