@@ -72,6 +72,14 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	s := &server{log: log, files: files, offers: offers, allow: allow, timeout: timeout,
 		events: make(chan event, 16)}
+	// Catch signals before the child exists, so that none meant for it is
+	// lost; one that came earlier has cancelled ctx.
+	sig := newSignals(cmdPath != "")
+	defer sig.stop()
+	if ctx.Err() != nil {
+		hs.close(log)
+		return nil
+	}
 	var child *os.Process
 	if cmdPath != "" {
 		if child, err = startShim(cmdPath, cmdArgs, files); err != nil {
@@ -81,7 +89,28 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		log.Info("started", "cmd", cmdPath, "pid", child.Pid)
 	}
 	log.Info("serving", "socket", path, "fds", len(files), "offers", describeOffers(offers))
-	return s.run(ctx, hs, child, c.Bool("once"), grace)
+	return s.run(ctx, hs, sig, child, c.Bool("once"), grace)
+}
+
+// signals are the ones serve handles: stop (TERM, INT) and, with a child,
+// pass (HUP, USR1, USR2: they mean something to the app, like reload or
+// reopen logs, and don't stop serve).
+type signals struct {
+	stopc, passc chan os.Signal
+}
+
+func newSignals(child bool) *signals {
+	s := &signals{stopc: make(chan os.Signal, 4), passc: make(chan os.Signal, 4)}
+	signal.Notify(s.stopc, syscall.SIGTERM, syscall.SIGINT)
+	if child {
+		signal.Notify(s.passc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	}
+	return s
+}
+
+func (s *signals) stop() {
+	signal.Stop(s.stopc)
+	signal.Stop(s.passc)
 }
 
 // heldFiles returns the --fd descriptors, or the inherited LISTEN_FDS ones.
@@ -168,17 +197,7 @@ type server struct {
 
 // run accepts takers until released, --once is satisfied, the child
 // exits, or a signal stops it.
-func (s *server) run(ctx context.Context, hs *handoffSocket, child *os.Process, once bool, grace time.Duration) error {
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigc)
-	// HUP, USR1 and USR2 mean something to the app (reload, reopen logs):
-	// pass them on, they don't stop serve.
-	passc := make(chan os.Signal, 4)
-	if child != nil {
-		signal.Notify(passc, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-		defer signal.Stop(passc)
-	}
+func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child *os.Process, once bool, grace time.Duration) error {
 
 	lctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -234,16 +253,16 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, child *os.Process, 
 		case st := <-childDone:
 			child = nil
 			return childExit(st)
-		case sig := <-passc:
-			s.log.Info("passing signal on", "signal", sig.String(), "pid", child.Pid)
-			child.Signal(sig)
-		case sig := <-sigc:
+		case sg := <-sig.passc:
+			s.log.Info("passing signal on", "signal", sg.String(), "pid", child.Pid)
+			child.Signal(sg)
+		case sg := <-sig.stopc:
 			if child == nil {
-				s.log.Info("stopping", "signal", sig.String())
+				s.log.Info("stopping", "signal", sg.String())
 				return nil
 			}
-			s.log.Info("forwarding signal", "signal", sig.String(), "pid", child.Pid)
-			child.Signal(sig)
+			s.log.Info("forwarding signal", "signal", sg.String(), "pid", child.Pid)
+			child.Signal(sg)
 			if graceC == nil {
 				graceC = time.After(grace)
 			}
