@@ -55,6 +55,14 @@ func testApp() int {
 		fmt.Fprintf(w, "pid=%d gen=%s slot=%s\n", os.Getpid(), os.Getenv("ZD_GENERATION"), os.Getenv("ZD_SLOT"))
 	})}
 	go srv.Serve(ln)
+	if os.Getenv("ZD_TEST_EXTEND") == gen {
+		// Ask for more time, then take longer than --ready-timeout.
+		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {
+			c.Write([]byte("EXTEND_TIMEOUT_USEC=5000000"))
+			c.Close()
+		}
+		time.Sleep(time.Second)
+	}
 	if os.Getenv("ZD_TEST_NEVER_READY") == "" {
 		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {
 			c.Write([]byte("READY=1\nSTATUS=test app serving"))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -306,6 +307,14 @@ func (s *Supervisor) applyNotify(w *worker, m sdnotify.Message) {
 		s.mu.Lock()
 		w.status = st
 		s.mu.Unlock()
+	}
+	if v, ok := m.Get(sdnotify.KeyExtendTimeoutUsec); ok {
+		if us, err := strconv.ParseInt(v, 10, 64); err == nil && us > 0 {
+			select {
+			case w.extend <- time.Duration(us) * time.Microsecond:
+			default:
+			}
+		}
 	}
 	if m.Is(sdnotify.KeyReady) && s.cfg.Ready.Kind == "notify" {
 		s.markReady(w)

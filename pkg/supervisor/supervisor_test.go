@@ -266,3 +266,13 @@ func TestRollingAbortRestoresOld(t *testing.T) {
 		}
 	}
 }
+
+// EXTEND_TIMEOUT_USEC from a starting worker moves its readiness bound.
+func TestExtendTimeout(t *testing.T) {
+	h := start(t, 1, []string{"ZD_TEST_EXTEND=2"}, func(c *Config) { c.ReadyTimeout = 500 * time.Millisecond })
+	h.healthy()
+	res, err := h.s.Reload(context.Background(), runapi.ReloadArgs{})
+	if err != nil || !res.ReloadSuccessful {
+		t.Fatalf("Reload with a worker that asked for more time = %+v, %v; want success", res, err)
+	}
+}

@@ -234,7 +234,7 @@ func (s *Supervisor) adopted() bool {
 	for _, c := range st.Workers {
 		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS,
 			state: c.State, startedAt: c.StartedAt, readyAt: c.ReadyAt, restarts: c.Restarts, status: c.Status,
-			stopping: c.Stopping, ready: make(chan struct{}), exited: make(chan struct{})}
+			stopping: c.Stopping, ready: make(chan struct{}), exited: make(chan struct{}), extend: make(chan time.Duration, 1)}
 		if w.state != StateStarting {
 			w.readyOnce = true
 			close(w.ready)

@@ -41,8 +41,9 @@ type worker struct {
 	stopping  bool   // we asked it to stop: its exit is not a crash
 	exitDesc  string
 
-	ready     chan struct{} // closed when ready
-	exited    chan struct{} // closed when reaped
+	ready     chan struct{}      // closed when ready
+	exited    chan struct{}      // closed when reaped
+	extend    chan time.Duration // EXTEND_TIMEOUT_USEC from the app while starting
 	readyOnce bool
 }
 
@@ -75,7 +76,7 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 		names = append(names, l.Name)
 	}
 	w := &worker{slot: slot, gen: gen, release: release, state: StateStarting, restarts: restarts,
-		ready: make(chan struct{}), exited: make(chan struct{})}
+		ready: make(chan struct{}), exited: make(chan struct{}), extend: make(chan time.Duration, 1)}
 	var backendFile *os.File
 	if s.cfg.WorkerListen != "" {
 		addr := expand(s.cfg.WorkerListen, slot, gen)
@@ -205,24 +206,35 @@ func (w *worker) readyAtSafe(s *Supervisor) time.Time {
 	return w.readyAt
 }
 
-// waitReady waits until w is ready, exits, or the ready timeout passes.
+// waitReady waits until w is ready, exits, or the ready timeout passes. An
+// EXTEND_TIMEOUT_USEC=N from the starting app moves the timeout to N from
+// now, up to ten times --ready-timeout in all.
 func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
 	t := time.NewTimer(s.cfg.ReadyTimeout)
 	defer t.Stop()
-	select {
-	case <-w.ready:
-		return nil
-	case <-w.exited:
-		s.mu.Lock()
-		desc := w.exitDesc
-		s.mu.Unlock()
-		return &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: "exited before it was ready (" + desc + ")",
-			Hint: "run the release by hand to see why it fails at start; the old generation keeps serving"}
-	case <-t.C:
-		return &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: fmt.Sprintf("not ready after %v", s.cfg.ReadyTimeout),
-			Hint: s.readyHint()}
-	case <-ctx.Done():
-		return fmt.Errorf("worker %d (pid %d): %w", w.slot, w.pid, context.Cause(ctx))
+	limit := time.Now().Add(10 * s.cfg.ReadyTimeout)
+	waited := s.cfg.ReadyTimeout
+	for {
+		select {
+		case d := <-w.extend:
+			d = min(d, time.Until(limit))
+			t.Reset(d)
+			waited = time.Since(w.startedAt) + d
+			continue
+		case <-w.ready:
+			return nil
+		case <-w.exited:
+			s.mu.Lock()
+			desc := w.exitDesc
+			s.mu.Unlock()
+			return &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: "exited before it was ready (" + desc + ")",
+				Hint: "run the release by hand to see why it fails at start; the old generation keeps serving"}
+		case <-t.C:
+			return &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: fmt.Sprintf("not ready after %v", waited.Round(time.Millisecond)),
+				Hint: s.readyHint()}
+		case <-ctx.Done():
+			return fmt.Errorf("worker %d (pid %d): %w", w.slot, w.pid, context.Cause(ctx))
+		}
 	}
 }
 
