@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the receiving process of the benchmark.
@@ -12,7 +14,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FDPASS_BENCH_CHILD") == "1" {
 		os.Exit(benchChild())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // benchChild receives handoffs on fd 3 until EOF, closing what it gets and

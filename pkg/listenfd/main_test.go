@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("LISTENFD_TEST_CHILD") {
 	case "":
-		os.Exit(m.Run())
+		goleak.VerifyTestMain(m)
 	case "exec":
 		os.Exit(childExec())
 	case "report":
