@@ -84,8 +84,15 @@ func TestHandoffChain(t *testing.T) {
 		defer wg.Done()
 		hammer(ctx, addr, 1_000_000, 5*time.Minute, counts)
 	}()
-	// Let the client get going before the first handoff.
-	waitFor(t, 10*time.Second, "first answers", func() bool { return counts.snapshotOK() > 0 })
+	// Every generation's app must answer before the next takes over, so
+	// that the socket really went through each of them.
+	appAnswered := func(gen int) {
+		t.Helper()
+		pid := appPID(t, filepath.Join(logs, fmt.Sprintf("gen%02d.log", gen)))
+		waitFor(t, 30*time.Second, fmt.Sprintf("an answer from generation %d's app (pid %d)", gen, pid),
+			func() bool { return counts.served(pid) })
+	}
+	appAnswered(0)
 
 	for g := 1; g <= gens; g++ {
 		next := start(g, append([]string{"take", "--socket", sock, "--release", "--"}, serve...)...)
@@ -95,6 +102,7 @@ func TestHandoffChain(t *testing.T) {
 			t.Fatalf("generation %d (pid %d) did not exit 0 after release: %v", g-1, prev.Process.Pid, err)
 		}
 		waitServing(t, zdh, sock, next.Process.Pid, env)
+		appAnswered(g)
 		prev = next
 	}
 	stop()
@@ -104,7 +112,7 @@ func TestHandoffChain(t *testing.T) {
 		t.Errorf("last generation did not stop cleanly on TERM: %v", err)
 	}
 
-	t.Logf("handoff chain: %d generations; %d connections: %d answered, %d refused, %d reset, %d unanswered, %d other errors; %d distinct app processes answered",
+	t.Logf("handoff chain: %d generations; %d connections: %d answered, %d refused, %d reset, %d unanswered, %d other errors; all %d app processes answered",
 		gens, counts.attempts, counts.ok, counts.refused, counts.reset, counts.unanswered, counts.other, len(counts.pids))
 	if counts.firstErr != nil {
 		t.Logf("first error: %v", counts.firstErr)
@@ -125,10 +133,33 @@ type clientCounts struct {
 	firstErr                                        error
 }
 
-func (c *clientCounts) snapshotOK() int {
+// served reports whether the app with pid has answered a connection.
+func (c *clientCounts) served(pid int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ok
+	return c.pids[fmt.Sprintf("served by %d", pid)]
+}
+
+// appPID reads the pid of the app a generation's serve started from its
+// log ("msg=started cmd=... pid=N"), waiting for the line to appear.
+func appPID(t *testing.T, log string) int {
+	t.Helper()
+	var pid int
+	waitFor(t, 30*time.Second, "the app's start in "+filepath.Base(log), func() bool {
+		b, _ := os.ReadFile(log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "msg=started") {
+				continue
+			}
+			if i := strings.LastIndex(line, " pid="); i >= 0 {
+				if _, err := fmt.Sscanf(line[i:], " pid=%d", &pid); err == nil {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return pid
 }
 
 // hammer connects to addr one connection after another, reading the one
