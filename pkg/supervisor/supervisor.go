@@ -341,9 +341,13 @@ func (s *Supervisor) onExit(w *worker, ws unix.WaitStatus) {
 	if crash && s.reloading && w.gen == s.reloadGen {
 		abortReload = true
 		if s.reloadErr == nil {
-			s.reloadErr = &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen,
-				Reason: "exited during the reload (" + desc + ")",
-				Hint:   "the new release crashes; the old generation keeps serving, fix the release or run zdctl rollback"}
+			reason := "exited during the reload (" + desc + ")"
+			hint := "the new release crashes; the old generation keeps serving, fix the release or run zdctl rollback"
+			if !w.readyOnce {
+				reason = "exited before it was ready (" + desc + ")"
+				hint = "run the release by hand to see why it fails at start; the old generation keeps serving"
+			}
+			s.reloadErr = &WorkerError{Slot: w.slot, PID: w.pid, Gen: w.gen, Reason: reason, Hint: hint}
 			close(s.reloadFail)
 		}
 	} else if crash && current {

@@ -166,8 +166,9 @@ func handleSignals(ctx context.Context, sup *supervisor.Supervisor, carry func()
 		Warn(string, ...any)
 	}, wg *sync.WaitGroup) {
 	sigC := make(chan os.Signal, 8)
+	// Never signal.Stop: a QUIT or TERM arriving while zd-run finishes its
+	// exit must not fall back to the default action (QUIT dumps goroutines).
 	signal.Notify(sigC, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
-	defer signal.Stop(sigC)
 	terms := 0
 	for {
 		select {
