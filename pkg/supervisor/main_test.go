@@ -33,6 +33,8 @@ const testAppEnv = "ZD_SUPERVISOR_TEST_APP"
 // LISTEN_PID), says READY=1 unless ZD_TEST_NEVER_READY is set, exits 3 at
 // start if ZD_TEST_CRASH is set, and exits 0 on SIGTERM.
 func testApp() int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
 	if os.Getenv("ZD_TEST_CRASH") != "" {
 		return 3
 	}
@@ -49,8 +51,6 @@ func testApp() int {
 	if err != nil {
 		return 1
 	}
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "pid=%d gen=%s slot=%s\n", os.Getpid(), os.Getenv("ZD_GENERATION"), os.Getenv("ZD_SLOT"))
 	})}

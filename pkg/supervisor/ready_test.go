@@ -1,0 +1,65 @@
+package supervisor
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/zdtools/zd/pkg/runapi"
+)
+
+// Apps that cannot notify are found ready by a probe; the app here never
+// sends READY=1, so only the probe can make it ready. (A tcp or http probe of
+// the shared socket passes as soon as the kernel queues the connection, so
+// it says little about the new worker: real setups point probes at a
+// per-worker address. Here it may stop the old worker while the new one is
+// still starting, hence the short grace.)
+func TestReadyProbes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	f, err := ln.(*net.TCPListener).File()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, probe := range []string{"tcp:" + addr, "http://" + addr + "/", "exec:kill -0 $ZD_PID", "delay:50ms"} {
+		t.Run(probe, func(t *testing.T) {
+			spec, err := ParseReady(probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := start(t, 1, []string{"ZD_TEST_NEVER_READY=1"}, func(c *Config) {
+				c.Ready = spec
+				c.Listeners = []Listener{{Name: "http", Addr: "tcp://" + addr, File: f}}
+				c.ReadyTimeout = 10 * time.Second
+				c.Grace = 1500 * time.Millisecond
+			})
+			h.healthy()
+			if _, err := h.s.Reload(context.Background(), runapi.ReloadArgs{}); err != nil {
+				t.Fatalf("reload with --ready %s: %v", probe, err)
+			}
+		})
+	}
+}
+
+// A probe that never passes aborts the reload at --ready-timeout.
+func TestReadyProbeTimeout(t *testing.T) {
+	h := start(t, 1, nil, nil)
+	h.healthy()
+	h.s.mu.Lock()
+	h.s.cfg.Ready = ReadySpec{Kind: "exec", Arg: "exit 1"}
+	h.s.cfg.ReadyTimeout = 300 * time.Millisecond
+	h.s.mu.Unlock()
+	_, err := h.s.Reload(context.Background(), runapi.ReloadArgs{})
+	if err == nil {
+		t.Fatal("reload with a failing probe succeeded")
+	}
+	if st := h.healthy(); st.Generation != 1 {
+		t.Errorf("generation %d after the abort; want 1", st.Generation)
+	}
+}
