@@ -82,8 +82,11 @@ func newCommand(io cmdkit.IO) *cli.Command {
 				ArgsUsage: "[-- CMD [ARGS]]",
 				Description: "Offers the descriptors this process holds (its LISTEN_FDS, or the --fd ones) to whoever\n" +
 					"connects to --socket and asks. With CMD, also runs CMD as a child with those descriptors\n" +
-					"(LISTEN_FDS), forwards TERM, INT, HUP, USR1 and USR2 to it and exits with its status. When a taker with\n" +
-					"--release has exec'd, serve stops its child (TERM, then KILL after --grace) and exits 0.",
+					"(LISTEN_FDS), forwards TERM, INT, HUP, USR1 and USR2 to it and exits with its status.\n" +
+					"After a take --release, serve keeps serving until its successor (the zd-handoff serve that\n" +
+					"take ran) has its child ready and answers on --socket; then it stops its child (TERM, then\n" +
+					"KILL after --grace) and exits 0. A successor that dies or is not ready within\n" +
+					"--release-timeout changes nothing: serve goes on, and logs why.",
 				StopOnNthArg: stopAfter(1),
 				Flags: []cli.Flag{
 					socketFlag, timeoutFlag,
@@ -91,6 +94,11 @@ func newCommand(io cmdkit.IO) *cli.Command {
 					&cli.BoolFlag{Name: "once", Usage: "stop offering after one handoff"},
 					&cli.StringFlag{Name: "grace", Usage: "`DURATION` CMD gets to stop after TERM (on release or a forwarded signal) before KILL", Value: defaultGrace.String(),
 						Sources: cmdkit.EnvVars("ZD_HANDOFF_GRACE", "GRACEFUL_SHUTDOWN_TIMEOUT")},
+					&cli.StringFlag{Name: "release-timeout", Usage: "`DURATION` a successor gets to prove itself after a take --release (default: --timeout)",
+						Sources: cmdkit.EnvVars("ZD_HANDOFF_RELEASE_TIMEOUT")},
+					&cli.StringFlag{Name: "settle", Usage: "CMD is ready once it has run this `DURATION` without exiting (unless --notify)", Value: "1s",
+						Sources: cmdkit.EnvVars("ZD_HANDOFF_SETTLE")},
+					&cli.BoolFlag{Name: "notify", Usage: "give CMD a NOTIFY_SOCKET; it is ready when it sends READY=1", Sources: cmdkit.EnvVars("ZD_HANDOFF_NOTIFY")},
 					&cli.StringSliceFlag{Name: "allow-gid", Usage: "also allow peers of group `GID` (repeatable); same uid and root are always allowed",
 						Sources: cmdkit.EnvVars("ZD_HANDOFF_ALLOW_GID")},
 				},
@@ -102,12 +110,13 @@ func newCommand(io cmdkit.IO) *cli.Command {
 				ArgsUsage: "-- CMD [ARGS]",
 				Description: "Connects to --socket, receives the descriptors on offer (or the --name ones, in that order)\n" +
 					"and replaces itself (same pid) with CMD, the descriptors at fds 3, 4, ... and LISTEN_FDS,\n" +
-					"LISTEN_PID, LISTEN_FDNAMES set. With --release the server stops once CMD has been exec'd.",
+					"LISTEN_PID, LISTEN_FDNAMES set. With --release, CMD must run zd-handoff serve on the same\n" +
+					"--socket: the old server stops once that serve's child is ready and it answers there.",
 				StopOnNthArg: stopAfter(1),
 				Flags: []cli.Flag{
 					socketFlag, timeoutFlag,
 					&cli.StringSliceFlag{Name: "name", Usage: "take only the descriptors named `NAME` (repeatable; order kept)"},
-					&cli.BoolFlag{Name: "release", Usage: "tell the server to stop (and stop its child) once CMD runs"},
+					&cli.BoolFlag{Name: "release", Usage: "tell the server to stop (and stop its child) once CMD, a zd-handoff serve, is ready"},
 				},
 				Action: func(ctx context.Context, c *cli.Command) error { return runTake(ctx, c, io) },
 			},

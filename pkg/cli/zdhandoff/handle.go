@@ -13,8 +13,11 @@ import (
 )
 
 // handle serves one connection: peer check, then ls or take.
+// ctx ends only the long wait for a successor (the server is stopping);
+// every exchange has its own bound, --timeout.
 func (s *server) handle(ctx context.Context, conn *net.UnixConn) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	lctx := ctx
+	ctx, cancel := s.step(ctx)
 	defer cancel()
 	cred, err := fdpass.PeerCred(conn)
 	if err == nil {
@@ -36,19 +39,25 @@ func (s *server) handle(ctx context.Context, conn *net.UnixConn) {
 		}
 		return
 	}
-	if req.V != protoVersion {
+	if req.V < baseVersion || req.V > protoVersion {
 		log.Warn("peer speaks another protocol version", "version", req.V)
-		s.refuse(ctx, conn, fmt.Sprintf("protocol version %d not supported, this server speaks %d", req.V, protoVersion),
+		s.refuse(ctx, conn, fmt.Sprintf("protocol version %d not supported, this server speaks %d to %d", req.V, baseVersion, protoVersion),
 			"use the same zd-handoff version on both sides")
+		return
+	}
+	if req.Op == opTake && req.Release && req.V < protoVersion {
+		log.Warn("release from an older taker refused", "version", req.V)
+		s.refuse(ctx, conn, fmt.Sprintf("take --release of protocol version %d is not supported: this server waits for its successor to confirm (version %d)", req.V, protoVersion),
+			"run take --release with the same zd-handoff version as the server, or take without --release and stop the old server with TERM")
 		return
 	}
 	switch req.Op {
 	case opLs:
-		if err := fdpass.WriteMsg(ctx, conn, reply{V: protoVersion, OK: true, PID: os.Getpid(), FDs: s.offers}); err != nil {
+		if err := fdpass.WriteMsg(ctx, conn, reply{V: req.V, OK: true, PID: os.Getpid(), FDs: s.offers}); err != nil {
 			log.Warn("ls reply", "err", err)
 		}
 	case opTake:
-		s.take(ctx, conn, cred, req)
+		s.take(ctx, lctx, conn, cred, req)
 	default:
 		s.refuse(ctx, conn, fmt.Sprintf("unknown request %q", req.Op), "use the same zd-handoff version on both sides")
 	}
@@ -95,15 +104,28 @@ func (s *server) selectFDs(names []string) ([]fdpass.FD, error) {
 	return out, nil
 }
 
-func (s *server) take(ctx context.Context, conn *net.UnixConn, cred fdpass.Cred, req request) {
+// take hands the descriptors over; for a release it then waits, bounded
+// by --release-timeout or the end of lctx, for the successor to prove itself.
+func (s *server) take(ctx, lctx context.Context, conn *net.UnixConn, cred fdpass.Cred, req request) {
 	log := s.log.With("peer", cred.PID)
+	if req.Release {
+		select {
+		case s.releasing <- struct{}{}:
+			defer func() { <-s.releasing }()
+		default:
+			log.Warn("release refused: another one is in progress")
+			s.refuse(ctx, conn, "another take --release is in progress on this server",
+				"wait for it to finish (zd-handoff ls shows who serves), then try again")
+			return
+		}
+	}
 	fds, err := s.selectFDs(req.Names)
 	if err != nil {
 		log.Warn("take refused", "err", err)
 		s.refuse(ctx, conn, err.Error(), "run zd-handoff ls to see the names on offer")
 		return
 	}
-	if err := fdpass.WriteMsg(ctx, conn, reply{V: protoVersion, OK: true, PID: os.Getpid()}); err != nil {
+	if err := fdpass.WriteMsg(ctx, conn, reply{V: req.V, OK: true, PID: os.Getpid()}); err != nil {
 		log.Warn("take reply", "err", err)
 		return
 	}
@@ -116,21 +138,8 @@ func (s *server) take(ctx context.Context, conn *net.UnixConn, cred fdpass.Cred,
 		s.report(ctx, event{kind: handedOver, pid: cred.PID})
 		return
 	}
-	// The taker says it is about to exec; its connection then closes at
-	// the exec (close-on-exec), or it tells us the exec failed.
-	var st status
-	if err := fdpass.ReadMsg(ctx, conn, maxMsg, &st); err != nil || st.Op != opExec {
-		log.Warn("taker gave up before exec; still serving", "err", err, "status", st.Op, "error", st.Error)
-		return
-	}
-	err = fdpass.ReadMsg(ctx, conn, maxMsg, &st)
-	switch {
-	case errors.Is(err, io.EOF):
-		s.report(ctx, event{kind: released, pid: cred.PID})
-	case err == nil && st.Op == opFailed:
-		log.Warn("taker's exec failed; still serving", "error", st.Error)
-	default:
-		log.Warn("taker did not exec in time; still serving", "err", err, "status", st.Op)
+	if pid := s.awaitSuccessor(lctx, conn, log); pid != 0 {
+		s.report(lctx, event{kind: released, pid: pid})
 	}
 }
 

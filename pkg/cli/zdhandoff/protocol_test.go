@@ -69,15 +69,24 @@ func TestServeProtocol(t *testing.T) {
 
 	// Another protocol version is refused, and says so.
 	c := dialSock(t, sock)
-	if err := fdpass.WriteMsg(ctx, c, request{V: 2, Op: opTake}); err != nil {
+	if err := fdpass.WriteMsg(ctx, c, request{V: protoVersion + 1, Op: opTake}); err != nil {
 		t.Fatal(err)
 	}
 	var rep reply
 	if err := fdpass.ReadMsg(ctx, c, maxMsg, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.OK || rep.Error == nil || !strings.Contains(rep.Error.Message, "protocol version 2 not supported, this server speaks 1") {
-		t.Errorf("reply to version 2 = %+v; want a version refusal", rep)
+	if rep.OK || rep.Error == nil || !strings.Contains(rep.Error.Message, "protocol version 3 not supported, this server speaks 1 to 2") {
+		t.Errorf("reply to version 3 = %+v; want a version refusal", rep)
+	}
+	// A release of version 1 (which stopped the server at the taker's
+	// exec) is refused before anything is handed over.
+	r1 := dialSock(t, sock)
+	fdpass.WriteMsg(ctx, r1, request{V: 1, Op: opTake, Release: true})
+	rep = reply{}
+	if err := fdpass.ReadMsg(ctx, r1, maxMsg, &rep); err != nil || rep.OK || rep.Error == nil ||
+		!strings.Contains(rep.Error.Message, "take --release of protocol version 1 is not supported") || !strings.Contains(rep.Error.Hint, "same zd-handoff version") {
+		t.Errorf("reply to a version 1 release = %+v, %v; want a refusal", rep, err)
 	}
 
 	// Garbage, and a client that vanishes mid-request: the server goes on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/listenfd"
+	"github.com/zdtools/zd/pkg/sdnotify"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,12 +68,46 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 			offers[i] = offer{Name: f.Name(), Family: info.Family, Type: info.Type, Local: info.Local}
 		}
 	}
-	hs, err := listenHandoff(path)
+	releaseTimeout := timeout
+	if c.String("release-timeout") != "" {
+		if releaseTimeout, err = durationFlag(c, "release-timeout"); err != nil {
+			return err
+		}
+	}
+	settle, err := durationFlag(c, "settle")
+	if err != nil {
+		return err
+	}
+	pred, err := inheritedPredecessor(io.Getenv)
+	if err != nil {
+		return cmdkit.Wrap(err, cmdkit.ExitUsage, "start serve with take --release, or unset "+envReleaseFD)
+	}
+	if pred != nil {
+		defer pred.conn.Close()
+	}
+	// Started by take --release: answer next to the handoff path until the
+	// predecessor lets us have it; otherwise take the path at once.
+	var hs *handoffSocket
+	if pred != nil {
+		hs, err = bindHandoff(path)
+	} else {
+		hs, err = listenHandoff(path)
+	}
 	if err != nil {
 		return err
 	}
 	s := &server{log: log, files: files, offers: offers, allow: allow, timeout: timeout,
-		events: make(chan event, 16)}
+		releaseTimeout: releaseTimeout, hs: hs, events: make(chan event, 16), releasing: make(chan struct{}, 1)}
+	var notify *sdnotify.Receiver
+	var extraEnv []string
+	if c.Bool("notify") && cmdPath != "" {
+		if notify, err = sdnotify.Listen(fmt.Sprintf("@zd-handoff-notify-%d-%d", os.Getpid(), time.Now().UnixNano())); err != nil {
+			hs.close(log)
+			return cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+		}
+		defer notify.Close()
+		extraEnv = []string{"NOTIFY_SOCKET=" + notify.Path()}
+	}
 	// Catch signals before the child exists, so that none meant for it is
 	// lost; one that came earlier has cancelled ctx.
 	sig := newSignals(cmdPath != "")
@@ -82,14 +118,15 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	var child *os.Process
 	if cmdPath != "" {
-		if child, err = startShim(cmdPath, cmdArgs, files); err != nil {
+		if child, err = startShim(cmdPath, cmdArgs, files, extraEnv); err != nil {
 			hs.close(log)
 			return cmdkit.Wrap(err, cmdkit.ExitFailure, "check that "+cmdArgs[0]+" is an executable")
 		}
 		log.Info("started", "cmd", cmdPath, "pid", child.Pid)
 	}
-	log.Info("serving", "socket", path, "fds", len(files), "offers", describeOffers(offers))
-	return s.run(ctx, hs, sig, child, c.Bool("once"), grace)
+	log.Info("serving", "socket", hs.where(), "fds", len(files), "offers", describeOffers(offers))
+	return s.run(ctx, runOpts{sig: sig, child: child, once: c.Bool("once"), grace: grace,
+		pred: pred, notify: notify, settle: settle})
 }
 
 // signals are the ones serve handles: stop (TERM, INT) and, with a child,
@@ -187,30 +224,56 @@ type event struct {
 
 // server holds what serve offers; its handlers report to run's loop.
 type server struct {
-	log     *slog.Logger
-	files   []*os.File
-	offers  []offer
-	allow   []int
-	timeout time.Duration
-	events  chan event
+	log            *slog.Logger
+	files          []*os.File
+	offers         []offer
+	allow          []int
+	timeout        time.Duration
+	releaseTimeout time.Duration
+	hs             *handoffSocket
+	events         chan event
+	releasing      chan struct{} // holds a token while a release is in progress
+}
+
+// runOpts is what run needs besides the server.
+type runOpts struct {
+	sig    *signals
+	child  *os.Process
+	once   bool
+	grace  time.Duration
+	pred   *predecessor      // set when started by take --release
+	notify *sdnotify.Receiver // with --notify: the child's READY=1 comes here
+	settle time.Duration      // without --notify: the child is ready once alive this long
 }
 
 // run accepts takers until released, --once is satisfied, the child
-// exits, or a signal stops it.
-func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child *os.Process, once bool, grace time.Duration) error {
-
+// exits, or a signal stops it. Started by take --release, it also tells
+// the predecessor when the child is ready and publishes the handoff
+// socket when told to (see protocol.go).
+func (s *server) run(ctx context.Context, o runOpts) error {
+	child := o.child
 	lctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	spawn := func(conn *net.UnixConn) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			s.handle(lctx, conn)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.acceptLoop(lctx, hs.ln, &wg)
+		s.acceptLoop(lctx, s.hs.ln, spawn)
 	}()
 	listening := true
 	stopListening := func() {
 		if listening {
 			listening = false
-			hs.close(s.log)
+			// Whoever connected before the path changed hands is answered.
+			s.hs.drain(spawn)
+			s.hs.close(s.log)
 		}
 	}
 	defer func() {
@@ -231,20 +294,89 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child
 			childDone <- st
 		}()
 	}
+	readyC := s.readiness(lctx, &wg, o)
+	var predC <-chan predMsg
+	pred := o.pred
+	if pred != nil {
+		pred.listen(lctx, &wg)
+		predC = pred.msgs
+	}
+	readySent := false
+	var answerC <-chan time.Time // bound of the predecessor's answer to ready
+	// takeOver publishes the socket on the handoff path and, when the
+	// predecessor is still there to hear it, says so.
+	takeOver := func(why string, confirm bool) error {
+		defer func() {
+			pred.conn.Close()
+			pred = nil
+			answerC = nil
+		}()
+		if err := s.hs.publish(); err != nil {
+			s.log.Error("could not take the handoff path", "err", err)
+			return err
+		}
+		if confirm {
+			if err := pred.send(status{V: protoVersion, Op: opPublished, PID: os.Getpid()}, s.timeout); err != nil {
+				s.log.Warn("tell the predecessor we took the path", "err", err) // it checks the path itself
+			}
+		}
+		s.log.Info(why, "socket", s.hs.path)
+		return nil
+	}
+	abort := func(msg string) error {
+		s.log.Error("handoff aborted: "+msg+"; stopping, the old generation keeps serving")
+		if child != nil {
+			s.stopChild(child, childDone, o.grace)
+		}
+		return &cmdkit.Error{Code: cmdkit.ExitReloadAborted, Message: "handoff aborted: " + msg,
+			Hint: "the old generation is still serving; fix what the log says and take over again"}
+	}
 	var graceC <-chan time.Time
 	done := ctx.Done()
 	for {
 		select {
+		case <-readyC:
+			readyC = nil
+			s.log.Info("ready")
+			if pred != nil {
+				if err := pred.send(status{V: protoVersion, Op: opReady, PID: os.Getpid(), Path: s.hs.where()}, s.timeout); err != nil {
+					s.log.Warn("tell the predecessor we are ready", "err", err) // its answer (EOF) decides
+				}
+				readySent = true
+				answerC = time.After(s.timeout)
+			}
+		case m := <-predC:
+			predC = nil
+			switch {
+			case m.err == nil && m.st.Op == opGo && readySent:
+				if err := takeOver("took over the handoff path from the predecessor", true); err != nil {
+					return abort("could not take the handoff path: " + err.Error())
+				}
+			case m.err == nil && m.st.Op == opAbort:
+				return abort("the predecessor says: " + m.st.Error)
+			case errors.Is(m.err, io.EOF):
+				// The predecessor is gone: nobody else serves the path.
+				if err := takeOver("predecessor went away; serving on the handoff path", false); err != nil {
+					return abort(err.Error())
+				}
+			case m.err != nil && lctx.Err() != nil:
+			case m.err != nil:
+				return abort("lost the predecessor: " + m.err.Error())
+			default:
+				return abort(fmt.Sprintf("the predecessor sent %q out of turn", m.st.Op))
+			}
+		case <-answerC:
+			return abort(fmt.Sprintf("the predecessor did not answer within %v", s.timeout))
 		case ev := <-s.events:
 			switch {
 			case ev.kind == released:
-				s.log.Info("released by taker", "taker", ev.pid)
+				s.log.Info("released by taker", "successor", ev.pid)
 				stopListening()
 				if child != nil {
-					s.stopChild(child, childDone, grace)
+					s.stopChild(child, childDone, o.grace)
 				}
 				return nil
-			case once:
+			case o.once:
 				stopListening()
 				if child == nil {
 					return nil
@@ -253,10 +385,10 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child
 		case st := <-childDone:
 			child = nil
 			return childExit(st)
-		case sg := <-sig.passc:
+		case sg := <-o.sig.passc:
 			s.log.Info("passing signal on", "signal", sg.String(), "pid", child.Pid)
 			child.Signal(sg)
-		case sg := <-sig.stopc:
+		case sg := <-o.sig.stopc:
 			if child == nil {
 				s.log.Info("stopping", "signal", sg.String())
 				return nil
@@ -264,10 +396,10 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child
 			s.log.Info("forwarding signal", "signal", sg.String(), "pid", child.Pid)
 			child.Signal(sg)
 			if graceC == nil {
-				graceC = time.After(grace)
+				graceC = time.After(o.grace)
 			}
 		case <-graceC:
-			s.log.Warn("child did not stop within the grace period; killing it", "pid", child.Pid, "grace", grace)
+			s.log.Warn("child did not stop within the grace period; killing it", "pid", child.Pid, "grace", o.grace)
 			child.Kill()
 			graceC = nil
 		case <-done:
@@ -277,6 +409,45 @@ func (s *server) run(ctx context.Context, hs *handoffSocket, sig *signals, child
 			done = nil // the signal itself arrives on sigc
 		}
 	}
+}
+
+// readiness returns a channel closed once the child is ready: at once
+// without a child, on READY=1 with --notify, else after --settle. A child
+// that exits first is seen by run's loop first.
+func (s *server) readiness(ctx context.Context, wg *sync.WaitGroup, o runOpts) <-chan struct{} {
+	ready := make(chan struct{})
+	switch {
+	case o.child == nil:
+		close(ready)
+	case o.notify != nil:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, err := o.notify.Receive(ctx)
+				if err != nil {
+					return
+				}
+				if (m.PID == o.child.Pid || (m.PID != 0 && m.UID == os.Getuid())) && m.Is(sdnotify.KeyReady) {
+					close(ready)
+					return
+				}
+			}
+		}()
+	default:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(o.settle)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				close(ready)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ready
 }
 
 // stopChild sends TERM, waits up to grace, then KILL.
@@ -309,7 +480,7 @@ func childExit(st *os.ProcessState) error {
 	return &cmdkit.Error{Code: st.ExitCode(), Message: "child " + st.String()}
 }
 
-func (s *server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.WaitGroup) {
+func (s *server) acceptLoop(ctx context.Context, ln *net.UnixListener, spawn func(*net.UnixConn)) {
 	for {
 		conn, err := ln.AcceptUnix()
 		if errors.Is(err, net.ErrClosed) {
@@ -325,11 +496,6 @@ func (s *server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 			}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer conn.Close()
-			s.handle(ctx, conn)
-		}()
+		spawn(conn)
 	}
 }

@@ -27,7 +27,8 @@ import (
 //	ZD_HANDOFF_SHIM_FDS=7,9       the descriptors to pass, in order
 //	ZD_HANDOFF_SHIM_NAMES=a:b     their names
 //	ZD_HANDOFF_SHIM_CONN=5        (take --release) the connection to the server,
-//	                              told about a failed exec; it closes at the exec
+//	                              told about a failed exec; it survives the exec,
+//	                              named by ZD_HANDOFF_RELEASE_FD
 //
 // and argv is [zd-handoff PATH ARGV0 ARGS...].
 const (
@@ -46,7 +47,7 @@ func cleanEnv(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envShim, envShimFDs, envShimNames, envShimConn, listenfd.EnvFDs, listenfd.EnvPID, listenfd.EnvFDNames:
+		case envShim, envShimFDs, envShimNames, envShimConn, envReleaseFD, listenfd.EnvFDs, listenfd.EnvPID, listenfd.EnvFDNames:
 			continue
 		}
 		out = append(out, kv)
@@ -99,10 +100,30 @@ func setCloexec(fd int, on bool) error {
 }
 
 // execInPlace replaces this process (same pid) with path, the files at
-// 3, 4, ... and LISTEN_* set. conn, if not nil, closes at the exec
-// (close-on-exec). It returns only on error, with the process intact.
+// 3, 4, ... and LISTEN_* set. conn, if not nil, survives the exec above
+// the files, its number in $ZD_HANDOFF_RELEASE_FD (take --release). It
+// returns only on error, with the process intact.
 func execInPlace(path string, argv []string, files []*os.File, conn *net.UnixConn) error {
-	err := listenfd.Exec(path, argv, cleanEnv(os.Environ()), files)
+	env := cleanEnv(os.Environ())
+	if conn != nil {
+		connFD := -1
+		if rc, err := conn.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { connFD = int(fd) })
+		}
+		// Not close-on-exec: take starts no process in between.
+		hi, err := unix.FcntlInt(uintptr(connFD), unix.F_DUPFD, listenfd.FirstFD+len(files))
+		if err != nil {
+			return fmt.Errorf("exec %s: keep the handoff connection: %w", path, err)
+		}
+		env = append(env, envReleaseFD+"="+strconv.Itoa(hi))
+		err = listenfd.Exec(path, argv, env, files)
+		unix.Close(hi) // not to leak into the shim as a second copy
+		if !errors.Is(err, listenfd.ErrNetpoller) {
+			return err
+		}
+		return execViaShim(path, argv, files, conn)
+	}
+	err := listenfd.Exec(path, argv, env, files)
 	if !errors.Is(err, listenfd.ErrNetpoller) {
 		return err
 	}
@@ -111,8 +132,9 @@ func execInPlace(path string, argv []string, files []*os.File, conn *net.UnixCon
 	return execViaShim(path, argv, files, conn)
 }
 
-// execViaShim is execInPlace by way of the shim. conn, if not nil, stays
-// open until the shim's exec, and is told if that fails.
+// execViaShim is execInPlace by way of the shim. conn, if not nil, goes
+// through the shim's exec to the command's (see runShim), and is told if
+// that exec fails.
 func execViaShim(path string, argv []string, files []*os.File, conn *net.UnixConn) error {
 	fds, names, err := rawFDs(files)
 	if err != nil {
@@ -149,7 +171,7 @@ func execViaShim(path string, argv []string, files []*os.File, conn *net.UnixCon
 // and LISTEN_PID its own pid. The files keep their blocking mode (no Fd
 // calls: os/exec's ExtraFiles would set them blocking, under the feet of
 // every other process sharing them).
-func startShim(path string, argv []string, files []*os.File) (*os.Process, error) {
+func startShim(path string, argv []string, files []*os.File, extraEnv []string) (*os.Process, error) {
 	fds, names, err := rawFDs(files)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
@@ -161,7 +183,7 @@ func startShim(path string, argv []string, files []*os.File) (*os.Process, error
 		childFDs[i] = listenfd.FirstFD + i
 	}
 	pid, err := syscall.ForkExec(selfExe, append([]string{"zd-handoff", path}, argv...), &syscall.ProcAttr{
-		Env:   shimEnv(os.Environ(), childFDs, names, -1),
+		Env:   append(shimEnv(withoutKeys(os.Environ(), extraEnv), childFDs, names, -1), extraEnv...),
 		Files: sysFiles,
 	})
 	if err != nil {
@@ -178,17 +200,19 @@ func runShim(args []string, io cmdkit.IO) int {
 		err = fmt.Errorf("shim started with %d arguments, want at least 3", len(args))
 	}
 	if err == nil {
+		env := cleanEnv(os.Environ())
 		if conn >= 0 {
-			// Out of the way of 3, 4, ...; closed by the exec.
+			// Out of the way of 3, 4, ...; it survives the exec (release).
 			var hi int
-			hi, err = unix.FcntlInt(uintptr(conn), unix.F_DUPFD_CLOEXEC, listenfd.FirstFD+len(fds))
+			hi, err = unix.FcntlInt(uintptr(conn), unix.F_DUPFD, listenfd.FirstFD+len(fds))
 			if err == nil {
 				unix.Close(conn)
 				conn = hi
+				env = append(env, envReleaseFD+"="+strconv.Itoa(hi))
 			}
 		}
 		if err == nil {
-			err = listenfd.ExecFDs(args[1], args[2:], cleanEnv(os.Environ()), fds, names)
+			err = listenfd.ExecFDs(args[1], args[2:], env, fds, names)
 		}
 	}
 	path := "the command"
@@ -243,4 +267,25 @@ func tellFailed(fd int, execErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	fdpass.WriteMsg(ctx, uc, status{V: protoVersion, Op: opFailed, Error: execErr.Error()})
+}
+
+// withoutKeys returns env without the variables that extra sets.
+func withoutKeys(env, extra []string) []string {
+	if len(extra) == 0 {
+		return env
+	}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, e := range extra {
+			if ek, _, _ := strings.Cut(e, "="); ek == k {
+				drop = true
+			}
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

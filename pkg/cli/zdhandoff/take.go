@@ -16,15 +16,39 @@ import (
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/fdpass"
 	"github.com/zdtools/zd/pkg/listenfd"
+	"golang.org/x/sys/unix"
 )
 
 // dial connects to the handoff socket and sends req; it returns the
-// connection and the server's (successful) reply.
+// connection and the server's (successful) reply. A connection that meets
+// a server just handing the path to its successor (refused or closed
+// without an answer, while the file at path changed) is tried again.
 func dial(ctx context.Context, path string, req request, timeout time.Duration) (*net.UnixConn, reply, error) {
+	for attempt := 0; ; attempt++ {
+		before := fileID(path)
+		conn, rep, retry, err := dialOnce(ctx, path, req, timeout)
+		if !retry || attempt >= 8 || fileID(path) == before || ctx.Err() != nil {
+			return conn, rep, err
+		}
+	}
+}
+
+// fileID identifies the file at path (device and inode), "" if none.
+func fileID(path string) string {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return ""
+	}
+	return fmt.Sprint(st.Dev, ":", st.Ino)
+}
+
+// dialOnce is one attempt of dial; retry says whether the failure may be
+// a server going away mid-handoff.
+func dialOnce(ctx context.Context, path string, req request, timeout time.Duration) (*net.UnixConn, reply, bool, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		return nil, reply{}, dialError(err, path, timeout)
+		return nil, reply{}, errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT), dialError(err, path, timeout)
 	}
 	conn := nc.(*net.UnixConn)
 	var rep reply
@@ -38,9 +62,10 @@ func dial(ctx context.Context, path string, req request, timeout time.Duration) 
 	if err != nil {
 		conn.Close()
 		if errors.Is(err, io.EOF) {
-			return nil, reply{}, cmdkit.Failf(cmdkit.ExitFailure, "check the server's log", "handoff server at %s closed the connection without an answer", path)
+			return nil, reply{}, true, cmdkit.Failf(cmdkit.ExitFailure, "check the server's log", "handoff server at %s closed the connection without an answer", path)
 		}
-		return nil, reply{}, timeoutError(fmt.Errorf("talk to handoff server at %s: %w", path, err), "handoff server at "+path, timeout)
+		return nil, reply{}, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE),
+			timeoutError(fmt.Errorf("talk to handoff server at %s: %w", path, err), "handoff server at "+path, timeout)
 	}
 	if !rep.OK {
 		conn.Close()
@@ -49,9 +74,9 @@ func dial(ctx context.Context, path string, req request, timeout time.Duration) 
 			e.Message = "handoff server at " + path + " (pid " + fmt.Sprint(rep.PID) + "): " + rep.Error.Message
 			e.Hint = rep.Error.Hint
 		}
-		return nil, reply{}, e
+		return nil, reply{}, false, e
 	}
-	return conn, rep, nil
+	return conn, rep, false, nil
 }
 
 func dialError(err error, path string, timeout time.Duration) error {
@@ -98,7 +123,13 @@ func runTake(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	release := c.Bool("release")
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, rep, err := dial(ctx, path, request{V: protoVersion, Op: opTake, Names: names, Release: release}, timeout)
+	// ls and a plain take are the same in every version (servers of the
+	// first one answer them); a release needs the confirmation of version 2.
+	v := baseVersion
+	if release {
+		v = protoVersion
+	}
+	conn, rep, err := dial(ctx, path, request{V: v, Op: opTake, Names: names, Release: release}, timeout)
 	if err != nil {
 		return err
 	}
@@ -155,7 +186,7 @@ func runLs(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, rep, err := dial(ctx, path, request{V: protoVersion, Op: opLs}, timeout)
+	conn, rep, err := dial(ctx, path, request{V: baseVersion, Op: opLs}, timeout)
 	if err != nil {
 		return err
 	}
