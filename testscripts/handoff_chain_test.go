@@ -21,8 +21,11 @@ import (
 // TestHandoffChain is the acceptance test of zd-handoff: one listening TCP
 // socket is handed through a chain of successive generations, each
 // "zd-handoff take --release -- zd-handoff serve -- testapp", while a
-// client connects in a tight loop. Every connection must be answered: none
-// refused, none reset, none left without an answer.
+// client connects in a tight loop and another runs "zd-handoff ls" in a
+// loop. Every connection must be answered: none refused, none reset, none
+// left without an answer; and every ls must be answered (the handoff path
+// never lacks a live server), by the new generation as soon as the old one
+// has exited.
 func TestHandoffChain(t *testing.T) {
 	gens := 50
 	if testing.Short() {
@@ -72,7 +75,8 @@ func TestHandoffChain(t *testing.T) {
 		}
 	}()
 
-	serve := []string{"zd-handoff", "serve", "--socket", sock, "--grace", "20s", "--", "testapp"}
+	// --notify: each app is ready when it sends READY=1 (testapp does).
+	serve := []string{"zd-handoff", "serve", "--socket", sock, "--grace", "20s", "--notify", "--", "testapp"}
 	prev := start(0, append([]string{"listen", "web=tcp://127.0.0.1:0", "--"}, serve...)...)
 	addr := waitServing(t, zdh, sock, prev.Process.Pid, env)
 
@@ -83,6 +87,12 @@ func TestHandoffChain(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		hammer(ctx, addr, 1_000_000, 5*time.Minute, counts)
+	}()
+	lsc := &lsCounts{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lsLoop(ctx, zdh, sock, env, 100_000, 5*time.Minute, lsc)
 	}()
 	// Every generation's app must answer before the next takes over, so
 	// that the socket really went through each of them.
@@ -101,7 +111,13 @@ func TestHandoffChain(t *testing.T) {
 			wg.Wait()
 			t.Fatalf("generation %d (pid %d) did not exit 0 after release: %v", g-1, prev.Process.Pid, err)
 		}
-		waitServing(t, zdh, sock, next.Process.Pid, env)
+		// No polling: the old generation exits only once the new one
+		// answers on the handoff path.
+		if pid, _, err := lsOnce(zdh, sock, env); err != nil || pid != next.Process.Pid {
+			stop()
+			wg.Wait()
+			t.Fatalf("after generation %d exited, ls on %s: pid %d, %v; want generation %d (pid %d)", g-1, sock, pid, err, g, next.Process.Pid)
+		}
 		appAnswered(g)
 		prev = next
 	}
@@ -123,6 +139,61 @@ func TestHandoffChain(t *testing.T) {
 	if counts.ok == 0 {
 		t.Errorf("no connection made")
 	}
+	t.Logf("ls during the chain: %d runs, %d failed", lsc.runs, lsc.failed)
+	if lsc.failed != 0 {
+		t.Errorf("ls failed during a handoff: %v", lsc.firstErr)
+	}
+	if lsc.runs == 0 {
+		t.Errorf("no ls ran")
+	}
+}
+
+// lsCounts is what the ls loop saw.
+type lsCounts struct {
+	runs, failed int
+	firstErr     error
+}
+
+// lsLoop runs "zd-handoff ls" one after another until ctx ends or the
+// bounds are reached; every run must succeed.
+func lsLoop(ctx context.Context, zdh, sock string, env []string, max int, maxTime time.Duration, c *lsCounts) {
+	deadline := time.Now().Add(maxTime)
+	for i := 0; i < max && ctx.Err() == nil && time.Now().Before(deadline); i++ {
+		_, _, err := lsOnce(zdh, sock, env)
+		c.runs++
+		if err != nil {
+			c.failed++
+			if c.firstErr == nil {
+				c.firstErr = err
+			}
+		}
+	}
+}
+
+// lsOnce runs "zd-handoff ls --json" once and returns the server's pid
+// and the first offered address.
+func lsOnce(zdh, sock string, env []string) (int, string, error) {
+	ls := exec.Command(zdh, "ls", "--socket", sock, "--json", "--timeout", "10s")
+	ls.Env = env
+	var stderr strings.Builder
+	ls.Stderr = &stderr
+	out, err := ls.Output()
+	if err != nil {
+		return 0, "", fmt.Errorf("ls: %w: %s", err, stderr.String())
+	}
+	var offer struct {
+		PID int `json:"pid"`
+		FDs []struct {
+			Local string `json:"local"`
+		} `json:"fds"`
+	}
+	if err := json.Unmarshal(out, &offer); err != nil {
+		return 0, "", fmt.Errorf("ls --json output %q: %w", out, err)
+	}
+	if len(offer.FDs) != 1 {
+		return offer.PID, "", fmt.Errorf("ls --json output %q: want one fd", out)
+	}
+	return offer.PID, offer.FDs[0].Local, nil
 }
 
 // clientCounts is what the client saw.
@@ -209,33 +280,19 @@ func oneRequest(addr string) (string, error) {
 	return line, err
 }
 
-// waitServing polls "zd-handoff ls" until the server on sock is pid, and
-// returns the address of the TCP socket it offers.
+// waitServing polls "zd-handoff ls" until the server on sock is pid (the
+// first generation starting), and returns the address of the TCP socket
+// it offers.
 func waitServing(t *testing.T, zdh, sock string, pid int, env []string) string {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		ls := exec.Command(zdh, "ls", "--socket", sock, "--json", "--timeout", "5s")
-		ls.Env = env
-		out, err := ls.Output()
-		if err == nil {
-			var offer struct {
-				PID int `json:"pid"`
-				FDs []struct {
-					Local string `json:"local"`
-				} `json:"fds"`
-			}
-			if err := json.Unmarshal(out, &offer); err != nil {
-				t.Fatalf("ls --json output %q: %v", out, err)
-			}
-			if offer.PID == pid && len(offer.FDs) == 1 {
-				return offer.FDs[0].Local
-			}
-			last = fmt.Sprintf("served by pid %d", offer.PID)
-		} else {
-			last = err.Error()
+		got, addr, err := lsOnce(zdh, sock, env)
+		if err == nil && got == pid {
+			return addr
 		}
+		last = fmt.Sprintf("pid %d, %v", got, err)
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("pid %d not serving on %s after 30s (last: %s)", pid, sock, last)

@@ -241,7 +241,7 @@ type runOpts struct {
 	child  *os.Process
 	once   bool
 	grace  time.Duration
-	pred   *predecessor      // set when started by take --release
+	pred   *predecessor       // set when started by take --release
 	notify *sdnotify.Receiver // with --notify: the child's READY=1 comes here
 	settle time.Duration      // without --notify: the child is ready once alive this long
 }
@@ -324,7 +324,7 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 		return nil
 	}
 	abort := func(msg string) error {
-		s.log.Error("handoff aborted: "+msg+"; stopping, the old generation keeps serving")
+		s.log.Error("handoff aborted: " + msg + "; stopping, the old generation keeps serving")
 		if child != nil {
 			s.stopChild(child, childDone, o.grace)
 		}
