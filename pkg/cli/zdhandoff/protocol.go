@@ -18,10 +18,11 @@ package zdhandoff
 //	                    status{op: "failed", error} if the exec failed.
 //	                    The connection survives the exec: CMD gets it at
 //	                    the descriptor named by $ZD_HANDOFF_RELEASE_FD.
-//	successor → server  status{op: "ready", pid, path} once the successor
+//	successor → server  status{op: "ready", pid, path, socket} once the successor
 //	                    (a zd-handoff serve) answers on its own socket at
 //	                    path, not yet at the handoff path, and its child is
-//	                    ready (READY=1 with --notify, else alive after --settle).
+//	                    ready (READY=1 with --notify, else alive after --settle);
+//	                    socket is its --socket, which must be the server's.
 //	server → successor  status{op: "go"} once an ls at path answered from
 //	                    pid, or status{op: "abort", error} (also sent when
 //	                    the server's --release-timeout runs out first).
@@ -82,6 +83,9 @@ type status struct {
 	Error string `msgpack:"error,omitempty"`
 	PID   int    `msgpack:"pid,omitempty"`
 	Path  string `msgpack:"path,omitempty"`
+	// Socket is, in a ready status, the handoff path the successor will
+	// take: it must be the server's own.
+	Socket string `msgpack:"socket,omitempty"`
 }
 
 // Protocol versions: protoVersion is the newest this side speaks (release

@@ -76,6 +76,11 @@ func (s *server) awaitSuccessor(ctx context.Context, conn *net.UnixConn, log *sl
 	}
 	pid := st.PID
 	log = log.With("successor", pid)
+	if st.Socket != absPath(s.hs.path) {
+		abort(fmt.Sprintf("it would serve on %s, not on this server's %s", st.Socket, absPath(s.hs.path)))
+		log.Error("successor serves another --socket; still serving", "its", st.Socket, "ours", s.hs.path)
+		return 0
+	}
 	if err := s.hello(ctx, st.Path, pid); err != nil {
 		abort("its socket did not answer: " + err.Error())
 		log.Error("successor says it is ready but does not answer; still serving", "at", st.Path, "err", err)

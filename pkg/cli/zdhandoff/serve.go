@@ -339,7 +339,7 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 			readyC = nil
 			s.log.Info("ready")
 			if pred != nil {
-				if err := pred.send(status{V: protoVersion, Op: opReady, PID: os.Getpid(), Path: s.hs.where()}, s.timeout); err != nil {
+				if err := pred.send(status{V: protoVersion, Op: opReady, PID: os.Getpid(), Path: s.hs.where(), Socket: absPath(s.hs.path)}, s.timeout); err != nil {
 					s.log.Warn("tell the predecessor we are ready", "err", err) // its answer (EOF) decides
 				}
 				readySent = true
@@ -359,7 +359,6 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 				if err := takeOver("predecessor went away; serving on the handoff path", false); err != nil {
 					return abort(err.Error())
 				}
-			case m.err != nil && lctx.Err() != nil:
 			case m.err != nil:
 				return abort("lost the predecessor: " + m.err.Error())
 			default:
