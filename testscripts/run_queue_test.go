@@ -26,9 +26,15 @@ func TestRunBehindZdQueue(t *testing.T) {
 			t.Fatalf("worker %d backend %q; want unix://%s/w{slot}.{gen}.sock", w.Slot, w.Backend, r.dir)
 		}
 	}
-	tab, err := workertable.Load(filepath.Join(r.dir, "workers.msgpack"))
-	if err != nil || len(tab.Ready()) != 2 {
-		t.Fatalf("worker table: %v, %v; want 2 ready workers", tab, err)
+	// The table is written right after each change, asynchronously.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		tab, err := workertable.Load(filepath.Join(r.dir, "workers.msgpack"))
+		if err == nil && len(tab.Ready()) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker table: %v, %v; want 2 ready workers", tab, err)
+		}
 	}
 	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
 	q := exec.Command("zd-queue", "--state-dir", r.dir, "--listen", "unix://"+qsock)

@@ -127,6 +127,7 @@ func TestStartServeStop(t *testing.T) {
 	if err != nil || !strings.Contains(body, "gen=1") {
 		t.Fatalf("GET = %q, %v; want an answer from generation 1", body, err)
 	}
+	h.s.flushTable() // the table is written asynchronously
 	tab, err := workertable.Load(filepath.Join(h.dir, "workers.msgpack"))
 	if err != nil {
 		t.Fatal(err)
