@@ -403,3 +403,27 @@ func TestFlood(t *testing.T) {
 		})
 	}
 }
+
+func TestBodyDecodeFailureIsReported(t *testing.T) {
+	b := New(Limits{MaxBytes: 2500, EntryOverhead: 100, Overflow: Compress})
+	defer b.Close()
+	b.Pause()
+	tickets, _ := pushAll(b, repeat(3, 0), compressible(1000), nil)
+	if !tickets[0].Compressed() {
+		t.Fatal("first ticket not compressed")
+	}
+	b.mu.Lock()
+	tickets[0].body = append([]byte(nil), tickets[0].body[:len(tickets[0].body)/2]...) // truncated frame
+	b.mu.Unlock()
+	if body, err := tickets[0].Body(); err == nil {
+		t.Errorf("Body() of a truncated frame = %d bytes, nil; want an error", len(body))
+	}
+	b.mu.Lock()
+	tickets[1].body, tickets[1].rawLen = b.zstd.encode([]byte("short")), 999 // wrong length
+	tickets[1].compressed = true
+	b.mu.Unlock()
+	if _, err := tickets[1].Body(); err == nil || !strings.Contains(err.Error(), "want 999") {
+		t.Errorf("Body() with a length mismatch = %v; want an error naming it", err)
+	}
+	b.Flush()
+}

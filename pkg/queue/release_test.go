@@ -359,3 +359,35 @@ func TestStatsJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorWording(t *testing.T) {
+	b := New(Limits{MaxCount: 1, MaxBytes: 2000, EntryOverhead: 100})
+	defer b.Close()
+	b.Pause()
+	tk := NewTicket(7, make([]byte, 10), "", nil)
+	if err := b.Push(tk); err != nil {
+		t.Fatal(err)
+	}
+	if tk.Priority() != 7 || tk.Size() != 10 || b.Limits().MaxCount != 1 {
+		t.Errorf("Priority %d Size %d Limits %+v; want 7, 10, MaxCount 1", tk.Priority(), tk.Size(), b.Limits())
+	}
+	tests := []struct {
+		body int
+		want string
+	}{
+		{10, "request buffer full: count limit 1 reached (holding 1, request needs 1, overflow strategy reject)"},
+		{5000, "request body larger than the whole request buffer: needs 5100 bytes, buffer limit is 2000 bytes"},
+	}
+	for _, tc := range tests {
+		err := b.Push(NewTicket(0, make([]byte, tc.body), "", nil))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Push(%d bytes) = %v; want %q", tc.body, err, tc.want)
+		}
+	}
+	if got := Reason(200).String(); got != "reason(200)" {
+		t.Errorf("Reason(200).String() = %q", got)
+	}
+	if got := Overflow(9).String(); got != "overflow(9)" {
+		t.Errorf("Overflow(9).String() = %q", got)
+	}
+}
