@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -76,8 +77,8 @@ func (s *server) awaitSuccessor(ctx context.Context, conn *net.UnixConn, log *sl
 	}
 	pid := st.PID
 	log = log.With("successor", pid)
-	if st.Socket != absPath(s.hs.path) {
-		abort(fmt.Sprintf("it would serve on %s, not on this server's %s", st.Socket, absPath(s.hs.path)))
+	if st.Socket != absPath(s.hs.path) || filepath.Dir(st.Path) != filepath.Dir(st.Socket) {
+		abort(fmt.Sprintf("it would serve on %s (answering at %s), not on this server's %s", st.Socket, st.Path, absPath(s.hs.path)))
 		log.Error("successor serves another --socket; still serving", "its", st.Socket, "ours", s.hs.path)
 		return 0
 	}

@@ -67,6 +67,7 @@ func TestReleaseUnprovenSuccessor(t *testing.T) {
 		want  string
 	}{
 		{"silent", status{V: protoVersion, Op: opReady, PID: 1, Path: sock + ".nobody", Socket: absPath(sock)}, "its socket did not answer"},
+		{"elsewhere", status{V: protoVersion, Op: opReady, PID: 1, Path: "/tmp/x.sock", Socket: absPath(sock)}, "answering at /tmp/x.sock"},
 		{"other-socket", status{V: protoVersion, Op: opReady, PID: 1, Path: sock, Socket: "/elsewhere/h.sock"}, "it would serve on /elsewhere/h.sock"},
 		{"wrong-pid", status{V: protoVersion, Op: opReady, PID: 1, Path: sock, Socket: absPath(sock)}, "is served by pid"},
 		{"out-of-turn", status{V: protoVersion, Op: opPublished, PID: 1}, `expected a ready status, got "published"`},
