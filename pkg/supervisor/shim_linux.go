@@ -31,6 +31,8 @@ type shimSpec struct {
 	GID    int      `json:"gid"` // -1: keep
 	NoFile uint64   `json:"nofile,omitempty"`
 	Cgroup string   `json:"cgroup,omitempty"` // directory whose cgroup.procs we join
+	// Watchdog: WATCHDOG_USEC is in the environment; add WATCHDOG_PID (our pid).
+	Watchdog bool `json:"watchdog,omitempty"`
 }
 
 // RunShim runs the worker exec shim when ShimEnv is set and never returns in
@@ -91,10 +93,13 @@ func shimExec(spec shimSpec) error {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case ShimEnv, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES":
+		case ShimEnv, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_PID":
 			continue
 		}
 		env = append(env, kv)
+	}
+	if spec.Watchdog {
+		env = append(env, "WATCHDOG_PID="+strconv.Itoa(os.Getpid()))
 	}
 	if spec.NFDs > 0 {
 		env = append(env,

@@ -137,7 +137,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.receiveNotify()
 	go s.publisher()
-	if s.cfg.MaxMemory > 0 {
+	if s.cfg.MaxMemory > 0 || s.cfg.Watchdog > 0 {
 		s.wg.Add(1)
 		go s.memoryWatch()
 	}
@@ -306,6 +306,15 @@ func (s *Supervisor) applyNotify(w *worker, m sdnotify.Message) {
 	if st, ok := m.Get(sdnotify.KeyStatus); ok {
 		s.mu.Lock()
 		w.status = st
+		s.mu.Unlock()
+	}
+	if v, ok := m.Get(sdnotify.KeyWatchdog); ok {
+		s.mu.Lock()
+		if v == "trigger" {
+			w.hung = "it sent WATCHDOG=trigger"
+		} else {
+			w.pinged = time.Now()
+		}
 		s.mu.Unlock()
 	}
 	if v, ok := m.Get(sdnotify.KeyExtendTimeoutUsec); ok {

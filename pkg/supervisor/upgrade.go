@@ -235,6 +235,7 @@ func (s *Supervisor) adopted() bool {
 		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS,
 			state: c.State, startedAt: c.StartedAt, readyAt: c.ReadyAt, restarts: c.Restarts, status: c.Status,
 			stopping: c.Stopping, ready: make(chan struct{}), exited: make(chan struct{}), extend: make(chan time.Duration, 1)}
+		w.pinged = time.Now() // the watchdog period starts again in the new image
 		if w.state != StateStarting {
 			w.readyOnce = true
 			close(w.ready)

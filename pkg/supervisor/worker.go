@@ -37,8 +37,10 @@ type worker struct {
 	startedAt time.Time
 	readyAt   time.Time
 	restarts  int
-	status    string // last STATUS= from the app
-	stopping  bool   // we asked it to stop: its exit is not a crash
+	status    string    // last STATUS= from the app
+	pinged    time.Time // last WATCHDOG=1 (or ready)
+	hung      string    // why the watchdog gave up on it
+	stopping  bool      // we asked it to stop: its exit is not a crash
 	exitDesc  string
 
 	ready     chan struct{}      // closed when ready
@@ -100,6 +102,7 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 	spec := shimSpec{
 		Path: release, Argv: s.cfg.Command, NFDs: len(names), Names: names,
 		PPID: os.Getpid(), UID: s.cfg.UID, GID: s.cfg.GID, NoFile: s.cfg.MaxFDs, Cgroup: s.cgroup,
+		Watchdog: s.cfg.Watchdog > 0,
 	}
 	env := s.workerEnv(slot, gen, spec)
 	pid, exitC, err := s.procs.start(ctx, "/proc/self/exe", []string{"zd-run"}, env, files)
@@ -144,10 +147,14 @@ func (s *Supervisor) workerEnv(slot, gen int, spec shimSpec) []string {
 	env := make([]string, 0, len(s.cfg.Env)+8)
 	for _, kv := range s.cfg.Env {
 		switch envKey(kv) {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "ZD_SLOT", "ZD_GENERATION", "ZD_STATE_DIR", ShimEnv:
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "ZD_SLOT", "ZD_GENERATION", "ZD_STATE_DIR", ShimEnv,
+			"WATCHDOG_USEC", "WATCHDOG_PID":
 			continue
 		}
 		env = append(env, kv)
+	}
+	if s.cfg.Watchdog > 0 {
+		env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(s.cfg.Watchdog.Microseconds(), 10))
 	}
 	raw, _ := jsonMarshal(spec)
 	env = append(env,
@@ -191,6 +198,7 @@ func (s *Supervisor) markReady(w *worker) {
 	w.readyOnce = true
 	w.state = StateReady
 	w.readyAt = time.Now()
+	w.pinged = w.readyAt
 	close(w.ready)
 	s.mu.Unlock()
 	s.log.Info("worker ready", "slot", w.slot, "generation", w.gen, "pid", w.pid,

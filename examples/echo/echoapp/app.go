@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -107,6 +108,23 @@ func Main(args []string, logw io.Writer) int {
 	if *leakMB > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.leak(ctx, *leakMB) }()
+	}
+	if usec, _ := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); usec > 0 && os.Getenv("WATCHDOG_PID") == strconv.Itoa(os.Getpid()) {
+		// sd_notify watchdog: ping at half the period while serving.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					notify.Send("WATCHDOG=1")
+				}
+			}
+		}()
 	}
 	crash := make(<-chan time.Time)
 	if !*neverReady {

@@ -49,6 +49,7 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
 			&cli.StringFlag{Name: "settle", Value: "0s", Usage: "a new worker must stay up this long after ready before it replaces an old one (catches releases that crash right after start)", Sources: env("ZD_SETTLE")},
 			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit", Sources: env("ZD_STOP_SIGNAL")},
 			&cli.StringFlag{Name: "max-memory", Usage: "replace a worker whose RSS passes this (e.g. 128MB; a bare number is MB)", Sources: env("ZD_MAX_MEMORY", "MAX_WORKER_MEMORY_MB")},
+			&cli.StringFlag{Name: "watchdog", Usage: "a ready worker must send WATCHDOG=1 at least this often (it gets WATCHDOG_USEC and WATCHDOG_PID) or be replaced", Sources: env("ZD_WATCHDOG")},
 			&cli.IntFlag{Name: "respawn-limit", Value: 5, Usage: "restarts of crashed workers allowed within --respawn-window before the service is degraded", Sources: env("ZD_RESPAWN_LIMIT", "WORKER_RESPAWN_LIMIT")},
 			&cli.StringFlag{Name: "respawn-window", Value: "300s", Usage: "window of --respawn-limit (a bare number is seconds)", Sources: env("ZD_RESPAWN_WINDOW", "WORKER_RESPAWN_WINDOW")},
 			&cli.BoolFlag{Name: "no-respawn", Usage: "never restart a crashed worker (AUTO_RESTART_WORKERS=false)", Sources: env("ZD_NO_RESPAWN")},

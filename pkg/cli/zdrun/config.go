@@ -65,7 +65,7 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	durs := []struct {
 		flag string
 		dst  *time.Duration
-	}{{"ready-timeout", &cfg.ReadyTimeout}, {"grace", &cfg.Grace}, {"respawn-window", &cfg.RespawnWindow}, {"drain-timeout", &cfg.DrainTimeout}, {"settle", &cfg.Settle}}
+	}{{"ready-timeout", &cfg.ReadyTimeout}, {"grace", &cfg.Grace}, {"respawn-window", &cfg.RespawnWindow}, {"drain-timeout", &cfg.DrainTimeout}, {"settle", &cfg.Settle}, {"watchdog", &cfg.Watchdog}}
 	for _, d := range durs {
 		if v := c.String(d.flag); v != "" {
 			if *d.dst, err = parseSeconds(v); err != nil {
