@@ -41,9 +41,9 @@ func (s *Supervisor) Reload(ctx context.Context, args runapi.ReloadArgs) (runapi
 // Rollback reloads to the release of the generation before the current
 // one's release, with the given strategy.
 func (s *Supervisor) Rollback(ctx context.Context, args runapi.ReloadArgs) (runapi.ReloadResult, error) {
-	strategy := NormalizeStrategy(args.Strategy)
-	if strategy == "" || strategy == runapi.StrategyHandoff {
-		strategy = s.cfg.Strategy
+	strategy := s.effectiveStrategy(args.Strategy)
+	if strategy == runapi.StrategyHandoff {
+		strategy = runapi.StrategyRolling // a rollback replaces workers, never zd-run itself
 	}
 	s.mu.Lock()
 	cur := s.releaseOf(s.gen)

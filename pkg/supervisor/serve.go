@@ -81,7 +81,7 @@ func (s *Supervisor) streamReload(ctx context.Context, st control.Stream, op str
 	switch {
 	case op == runapi.OpRollback:
 		res, err = s.Rollback(ctx, args)
-	case NormalizeStrategy(args.Strategy) == runapi.StrategyHandoff:
+	case s.effectiveStrategy(args.Strategy) == runapi.StrategyHandoff:
 		var extra map[string]*os.File
 		if carry != nil {
 			if extra, err = carry(); err != nil {
@@ -127,3 +127,14 @@ func (s *Supervisor) watchEvents(ctx context.Context, st control.Stream) error {
 		}
 	}
 }
+
+// effectiveStrategy is the strategy a reload with strategy s uses.
+func (s *Supervisor) effectiveStrategy(strategy string) string {
+	if strategy = NormalizeStrategy(strategy); strategy == "" {
+		return s.cfg.Strategy
+	}
+	return strategy
+}
+
+// DefaultStrategy is --strategy: what HUP and a reload without one use.
+func (s *Supervisor) DefaultStrategy() string { return s.cfg.Strategy }

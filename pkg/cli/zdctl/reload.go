@@ -34,12 +34,11 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 	defer cancel()
 	opt := uiOptions(io.Stderr, io)
 	asJSON := c.Bool("json")
-	handoff := args.Strategy == runapi.StrategyHandoff || args.Strategy == "socket-handoff"
-	var before runapi.Status
-	if handoff {
-		if before, err = getStatus(ctx, sock); err != nil {
-			return err
-		}
+	// Needed to recognise a handoff's re-exec (also when zd-run's own
+	// --strategy is handoff and none is given here).
+	before, err := getStatus(ctx, sock)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	execSeen := false
@@ -57,7 +56,7 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 		}
 		return nil
 	}, &res)
-	if handoff && execSeen && err != nil && !errors.As(err, new(*control.Error)) {
+	if execSeen && err != nil && !errors.As(err, new(*control.Error)) {
 		// The old image hung up by re-executing: wait for the new one.
 		res, err = awaitUpgrade(ctx, sock, before, start)
 	}

@@ -175,6 +175,9 @@ func handleSignals(ctx context.Context, sup *supervisor.Supervisor, carry func()
 		case <-ctx.Done():
 			return
 		case sig := <-sigC:
+			if sig == syscall.SIGHUP && sup.DefaultStrategy() == runapi.StrategyHandoff {
+				sig = syscall.SIGUSR2 // HUP with --strategy handoff upgrades zd-run
+			}
 			switch sig {
 			case syscall.SIGHUP:
 				wg.Add(1)
