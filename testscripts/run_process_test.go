@@ -3,11 +3,11 @@ package testscripts
 import (
 	"errors"
 	"net"
-	"strconv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
