@@ -18,11 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The HTTP/3 client and server keep a shared packet-buffer pool goroutine-free, but
-		// quic-go's connection timers can outlive a test by a moment.
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // testBackend is a real HTTP/1.1 server on a unix socket (or TCP) that

@@ -61,7 +61,7 @@ func newMetrics(p *Proxy) *metrics {
 		gauge("zdqueue_paused", "1 while requests are held (operator pause or no ready backend).", func() float64 { return b2f(p.q.Paused()) }),
 		gauge("zdqueue_active_connections", "Client connections open now.", func() float64 { return float64(p.activeConns.Load()) }),
 		gauge("zdqueue_requests_in_flight", "Client requests being handled now, held ones included.", func() float64 { return float64(p.inflight.Load()) }),
-		counter("zdqueue_replayed_total", "Held requests released to a backend.", func() float64 { return float64(p.q.Stats().ReleasedTotal) }),
+		counter("zdqueue_replayed_total", "Held requests released to a backend.", func() float64 { return float64(p.q.Stats().ReplayedTotal) }),
 		counter("zdqueue_evicted_total", "Held requests evicted by the oldest overflow strategy.", func() float64 { return float64(p.q.Stats().Rejected["evicted"]) }),
 		counter("zdqueue_expired_total", "Held requests that outlived the age limit.", func() float64 { return float64(p.q.Stats().Rejected["expired"]) }),
 		&backendCollector{p: p},

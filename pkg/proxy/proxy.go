@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -27,6 +29,7 @@ type Proxy struct {
 	activeConns atomic.Int64
 	inflight    atomic.Int64
 	altSvc      atomic.Pointer[string]
+	addrs       atomic.Pointer[[]string] // what Serve listens on, for status
 	started     time.Time
 
 	mu          sync.Mutex
@@ -90,6 +93,13 @@ func (p *Proxy) Close() error {
 	p.wg.Wait()
 	p.rt.close()
 	return nil
+}
+
+func (p *Proxy) listeners() []string {
+	if a := p.addrs.Load(); a != nil {
+		return *a
+	}
+	return []string{}
 }
 
 // ForceStop cuts a graceful stop short: Serve closes every client
@@ -259,6 +269,9 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 	body := &reqBody{size: r.ContentLength}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body.src = r.Body
+		if r.ContentLength < 0 && r.ProtoMajor >= 2 && usuallyBodiless(r.Method) {
+			body.src = peekEmpty(r.Body)
+		}
 	}
 	var st holdState
 	defer st.done()
@@ -300,3 +313,37 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 		attempts = 0
 	}
 }
+
+// usuallyBodiless reports whether requests of method m hardly ever carry a
+// body.
+func usuallyBodiless(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// peekEmpty returns nil when body is empty, else a reader of all of it.
+// HTTP/2 and HTTP/3 requests may end their stream after the headers without
+// saying so up front; forwarding such a GET as chunked would confuse
+// backends that don't read chunked request bodies.
+func peekEmpty(body io.ReadCloser) io.ReadCloser {
+	var one [1]byte
+	n, err := body.Read(one[:])
+	if n == 0 && err == io.EOF {
+		return nil
+	}
+	rest := io.Reader(body)
+	if err != nil && err != io.EOF {
+		rest = errReader{err}
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(one[:n]), rest), body}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

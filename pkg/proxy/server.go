@@ -77,6 +77,19 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 		}
 	}
 
+	var addrs []string
+	for _, l := range ls.TCP {
+		kind := l.Addr().Network()
+		if p.cfg.TLS != nil {
+			kind = "tls"
+		}
+		addrs = append(addrs, kind+"/"+l.Addr().String())
+	}
+	for _, pc := range ls.UDP {
+		addrs = append(addrs, "udp/"+pc.LocalAddr().String())
+	}
+	p.addrs.Store(&addrs)
+
 	errc := make(chan error, len(ls.TCP)+len(ls.UDP))
 	var wg sync.WaitGroup
 	for _, l := range ls.TCP {

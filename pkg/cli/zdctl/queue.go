@@ -120,7 +120,7 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, a
 		if err := queueCall(ctx, c, io, op, args, &raw); err != nil {
 			return err
 		}
-		return writeJSON(io.Stdout, raw)
+		return writeJSON(io.Stdout, jsonable(raw))
 	}
 	var st queueStatusView
 	if err := queueCall(ctx, c, io, op, args, &st); err != nil {
@@ -248,4 +248,28 @@ func queueSelfTest(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		return cmdkit.Failf(cmdkit.ExitFailure, "check that a backend is ready: zdctl queue status", "self-test failed: %s", res.Error)
 	}
 	return nil
+}
+
+// jsonable turns what msgpack decoded into something encoding/json takes:
+// maps with non-string keys (held_by_priority) get string keys.
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = jsonable(e)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = jsonable(e)
+		}
+		return t
+	}
+	return v
 }
