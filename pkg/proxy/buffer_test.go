@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -409,7 +408,8 @@ func TestPriorityReplay10k(t *testing.T) {
 					prio[i] = 10
 				}
 				sendAsync(c, "GET", px.url, i, nil, hdr, ch)
-				// Push one at a time so that arrival order is known.
+				// Push one at a time so that arrival order is known (and the
+				// client keeps few connections, as a real h2 client would).
 				deadline := time.Now().Add(30 * time.Second)
 				for px.p.q.Stats().PushedTotal < uint64(i+1) {
 					if time.Now().After(deadline) {
@@ -451,4 +451,3 @@ func TestPriorityReplay10k(t *testing.T) {
 	}
 }
 
-var _ sync.Mutex
