@@ -51,7 +51,8 @@ func (s *Supervisor) memoryWatch() {
 		if over == nil {
 			continue
 		}
-		if _, err := s.lockReload("replacement"); err != nil {
+		gen, err := s.lockReload("replacement")
+		if err != nil {
 			continue
 		}
 		s.log.Warn("replacing a worker", "slot", over.slot, "pid", over.pid, "why", why)
@@ -60,7 +61,9 @@ func (s *Supervisor) memoryWatch() {
 			kind = "watchdog"
 		}
 		s.emit(kind, over, fmt.Sprintf("worker %d (pid %d) %s: replacing it", over.slot, over.pid, why))
-		if err := s.replaceSlot(s.ctx, over.slot, over.gen, over.release, over.restarts+1); err != nil {
+		// The replacement gets a generation number of its own, so that its
+		// --worker-listen address ({gen}) differs from the live worker's.
+		if err := s.replaceSlot(s.ctx, over.slot, gen, over.release, over.restarts+1); err != nil {
 			s.log.Error("replacement failed; the worker keeps running", "slot", over.slot, "err", err)
 		}
 		s.unlockReload()

@@ -115,8 +115,9 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 		if sp.Network != "unix" && sp.Network != "tcp" && sp.Network != "tcp4" && sp.Network != "tcp6" {
 			return nil, cmdkit.UsageError("zd-queue dials stream sockets: use unix:// or tcp://", "--worker-listen %s: %s is not a stream socket", v, sp.Network)
 		}
-		if cfg.Workers > 1 && !strings.Contains(v, "{slot}") {
-			return nil, cmdkit.UsageError("put {slot} (and {gen}) in the address so every worker has its own", "--worker-listen %s: every worker needs its own address", v)
+		if (cfg.Workers > 1 && !strings.Contains(v, "{slot}")) || !strings.Contains(v, "{gen}") {
+			return nil, cmdkit.UsageError("put {slot} and {gen} in the address, e.g. unix://$ZD_STATE_DIR/w{slot}.{gen}.sock",
+				"--worker-listen %s: every worker needs its own address, also across reloads", v)
 		}
 		cfg.WorkerListen = v
 	}
