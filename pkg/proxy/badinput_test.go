@@ -92,6 +92,9 @@ func TestBadInputIsRefusedAndCounted(t *testing.T) {
 		return metricValue(t, px.p, `zdqueue_bad_input_total{kind="timeout"}`) >= 1
 	})
 	ok()
+	if v := metricValue(t, px.p, `zdqueue_panics_total`); v != 0 {
+		t.Errorf("panics = %v; want 0", v)
+	}
 	if be.hits.Load() != int64(len(cases)+1) {
 		t.Errorf("backend saw %d requests; want only the %d good ones", be.hits.Load(), len(cases)+1)
 	}

@@ -450,4 +450,3 @@ func TestPriorityReplay10k(t *testing.T) {
 		})
 	}
 }
-

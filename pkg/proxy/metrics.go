@@ -13,6 +13,7 @@ type metrics struct {
 	badInput *prometheus.CounterVec
 	latency  prometheus.Histogram
 	tunnels  prometheus.Gauge
+	panics   prometheus.Counter
 	outcome  map[string]prometheus.Counter // read-only after newMetrics: no lock per request
 }
 
@@ -39,6 +40,10 @@ func newMetrics(p *Proxy) *metrics {
 		Name: "zdqueue_upgraded_connections",
 		Help: "HTTP/1.1 connections switched to another protocol (WebSocket) and relayed now.",
 	})
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "zdqueue_panics_total",
+		Help: "Panics recovered while serving a request (bugs; each is logged at error level).",
+	})
 	for _, o := range []string{outcomeProxied, outcomeReplayed, outcomeOverflow, outcomeEvicted, outcomeExpired,
 		outcomeFlushed, outcomeShutdown, outcomeTooLarge, outcomeNoBackend, outcomeBackendError, outcomeClientGone, outcomeBadRequest} {
 		m.outcome[o] = m.requests.WithLabelValues(o)
@@ -55,7 +60,7 @@ func newMetrics(p *Proxy) *metrics {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
-	m.reg.MustRegister(m.requests, m.retries, m.badInput, m.latency, m.tunnels,
+	m.reg.MustRegister(m.requests, m.retries, m.badInput, m.latency, m.tunnels, m.panics,
 		gauge("zdqueue_buffered_requests", "Requests held in the buffer now.", func() float64 { return float64(p.q.Stats().Held) }),
 		gauge("zdqueue_buffer_bytes", "Bytes held in the buffer now, as charged against the byte limit.", func() float64 { return float64(p.q.Stats().Bytes) }),
 		gauge("zdqueue_paused", "1 while requests are held (operator pause or no ready backend).", func() float64 { return b2f(p.q.Paused()) }),

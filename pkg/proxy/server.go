@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,8 +254,14 @@ type badInputHandler struct {
 func (h *badInputHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
 
 func (h *badInputHandler) Handle(ctx context.Context, r slog.Record) error {
-	if bytes.Contains([]byte(r.Message), []byte("TLS handshake error")) {
+	switch {
+	case strings.Contains(r.Message, "TLS handshake error"):
 		h.p.m.badInput.WithLabelValues("tls").Inc()
+	case strings.Contains(r.Message, "panic serving"):
+		// A bug, never a client's fault: say so loudly.
+		h.p.m.panics.Inc()
+		h.p.log.Error("recovered a panic while serving a request", "detail", r.Message)
+		return nil
 	}
 	if !h.next.Enabled(ctx, slog.LevelDebug) {
 		return nil
