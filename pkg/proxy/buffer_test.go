@@ -450,3 +450,23 @@ func TestPriorityReplay10k(t *testing.T) {
 		})
 	}
 }
+
+func TestStopAnswersHeldRequests(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", nil)
+	px := startProxy(t, Config{Backends: []string{be.addr}, ShutdownGrace: time.Minute})
+	px.p.Pause("")
+	c := client(t)
+	ch := make(chan result, 1)
+	sendAsync(c, "GET", px.url, 0, nil, nil, ch)
+	waitFor(t, "held", func() bool { return held(px.p) == 1 })
+	start := time.Now()
+	go px.stop()
+	r := <-ch
+	if r.code != 503 || r.retryAfter == "" {
+		t.Fatalf("held request at stop: %d Retry-After %q (err %v); want 503 with Retry-After", r.code, r.retryAfter, r.err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("answered after %v: the stop waited for its grace instead", d)
+	}
+}

@@ -130,6 +130,11 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, ls Listeners) {
 	p.stopping.Store(true)
 	srv.SetKeepAlivesEnabled(false)
+	// Held requests would only wait out the grace period and then lose
+	// their connection: answer them now, 503 with Retry-After.
+	if n := p.q.Close(); n > 0 {
+		p.log.Info("stopping: answered held requests with 503", "count", n)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
 	defer cancel()
 	go func() {
