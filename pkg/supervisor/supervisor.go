@@ -363,9 +363,7 @@ func (s *Supervisor) onExit(w *worker, ws unix.WaitStatus) {
 		respawn, delay = s.respawnPlan(w)
 	}
 	s.mu.Unlock()
-	if w.backendFS != "" {
-		os.Remove(w.backendFS)
-	}
+	w.removeBackend()
 	if crash {
 		s.log.Warn("worker exited", "slot", w.slot, "generation", w.gen, "pid", w.pid, "status", desc)
 	} else {

@@ -48,6 +48,7 @@ type carriedWorker struct {
 	Release        string
 	Backend        string
 	BackendFS      string
+	BackendIno     uint64
 	State          string
 	StartedAt      time.Time
 	ReadyAt        time.Time
@@ -92,7 +93,7 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 		Restarts: s.restarts, Degraded: s.degraded, LastReload: s.lastReload}
 	for _, w := range s.workers {
 		st.Workers = append(st.Workers, carriedWorker{Slot: w.slot, Gen: w.gen, PID: w.pid, Current: s.slots[w.slot] == w,
-			Release: w.release, Backend: w.backend, BackendFS: w.backendFS, State: w.state, StartedAt: w.startedAt,
+			Release: w.release, Backend: w.backend, BackendFS: w.backendFS, BackendIno: w.backendIno, State: w.state, StartedAt: w.startedAt,
 			ReadyAt: w.readyAt, Restarts: w.restarts, Status: w.status, Stopping: w.stopping})
 	}
 	s.mu.Unlock()
@@ -232,7 +233,7 @@ func (s *Supervisor) adopted() bool {
 	s.restarts, s.degraded, s.lastReload = st.Restarts, st.Degraded, st.LastReload
 	var starting []*worker
 	for _, c := range st.Workers {
-		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS,
+		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS, backendIno: c.BackendIno,
 			state: c.State, startedAt: c.StartedAt, readyAt: c.ReadyAt, restarts: c.Restarts, status: c.Status,
 			stopping: c.Stopping, ready: make(chan struct{}), exited: make(chan struct{}), extend: make(chan time.Duration, 1)}
 		w.pinged = time.Now() // the watchdog period starts again in the new image

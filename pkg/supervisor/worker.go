@@ -28,20 +28,21 @@ var errExited = errors.New("worker exited")
 // worker is one app process. Fields other than the channels are guarded by
 // Supervisor.mu.
 type worker struct {
-	slot, gen int
-	pid       int
-	release   string
-	backend   string // --worker-listen address, "" without
-	backendFS string // unix socket file to remove after exit
-	state     string
-	startedAt time.Time
-	readyAt   time.Time
-	restarts  int
-	status    string    // last STATUS= from the app
-	pinged    time.Time // last WATCHDOG=1 (or ready)
-	hung      string    // why the watchdog gave up on it
-	stopping  bool      // we asked it to stop: its exit is not a crash
-	exitDesc  string
+	slot, gen  int
+	pid        int
+	release    string
+	backend    string // --worker-listen address, "" without
+	backendFS  string // unix socket file to remove after exit
+	backendIno uint64 // its inode: remove it only if it is still ours
+	state      string
+	startedAt  time.Time
+	readyAt    time.Time
+	restarts   int
+	status     string    // last STATUS= from the app
+	pinged     time.Time // last WATCHDOG=1 (or ready)
+	hung       string    // why the watchdog gave up on it
+	stopping   bool      // we asked it to stop: its exit is not a crash
+	exitDesc   string
 
 	ready     chan struct{}      // closed when ready
 	exited    chan struct{}      // closed when reaped
@@ -93,6 +94,12 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 		backendFile, err = spec.Listen()
 		if err != nil {
 			return nil, fmt.Errorf("--worker-listen %s: %w", addr, err)
+		}
+		if w.backendFS != "" {
+			var st unix.Stat_t
+			if unix.Stat(w.backendFS, &st) == nil {
+				w.backendIno = st.Ino
+			}
 		}
 		defer backendFile.Close() // the worker has its own copy
 		files = append(files, backendFile.Fd())
@@ -311,5 +318,17 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker, now bool) {
 	case <-w.exited:
 	case <-time.After(5 * time.Second):
 		s.log.Error("worker did not die after SIGKILL", "slot", w.slot, "pid", w.pid)
+	}
+}
+
+// removeBackend removes w's backend socket file if it is still the one w's
+// spawn created (not a successor's at the same path).
+func (w *worker) removeBackend() {
+	if w.backendFS == "" {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Stat(w.backendFS, &st) == nil && (w.backendIno == 0 || st.Ino == w.backendIno) {
+		os.Remove(w.backendFS)
 	}
 }
