@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/vmihailenco/msgpack/v5"
 	"github.com/zdtools/zd/pkg/control"
 )
 
@@ -169,6 +170,21 @@ func TestGarbageOnAdminAndControl(t *testing.T) {
 	}
 	if err := control.Call(ctx, sockPath, "resume", BackendArgs{Backend: be.addr}, nil); err != nil {
 		t.Errorf("resume over the socket: %v", err)
+	}
+	events := 0
+	err = control.CallStream(ctx, sockPath, "watch", WatchArgs{IntervalMS: 50, Count: 2}, func(raw msgpack.RawMessage) error {
+		var ev Status
+		if err := msgpack.Unmarshal(raw, &ev); err != nil {
+			return err
+		}
+		if ev.Health == "" {
+			t.Errorf("watch event without health: %+v", ev)
+		}
+		events++
+		return nil
+	}, nil)
+	if err != nil || events != 2 {
+		t.Errorf("watch: %d events, %v; want 2", events, err)
 	}
 	var sr SelfTestResult
 	if err := control.Call(ctx, sockPath, "self-test", nil, &sr); err != nil || !sr.OK {
