@@ -57,6 +57,9 @@ type Config struct {
 	Version  string
 	Inherit  *Inheritance // set by an upgraded image: adopt instead of starting
 	Forker   *Forker      // the main thread's fork server (ServeForks); nil forks from a thread of its own
+	// ExecFailed runs when the in-place re-exec failed, after HUP and INT
+	// were set to ignored for it: the caller asks for its signals again.
+	ExecFailed func()
 
 	Logger *slog.Logger
 	// Notify, when set, receives sd_notify states for zd-run's own

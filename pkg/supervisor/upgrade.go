@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -151,7 +153,15 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	if beforeExec != nil {
 		beforeExec(res)
 	}
+	// HUP and INT stay ignored across execve and the Go runtime keeps an
+	// inherited SIG_IGN for them until the new image asks for them, so one
+	// arriving during the re-exec is dropped instead of ending zd-run. (TERM
+	// and QUIT cannot be covered this way; see docs/zd-run.md.)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT)
 	err = s.procs.execSelf(s.cfg.SelfPath, s.cfg.SelfArgs, env)
+	if s.cfg.ExecFailed != nil {
+		s.cfg.ExecFailed()
+	}
 	for _, f := range keep {
 		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETFD, unix.FD_CLOEXEC)
 	}

@@ -110,6 +110,14 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 				"is another zd-run running with this --name/--state-dir? `zdctl --name "+o.cfg.Name+" status` tells")
 		}
 	}
+	// Signals are asked for here, before the supervisor runs, so that none
+	// takes its default action once zd-run serves.
+	sigC := make(chan os.Signal, 8)
+	notifySignals := func() {
+		signal.Notify(sigC, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	}
+	notifySignals()
+	o.cfg.ExecFailed = notifySignals
 	sup, err := supervisor.New(o.cfg)
 	if err != nil {
 		srv.Close()
@@ -138,7 +146,7 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	}()
 	go func() {
 		defer wg.Done()
-		handleSignals(sctx, sup, carry, log, &wg)
+		handleSignals(sctx, sigC, sup, carry, log, &wg)
 	}()
 	if upgraded {
 		log.Info("zd-run upgraded in place", "version", o.cfg.Version, "pid", os.Getpid())
@@ -160,15 +168,13 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 }
 
 // handleSignals maps signals to supervisor actions until ctx ends.
-func handleSignals(ctx context.Context, sup *supervisor.Supervisor, carry func() (map[string]*os.File, error),
+func handleSignals(ctx context.Context, sigC <-chan os.Signal, sup *supervisor.Supervisor, carry func() (map[string]*os.File, error),
 	log interface {
 		Info(string, ...any)
 		Warn(string, ...any)
 	}, wg *sync.WaitGroup) {
-	sigC := make(chan os.Signal, 8)
-	// Never signal.Stop: a QUIT or TERM arriving while zd-run finishes its
-	// exit must not fall back to the default action (QUIT dumps goroutines).
-	signal.Notify(sigC, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	// The caller never calls signal.Stop: a QUIT or TERM arriving while
+	// zd-run finishes its exit must not take the default action.
 	terms := 0
 	for {
 		select {
