@@ -99,7 +99,7 @@ func awaitUpgrade(ctx context.Context, sock string, before runapi.Status, start 
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond): // the re-exec takes ~10 ms
 		}
 	}
 	return res, &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: "zd-run re-executed itself but did not answer within 30s",
