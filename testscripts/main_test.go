@@ -7,6 +7,7 @@ package testscripts
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 
@@ -57,6 +58,12 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_RUNTIME_DIR", dir)
 			env.Setenv("NO_COLOR", "1")
 			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "race" {
+				return raceEnabled, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"signal":  cmdSignal,
