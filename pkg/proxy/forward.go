@@ -127,6 +127,16 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	var resp *http.Response
 	if werr == nil {
 		resp, err = p.readResponse(w, bc, out)
+	} else if bc.read == 0 && body.read.Load() > sentBefore {
+		// The backend may have answered before taking the whole body (a
+		// 413 or 401 for an upload) and stopped reading: its answer is the
+		// response, not a failure.
+		bc.c.SetReadDeadline(time.Now().Add(time.Second))
+		if early, rerr := p.readResponse(w, bc, out); rerr == nil {
+			resp, early.Close = early, true
+		} else {
+			err = werr
+		}
 	} else {
 		err = werr
 	}

@@ -251,3 +251,23 @@ func TestBackendChangeKeepsClientConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestEarlyAnswerToAnUpload(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		// Refuse without reading the body, and don't linger for it.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too big for me", http.StatusRequestEntityTooLarge)
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	big := strings.Repeat("u", 8<<20)
+	resp, err := client(t).Post(px.url+"/upload", "text/plain", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too big for me") {
+		t.Errorf("got %d %q; want the backend's own 413", resp.StatusCode, b)
+	}
+}
