@@ -25,9 +25,9 @@ var hopHeaders = [...]string{
 
 // copyRequestHeader copies the end-to-end fields of src into dst.
 func copyRequestHeader(dst, src http.Header) {
-	conn := src["Connection"]
+	conn := connectionListed(src["Connection"])
 	for k, vv := range src {
-		if isHop(k) || listedIn(conn, k) || k == "Expect" {
+		if isHop(k) || k == "Expect" || (conn != nil && conn[k]) {
 			continue
 		}
 		dst[k] = vv
@@ -41,32 +41,39 @@ func copyRequestHeader(dst, src http.Header) {
 
 // copyResponseHeader copies the end-to-end fields of src into dst.
 func copyResponseHeader(dst, src http.Header) {
-	conn := src["Connection"]
+	conn := connectionListed(src["Connection"])
 	for k, vv := range src {
-		if isHop(k) || listedIn(conn, k) {
+		if isHop(k) || (conn != nil && conn[k]) {
 			continue
 		}
 		dst[k] = vv
 	}
 }
 
+// connectionListed returns the fields named in Connection header values
+// (canonicalised), which are hop-by-hop too; nil when there are none
+// besides the usual keep-alive and close.
+func connectionListed(conn []string) map[string]bool {
+	var m map[string]bool
+	for _, v := range conn {
+		for f := range strings.SplitSeq(v, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" || strings.EqualFold(f, "keep-alive") || strings.EqualFold(f, "close") {
+				continue
+			}
+			if m == nil {
+				m = map[string]bool{}
+			}
+			m[http.CanonicalHeaderKey(f)] = true
+		}
+	}
+	return m
+}
+
 func isHop(k string) bool {
 	for _, h := range hopHeaders {
 		if k == h {
 			return true
-		}
-	}
-	return false
-}
-
-// listedIn reports whether field k is named in the Connection header values
-// conn, which makes it hop-by-hop too.
-func listedIn(conn []string, k string) bool {
-	for _, v := range conn {
-		for f := range strings.SplitSeq(v, ",") {
-			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == k {
-				return true
-			}
 		}
 	}
 	return false
