@@ -36,6 +36,13 @@ garbage line
 	if got, want := appBusy(blueGreen), 35*time.Millisecond; got != want {
 		t.Errorf("appBusy(blue-green) = %v; want %v", got, want)
 	}
+	// Inside zd-run: from the reload step (.134) to done (.246).
+	if busy, inside := eventSpans(rolling); busy != 72*time.Millisecond || inside != 112*time.Millisecond {
+		t.Errorf("eventSpans(rolling) = %v, %v; want 72ms, 112ms", busy, inside)
+	}
+	if _, inside := eventSpans(blueGreen); inside != 0 {
+		t.Errorf("eventSpans(no reload/done steps) inside = %v; want 0", inside)
+	}
 	if got := appBusy(""); got != 0 {
 		t.Errorf("appBusy(\"\") = %v; want 0", got)
 	}

@@ -156,6 +156,8 @@ type zdrun struct {
 type reloadResult struct {
 	wall time.Duration // zdctl reload, start to exit
 	app  time.Duration // the app's own start-to-ready and drain time within it
+	// inside is zd-run's first to last step of the reload (0 if unknown).
+	inside time.Duration
 }
 
 func zdRun(strategy string) func(ctx context.Context, e *env, port int) (running, error) {
@@ -192,7 +194,8 @@ func (z *zdrun) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("zdctl reload --strategy %s: %w (%s)", z.strategy, err, lastLine(events.String()))
 	}
-	z.results = append(z.results, reloadResult{wall: wall, app: appBusy(events.String())})
+	busy, inside := eventSpans(events.String())
+	z.results = append(z.results, reloadResult{wall: wall, app: busy, inside: inside})
 	return nil
 }
 
