@@ -35,7 +35,15 @@ const testAppEnv = "ZD_SUPERVISOR_TEST_APP"
 func testApp() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	if os.Getenv("ZD_TEST_CRASH") != "" {
+	// ZD_TEST_BAD_FILE=PATH: a file saying "crash" or "never" makes this
+	// a bad release from then on (tests switch releases without touching
+	// the supervisor's config).
+	bad := ""
+	if p := os.Getenv("ZD_TEST_BAD_FILE"); p != "" {
+		b, _ := os.ReadFile(p)
+		bad = string(b)
+	}
+	if os.Getenv("ZD_TEST_CRASH") != "" || bad == "crash" {
 		return 3
 	}
 	gen, slot := os.Getenv("ZD_GENERATION"), os.Getenv("ZD_SLOT")
@@ -63,7 +71,7 @@ func testApp() int {
 		}
 		time.Sleep(time.Second)
 	}
-	if os.Getenv("ZD_TEST_NEVER_READY") == "" {
+	if os.Getenv("ZD_TEST_NEVER_READY") == "" && bad != "never" {
 		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {
 			c.Write([]byte("READY=1\nSTATUS=test app serving"))
 			c.Close()

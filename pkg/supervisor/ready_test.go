@@ -3,6 +3,9 @@ package supervisor
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,15 +52,18 @@ func TestReadyProbes(t *testing.T) {
 
 // A probe that never passes aborts the reload at --ready-timeout.
 func TestReadyProbeTimeout(t *testing.T) {
-	h := start(t, 1, nil, nil)
+	flag := filepath.Join(t.TempDir(), "down")
+	h := start(t, 1, []string{"ZD_TEST_NEVER_READY=1"}, func(c *Config) {
+		c.Ready = ReadySpec{Kind: "exec", Arg: "test ! -e " + flag}
+		c.ReadyTimeout = 2 * time.Second
+	})
 	h.healthy()
-	h.s.mu.Lock()
-	h.s.cfg.Ready = ReadySpec{Kind: "exec", Arg: "exit 1"}
-	h.s.cfg.ReadyTimeout = 300 * time.Millisecond
-	h.s.mu.Unlock()
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err := h.s.Reload(context.Background(), runapi.ReloadArgs{})
-	if err == nil {
-		t.Fatal("reload with a failing probe succeeded")
+	if err == nil || !strings.Contains(err.Error(), "not ready after 2s") {
+		t.Fatalf("reload with a failing probe = %v; want not ready after 2s", err)
 	}
 	if st := h.healthy(); st.Generation != 1 {
 		t.Errorf("generation %d after the abort; want 1", st.Generation)

@@ -165,26 +165,24 @@ func TestReloadStrategies(t *testing.T) {
 }
 
 func TestReloadAbortKeepsOld(t *testing.T) {
-	h := start(t, 2, nil, func(c *Config) { c.ReadyTimeout = 500 * time.Millisecond })
+	badFile := filepath.Join(t.TempDir(), "bad")
+	h := start(t, 2, []string{"ZD_TEST_BAD_FILE=" + badFile}, func(c *Config) { c.ReadyTimeout = 2 * time.Second })
 	h.healthy()
-	for _, bad := range []string{"ZD_TEST_CRASH=1", "ZD_TEST_NEVER_READY=1"} {
-		h.s.mu.Lock()
-		h.s.cfg.Env = append(h.s.cfg.Env, bad)
-		h.s.mu.Unlock()
+	for _, bad := range []string{"crash", "never"} {
+		if err := os.WriteFile(badFile, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, strategy := range []string{runapi.StrategyRolling, runapi.StrategyBlueGreen} {
 			_, err := h.s.Reload(context.Background(), runapi.ReloadArgs{Strategy: strategy})
 			var ce *control.Error
 			if !errors.As(err, &ce) || ce.Code != control.CodeAborted {
-				t.Fatalf("Reload(%s) with %s = %v; want an aborted error", strategy, bad, err)
+				t.Fatalf("Reload(%s) of a release that does %q = %v; want an aborted error", strategy, bad, err)
 			}
 			st := h.healthy()
 			if st.Generation != 1 || len(st.Workers) != 2 {
 				t.Fatalf("after the abort: generation %d, %d workers; want 1, 2", st.Generation, len(st.Workers))
 			}
 		}
-		h.s.mu.Lock()
-		h.s.cfg.Env = h.s.cfg.Env[:len(h.s.cfg.Env)-1]
-		h.s.mu.Unlock()
 	}
 	if body, err := h.get(); err != nil || !strings.Contains(body, "gen=1") {
 		t.Errorf("GET after aborts = %q, %v; want generation 1", body, err)
