@@ -2,8 +2,13 @@ package zdhandoff
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,13 +48,27 @@ func beginRelease(ctx context.Context, t *testing.T, sock string) *net.UnixConn 
 
 func lsPID(ctx context.Context, t *testing.T, sock string) int {
 	t.Helper()
-	c := dialSock(t, sock)
+	pid, err := tryLs(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// tryLs asks the server on sock for its pid.
+func tryLs(ctx context.Context, sock string) (int, error) {
+	nc, err := net.Dial("unix", sock)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	c := nc.(*net.UnixConn)
 	fdpass.WriteMsg(ctx, c, request{V: baseVersion, Op: opLs})
 	var rep reply
 	if err := fdpass.ReadMsg(ctx, c, maxMsg, &rep); err != nil || !rep.OK {
-		t.Fatalf("ls reply = %+v, %v", rep, err)
+		return 0, fmt.Errorf("ls reply = %+v, %v", rep, err)
 	}
-	return rep.PID
+	return rep.PID, nil
 }
 
 // A successor that claims to be ready but does not answer where it says,
@@ -92,5 +111,72 @@ func TestReleaseUnprovenSuccessor(t *testing.T) {
 				t.Errorf("after the aborted release ls answers from pid %d; want the server, %d", got, pid)
 			}
 		})
+	}
+}
+
+// A successor whose predecessor dies (KILL) while it waits for its child
+// to be ready takes the handoff path over at once: someone must serve it.
+func TestReleasePredecessorDies(t *testing.T) {
+	sock, _ := startServe(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := lsPID(ctx, t, sock)
+	self, _ := os.Executable()
+	// --notify and a child that never sends READY=1: the successor waits.
+	tk := exec.Command(self, "take", "--socket", sock, "--release", "--",
+		self, "serve", "--socket", sock, "--notify", "--grace", "5s", "--", "sleep", "60")
+	tk.Env = append(os.Environ(), "ZDHANDOFF_TEST_MAIN=1")
+	// A file, not a pipe: a child left behind by a failure must not hold
+	// up Wait.
+	logf, err := os.Create(filepath.Join(t.TempDir(), "successor.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	tk.Stderr = logf
+	if err := tk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- tk.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			tk.Process.Kill()
+			<-exited
+		}
+	}()
+	// The successor answers next to the path once it is waiting.
+	waitSocket(t, filepath.Join(filepath.Dir(sock), fmt.Sprintf(".zdh%d", tk.Process.Pid)))
+	if got := lsPID(ctx, t, sock); got != old {
+		t.Fatalf("while the successor waits, ls answers from pid %d; want the old server, %d", got, old)
+	}
+	p, err := os.FindProcess(old) // startServe's server, our child
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got, err := tryLs(ctx, sock)
+		if err == nil && got == tk.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the successor (pid %d) did not take the path over after its predecessor died: pid %d, %v", tk.Process.Pid, got, err)
+		}
+	}
+	tk.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		stopped = true
+		// Its child, sleep, dies of the forwarded TERM: 128+15.
+		if tk.ProcessState.ExitCode() != 143 {
+			t.Errorf("successor stopped by TERM: %v; want exit status 143 (its child's)", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("successor did not stop on TERM")
+	}
+	if log, _ := os.ReadFile(logf.Name()); !strings.Contains(string(log), "predecessor went away; serving on the handoff path") {
+		t.Errorf("successor log %q; want the takeover logged", log)
 	}
 }
