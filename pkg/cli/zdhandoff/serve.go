@@ -323,6 +323,8 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 		s.log.Info(why, "socket", s.hs.path)
 		return nil
 	}
+	// abort ends a successor that may not take over: the predecessor
+	// still has the handoff path and goes on serving.
 	abort := func(msg string) error {
 		s.log.Error("handoff aborted: " + msg + "; stopping, the old generation keeps serving")
 		if child != nil {
@@ -357,7 +359,10 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 			case errors.Is(m.err, io.EOF):
 				// The predecessor is gone: nobody else serves the path.
 				if err := takeOver("predecessor went away; serving on the handoff path", false); err != nil {
-					return abort(err.Error())
+					if child != nil {
+						s.stopChild(child, childDone, o.grace)
+					}
+					return err
 				}
 			case m.err != nil:
 				return abort("lost the predecessor: " + m.err.Error())
