@@ -1,0 +1,58 @@
+package zdhandoff
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FuzzStatus decodes arbitrary bytes as the messages of a release (status)
+// and as a request: no panic, and what decodes re-encodes to the same
+// message.
+func FuzzStatus(f *testing.F) {
+	for _, v := range []any{
+		status{V: protoVersion, Op: opExec},
+		status{V: protoVersion, Op: opReady, PID: 4242, Path: "/run/app/.zdh4242", Socket: "/run/app/h.sock"},
+		status{V: protoVersion, Op: opAbort, Error: "not ready within the old server's --release-timeout 30s"},
+		request{V: protoVersion, Op: opTake, Names: []string{"web"}, Release: true},
+	} {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st status
+		if err := msgpack.Unmarshal(b, &st); err == nil {
+			enc, err := msgpack.Marshal(st)
+			if err != nil {
+				t.Fatalf("re-encode %+v: %v", st, err)
+			}
+			var st2 status
+			if err := msgpack.Unmarshal(enc, &st2); err != nil || st2 != st {
+				t.Fatalf("round trip of %+v: %+v, %v", st, st2, err)
+			}
+		}
+		var req request
+		if err := msgpack.Unmarshal(b, &req); err == nil {
+			enc, err := msgpack.Marshal(req)
+			if err != nil {
+				t.Fatalf("re-encode %+v: %v", req, err)
+			}
+			var req2 request
+			if err := msgpack.Unmarshal(enc, &req2); err != nil || !reflect.DeepEqual(normal(req), normal(req2)) {
+				t.Fatalf("round trip of %+v: %+v, %v", req, req2, err)
+			}
+		}
+	})
+}
+
+// normal makes an empty name list nil (omitempty drops it).
+func normal(r request) request {
+	if len(r.Names) == 0 {
+		r.Names = nil
+	}
+	return r
+}
