@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/zdtools/zd/pkg/msgpackcheck"
 	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -85,7 +86,7 @@ func decodeBody(body []byte, v any) error {
 	if c := body[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
 		return fmt.Errorf("read control frame: body is not a msgpack map (first byte %#02x)", c)
 	}
-	if err := wellFormed(body, MaxDepth); err != nil {
+	if err := msgpackcheck.Check(body, MaxDepth); err != nil {
 		return fmt.Errorf("read control frame: %w", err)
 	}
 	if err := unmarshal(bytes.NewReader(body), v); err != nil {
@@ -112,7 +113,7 @@ func unmarshal(rd *bytes.Reader, v any) (err error) {
 // of stack on hostile input: it refuses values nested deeper than MaxDepth,
 // lengths beyond the data, and bytes after the value.
 func Unmarshal(raw msgpack.RawMessage, v any) error {
-	if err := wellFormed(raw, MaxDepth); err != nil {
+	if err := msgpackcheck.Check(raw, MaxDepth); err != nil {
 		return err
 	}
 	return unmarshal(bytes.NewReader(raw), v)

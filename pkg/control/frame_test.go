@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"errors"
+	"github.com/zdtools/zd/pkg/msgpackcheck"
 	"io"
 	"reflect"
 	"strings"
@@ -76,12 +77,12 @@ func TestWellFormed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := wellFormed(b, MaxDepth); err != nil {
-			t.Errorf("wellFormed(Marshal(%T)) = %v", v, err)
+		if err := msgpackcheck.Check(b, MaxDepth); err != nil {
+			t.Errorf("Check(Marshal(%T)) = %v", v, err)
 		}
 		if len(b) > 1 {
-			if err := wellFormed(b[:len(b)-1], MaxDepth); err == nil {
-				t.Errorf("wellFormed(truncated %T) = nil; want error", v)
+			if err := msgpackcheck.Check(b[:len(b)-1], MaxDepth); err == nil {
+				t.Errorf("Check(truncated %T) = nil; want error", v)
 			}
 		}
 	}
@@ -90,12 +91,12 @@ func TestWellFormed(t *testing.T) {
 		nest = []any{nest}
 	}
 	b, _ := msgpack.Marshal(nest)
-	if err := wellFormed(b, MaxDepth); err != nil {
-		t.Errorf("wellFormed(%d deep) = %v", MaxDepth, err)
+	if err := msgpackcheck.Check(b, MaxDepth); err != nil {
+		t.Errorf("Check(%d deep) = %v", MaxDepth, err)
 	}
 	b, _ = msgpack.Marshal([]any{nest})
-	if err := wellFormed(b, MaxDepth); err == nil || !strings.Contains(err.Error(), "nested more than") {
-		t.Errorf("wellFormed(%d deep) = %v; want too deep", MaxDepth+1, err)
+	if err := msgpackcheck.Check(b, MaxDepth); err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Errorf("Check(%d deep) = %v; want too deep", MaxDepth+1, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/zdtools/zd/pkg/msgpackcheck"
 	"io"
 	"net"
 	"os"
@@ -111,7 +112,7 @@ func ReadMsg(ctx context.Context, c *net.UnixConn, max int, v any) error {
 	if err != nil {
 		return fmt.Errorf("receive message: %w", ctxErr(ctx, err))
 	}
-	if err := checkMsgpack(b); err != nil {
+	if err := msgpackcheck.Check(b, maxDepth); err != nil {
 		return fmt.Errorf("decode message: %w", err)
 	}
 	if err := msgpack.Unmarshal(b, v); err != nil {

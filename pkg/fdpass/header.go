@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/zdtools/zd/pkg/msgpackcheck"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -56,11 +57,15 @@ func encodeHeader(h *header) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// maxDepth bounds the nesting of a handoff message (a real one nests 3
+// deep); deeper input is refused before the decoder sees it.
+const maxDepth = 16
+
 // decodeHeader decodes and validates a header announcing at most limit
 // descriptors.
 func decodeHeader(b []byte, limit int) (header, error) {
 	var h header
-	if err := checkMsgpack(b); err != nil {
+	if err := msgpackcheck.Check(b, maxDepth); err != nil {
 		return header{}, fmt.Errorf("decode fd header: %w", err)
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(b))

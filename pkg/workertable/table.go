@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/zdtools/zd/pkg/msgpackcheck"
 	"os"
 	"slices"
 	"time"
@@ -116,6 +117,11 @@ func Encode(t *Table) ([]byte, error) {
 	return b, nil
 }
 
+// maxDepth bounds how deeply arrays and maps may nest in a table file (a
+// real one nests 3 deep); deeper input is refused before the decoder sees
+// it.
+const maxDepth = 16
+
 // Decode parses a table written by Encode. It refuses data larger than
 // MaxSize, data that is not one msgpack map decoding into a Table, trailing
 // bytes, and a version other than Version (the error then names both
@@ -130,7 +136,7 @@ func Decode(b []byte) (*Table, error) {
 	if c := b[0]; !(c >= 0x80 && c <= 0x8f) && c != 0xde && c != 0xdf {
 		return nil, fmt.Errorf("decode worker table: not a msgpack map (first byte %#02x)", c)
 	}
-	if err := wellFormed(b, maxDepth); err != nil {
+	if err := msgpackcheck.Check(b, maxDepth); err != nil {
 		return nil, fmt.Errorf("decode worker table: %w", err)
 	}
 	var t Table

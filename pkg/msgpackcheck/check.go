@@ -1,24 +1,25 @@
-package workertable
+// Package msgpackcheck vets untrusted msgpack before it reaches a decoder.
+//
+// github.com/vmihailenco/msgpack/v5 sizes slices and maps from the lengths
+// declared in its input and recurses once per nesting level, so a 10-byte
+// message can make it allocate gigabytes and a few MiB of nested arrays
+// overflow the goroutine stack (a fatal error no recover catches). Every zd
+// decoder of bytes from outside the process (control frames, fd-passing
+// headers, the worker table, snapshots) calls Check first.
+package msgpackcheck
 
 import (
 	"encoding/binary"
 	"fmt"
 )
 
-// maxDepth bounds how deeply arrays and maps may nest in a table file (a
-// real one nests 3 deep). The msgpack decoder recurses once per level:
-// without a bound a file of nested arrays overflows the goroutine stack,
-// which no recover catches.
-const maxDepth = 16
-
-// wellFormed is the same check as pkg/control's, which this package may not
-// import (it depends on pkg/statedir only).
-
-// wellFormed checks, without recursion, that b holds exactly one msgpack
-// value that nests at most maxDepth deep and whose declared lengths fit in
-// b, so decoding it can neither run out of stack nor allocate beyond b's
-// size.
-func wellFormed(b []byte, maxDepth int) error {
+// Check reports, without recursion and without decoding, whether b holds
+// exactly one msgpack value that nests at most maxDepth deep and whose
+// declared lengths fit in b. It returns nil for such input, and otherwise an
+// error naming the first problem: truncation, an invalid byte, nesting too
+// deep, or bytes after the value. Input that passes can be decoded without
+// running out of stack or allocating beyond b's size.
+func Check(b []byte, maxDepth int) error {
 	pos := 0
 	need := func(n uint64) error {
 		if n > uint64(len(b)-pos) {
