@@ -3,6 +3,7 @@ package zdhandoff
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -82,5 +83,37 @@ func TestExecViaShimFailureReported(t *testing.T) {
 	}
 	if werr == nil || !strings.Contains(errb.String(), "exec format error") || !strings.Contains(errb.String(), "hint:") {
 		t.Errorf("shim exit %v, stderr %q; want a failure with a hint", werr, errb.String())
+	}
+}
+
+// Through the shim, the connection of a release survives the exec: the
+// command finds it at $ZD_HANDOFF_RELEASE_FD, above its LISTEN_FDS.
+func TestExecViaShimKeepsReleaseConn(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "mine"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer mine.Close()
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "/bin/sh", "-c", `echo "$LISTEN_FDS $ZD_HANDOFF_RELEASE_FD $(readlink /proc/$$/fd/$ZD_HANDOFF_RELEASE_FD | cut -c1-7)"; echo hello >&$ZD_HANDOFF_RELEASE_FD`)
+	cmd.Env = append(os.Environ(), "ZDHANDOFF_TEST_VIASHIM=1")
+	cmd.ExtraFiles = []*os.File{tcpListenerFile(t), tcpListenerFile(t), theirs}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	theirs.Close()
+	var n, fd int
+	var kind string
+	if _, err := fmt.Sscanf(out.String(), "%d %d %s", &n, &fd, &kind); err != nil || n != 2 || fd < 5 || kind != "socket:" {
+		t.Errorf("output %q; want 2 fds and the connection, a socket, above them", out.String())
+	}
+	mine.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, 16)
+	got, _ := mine.Read(b)
+	if string(b[:got]) != "hello\n" {
+		t.Errorf("read %q from the connection; want what the command wrote on it", b[:got])
 	}
 }
