@@ -109,9 +109,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		p.plainError(w, http.StatusBadGateway, "cannot connect to the backend")
 		return attempt{outcome: outcomeBackendError}
 	}
-	// A client that goes away mid-exchange unblocks the backend I/O.
-	stop := context.AfterFunc(ctx, func() { bc.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Until the response headers are in, the backend deadline bounds the
+	// exchange; a client that goes away meanwhile is noticed when its
+	// answer is written. Streams and big bodies, which have no deadline,
+	// get a watcher (below) that unblocks the backend I/O when the client
+	// goes away. Not registering it for every request saves five
+	// allocations and a lock on the request context per request.
+	stop := func() bool { return true }
+	defer func() { stop() }()
 
 	out := p.outgoing(r, body)
 	// One deadline covers writing the request and reading the response
@@ -169,8 +174,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	}
 	if resp.ContentLength < 0 || resp.ContentLength > smallBody || resp.StatusCode == http.StatusSwitchingProtocols {
 		// Streams, tunnels and big bodies may take longer than the header
-		// bound; a small body arrives right behind its headers.
+		// bound; a small body arrives right behind its headers. A client
+		// that goes away mid-stream unblocks the backend I/O.
 		bc.c.SetDeadline(time.Time{})
+		stop = context.AfterFunc(ctx, func() { bc.c.SetDeadline(time.Unix(1, 0)) })
 	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -288,15 +295,19 @@ func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
 
 // outgoing builds the backend request for r.
 func (p *Proxy) outgoing(r *http.Request, body *reqBody) *http.Request {
-	out := &http.Request{
-		Method:     r.Method,
-		URL:        &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, Opaque: r.URL.Opaque},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+4),
-		Host:       r.Host,
+	// The request and its URL in one allocation.
+	o := &struct {
+		req http.Request
+		u   url.URL
+	}{
+		u: url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, Opaque: r.URL.Opaque},
 	}
+	out := &o.req
+	out.Method = r.Method
+	out.URL = &o.u
+	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
+	out.Header = make(http.Header, len(r.Header)+4)
+	out.Host = r.Host
 	if out.URL.Path == "" && out.URL.Opaque == "" {
 		out.URL.Path = "/"
 	}

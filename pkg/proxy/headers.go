@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"strings"
 
@@ -82,20 +81,45 @@ func isHop(k string) bool {
 // setForwarded adds (a unix-socket client has no IP, so no
 // X-Forwarded-For entry is made up for it) X-Forwarded-For, -Proto and -Host for r to h.
 func setForwarded(h http.Header, r *http.Request) {
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	// One backing array for the three values: one allocation, not three.
+	vals := make([]string, 3)
+	if ip, ok := remoteIP(r.RemoteAddr); ok {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
 		}
-		h["X-Forwarded-For"] = []string{ip}
+		vals[0] = ip
+		h["X-Forwarded-For"] = vals[0:1:1]
 	}
-	proto := "http"
+	vals[1] = "http"
 	if r.TLS != nil || r.ProtoMajor == 3 {
-		proto = "https"
+		vals[1] = "https"
 	}
-	h["X-Forwarded-Proto"] = []string{proto}
+	h["X-Forwarded-Proto"] = vals[1:2:2]
 	if r.Host != "" {
-		h["X-Forwarded-Host"] = []string{r.Host}
+		vals[2] = r.Host
+		h["X-Forwarded-Host"] = vals[2:3:3]
 	}
+}
+
+// remoteIP returns the host part of a "host:port" or "[v6]:port" remote
+// address as a substring (no allocation), and false for anything else (a
+// unix-socket client's empty or "@" address).
+func remoteIP(addr string) (string, bool) {
+	i := strings.LastIndexByte(addr, ':')
+	if i <= 0 {
+		return "", false
+	}
+	host := addr[:i]
+	if host[0] == '[' {
+		if len(host) < 3 || host[len(host)-1] != ']' {
+			return "", false
+		}
+		return host[1 : len(host)-1], true
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		return "", false // an IPv6 address without brackets is not host:port
+	}
+	return host, true
 }
 
 // isUpgrade reports whether r asks to switch protocols on its HTTP/1.1

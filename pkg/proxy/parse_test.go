@@ -40,3 +40,26 @@ func FuzzParseBackend(f *testing.F) {
 		}
 	})
 }
+
+func TestRemoteIP(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"127.0.0.1:5000", "127.0.0.1", true},
+		{"[::1]:80", "::1", true},
+		{"[fe80::1%eth0]:80", "fe80::1%eth0", true},
+		{"", "", false},
+		{"@", "", false},
+		{"127.0.0.1", "", false},
+		{"::1", "", false},
+		{":80", "", false},
+		{"[]:80", "", false},
+		{"[::1:80", "", false},
+	} {
+		got, ok := remoteIP(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("remoteIP(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -215,9 +215,12 @@ func (c *watchedConn) SetDeadline(t time.Time) error {
 
 func (c *watchedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if err != nil {
+	// The deadline is checked first: the server aborts its background read
+	// after every request with a deadline in the past, and errors.As on
+	// that error would cost an allocation and a reflection walk each time.
+	if err != nil && c.deadline.Load() > abortDeadline {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && c.deadline.Load() > abortDeadline {
+		if errors.As(err, &ne) && ne.Timeout() {
 			c.p.m.badInput.WithLabelValues("timeout").Inc()
 		}
 	}
