@@ -86,7 +86,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 					"After a take --release, serve keeps serving until its successor (the zd-handoff serve that\n" +
 					"take ran) has its child ready and answers on --socket; then it stops its child (TERM, then\n" +
 					"KILL after --grace) and exits 0. A successor that dies or is not ready within\n" +
-					"--release-timeout changes nothing: serve goes on, and logs why.",
+					"--release-timeout changes nothing: serve goes on, and logs why (the successor exits 3).",
 				StopOnNthArg: stopAfter(1),
 				Flags: []cli.Flag{
 					socketFlag, timeoutFlag,

@@ -388,6 +388,10 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 			}
 		case st := <-childDone:
 			child = nil
+			if pred != nil {
+				// Before taking over: the handoff failed, whatever the status.
+				return abort(fmt.Sprintf("the child (%s) ended before the handoff completed", st))
+			}
 			return childExit(st)
 		case sg := <-o.sig.passc:
 			s.log.Info("passing signal on", "signal", sg.String(), "pid", child.Pid)
