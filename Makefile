@@ -10,6 +10,7 @@ BIN         := bin
 PROGRAMS    := zd-run zd-handoff zd-snapshot zd-queue zdctl
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 FUZZTIME    ?= 10s
+STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
 .PHONY: all build tools test lint fmt-check vet staticcheck unit fuzz demo bench clean help
@@ -55,7 +56,8 @@ vet:
 
 staticcheck:
 	@echo "== staticcheck"
-	@test -x "$(STATICCHECK)" || { echo "staticcheck not found; go install honnef.co/go/tools/cmd/staticcheck@v0.8.2"; exit 1; }
+	@test -x "$(STATICCHECK)" || { echo "staticcheck not found: installing $(STATICCHECK_VERSION)"; \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); }
 	$(STATICCHECK) ./...
 
 unit:
