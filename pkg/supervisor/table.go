@@ -273,19 +273,30 @@ func rss(pid int) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// activeConnections counts established TCP connections on the ports of
-// the shared TCP listeners (the kernel's view: accepted or still queued).
+// activeConnections counts the connections accepted on the listeners and
+// still open (the kernel's view: accepted or still queued): ESTABLISHED TCP
+// connections on the TCP listeners' ports and connected unix stream sockets
+// on the unix listeners' names, asked of sock_diag; /proc/net/tcp{,6} is
+// the fallback (TCP only) where sock_diag is not available.
 func (s *Supervisor) activeConnections() int {
-	ports := map[string]bool{}
-	for _, l := range s.cfg.Listeners {
-		if i := strings.LastIndexByte(l.Addr, ':'); i >= 0 {
-			if p, err := strconv.Atoi(l.Addr[i+1:]); err == nil {
-				ports[fmt.Sprintf("%04X", p)] = true
-			}
-		}
+	k := keysOf(s.cfg.Listeners)
+	n, err := countConnections(k)
+	if err == nil {
+		return n
 	}
+	s.log.Debug("counting connections through sock_diag", "err", err)
+	return procNetCount(k.tcpPorts)
+}
+
+// procNetCount counts ESTABLISHED TCP connections with a local port in
+// ports by reading /proc/net/tcp and /proc/net/tcp6 (slow under load).
+func procNetCount(ports map[uint16]bool) int {
 	if len(ports) == 0 {
 		return 0
+	}
+	hex := map[string]bool{}
+	for p := range ports {
+		hex[fmt.Sprintf("%04X", p)] = true
 	}
 	n := 0
 	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
@@ -299,7 +310,7 @@ func (s *Supervisor) activeConnections() int {
 			if len(fields) < 4 || fields[3] != "01" { // 01 = ESTABLISHED
 				continue
 			}
-			if i := strings.LastIndexByte(fields[1], ':'); i >= 0 && ports[fields[1][i+1:]] {
+			if i := strings.LastIndexByte(fields[1], ':'); i >= 0 && hex[fields[1][i+1:]] {
 				n++
 			}
 		}
