@@ -120,9 +120,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 
 	out := p.outgoing(r, body)
 	// One deadline covers writing the request and reading the response
-	// headers; deadline changes cost a timer update each, so there are at
-	// most two per request.
-	bc.c.SetDeadline(time.Now().Add(p.cfg.BackendTimeout))
+	// headers; deadline changes cost a timer update each, so a busy
+	// connection keeps the one it has while it is at most 1/64 of the
+	// timeout older than a fresh one would be.
+	bc.bound(time.Now(), p.cfg.BackendTimeout)
 	bc.read = 0
 	sentBefore := body.read.Load()
 	werr := writeRequest(bc.bw, out)
@@ -176,7 +177,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		// Streams, tunnels and big bodies may take longer than the header
 		// bound; a small body arrives right behind its headers. A client
 		// that goes away mid-stream unblocks the backend I/O.
-		bc.c.SetDeadline(time.Time{})
+		bc.unbound()
 		stop = context.AfterFunc(ctx, func() { bc.c.SetDeadline(time.Unix(1, 0)) })
 	}
 

@@ -22,6 +22,26 @@ type bconn struct {
 	read   int64 // bytes read from c since the last reset
 	idleAt time.Time
 	reused bool
+	dl     time.Time // the read and write deadline in effect; zero for none
+}
+
+// bound sets c's read and write deadline to now+d, unless the one in
+// effect is already within d/64 of that (it was set less than d/64 ago):
+// a deadline change is a timer update, and a busy connection would
+// otherwise make two of them per request for nothing.
+func (bc *bconn) bound(now time.Time, d time.Duration) {
+	want := now.Add(d)
+	if !bc.dl.IsZero() && !bc.dl.After(want) && want.Sub(bc.dl) < d/64 {
+		return
+	}
+	bc.dl = want
+	bc.c.SetDeadline(want)
+}
+
+// unbound clears c's deadline (streams and big bodies take their time).
+func (bc *bconn) unbound() {
+	bc.dl = time.Time{}
+	bc.c.SetDeadline(time.Time{})
 }
 
 // Read counts what the response side takes from the connection, so a

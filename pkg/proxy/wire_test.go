@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzWriteRequest checks that what writeRequest sends parses back, as a
@@ -72,4 +75,36 @@ func FuzzWriteRequest(f *testing.F) {
 			t.Fatalf("trailer lost: %v", got.Trailer)
 		}
 	})
+}
+
+func TestBconnBoundKeepsRecentDeadline(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	bc := &bconn{c: a}
+	now := time.Now()
+	d := 64 * time.Second
+	bc.bound(now, d)
+	if !bc.dl.Equal(now.Add(d)) {
+		t.Fatalf("first bound: deadline %v; want %v", bc.dl, now.Add(d))
+	}
+	bc.bound(now.Add(500*time.Millisecond), d)
+	if !bc.dl.Equal(now.Add(d)) {
+		t.Errorf("bound within d/64: deadline moved to %v", bc.dl)
+	}
+	later := now.Add(2 * time.Second)
+	bc.bound(later, d)
+	if !bc.dl.Equal(later.Add(d)) {
+		t.Errorf("bound after d/64: deadline %v; want %v", bc.dl, later.Add(d))
+	}
+	bc.unbound()
+	bc.bound(later, d)
+	if !bc.dl.Equal(later.Add(d)) {
+		t.Errorf("bound after unbound: deadline %v; want %v", bc.dl, later.Add(d))
+	}
+	// The deadline really is on the connection: a read past it fails.
+	bc.bound(time.Now().Add(-d+10*time.Millisecond), d)
+	if _, err := a.Read(make([]byte, 1)); err == nil || !os.IsTimeout(err) {
+		t.Errorf("read after the deadline: %v; want a timeout", err)
+	}
 }
