@@ -27,7 +27,11 @@ func (s *Supervisor) runHook(ctx context.Context, cmd string, w *worker, timeout
 		"ZD_RELEASE="+w.release,
 	)
 	s.mu.Unlock()
-	pid, exitC, err := s.procs.start(ctx, "/bin/sh", []string{"/bin/sh", "-c", cmd}, env, []uintptr{s.devNull.Fd(), 2, 2})
+	null, err := rawFD(s.devNull)
+	if err != nil {
+		return fmt.Errorf("run %q: %w", cmd, err)
+	}
+	pid, exitC, err := s.procs.start(ctx, "/bin/sh", []string{"/bin/sh", "-c", cmd}, env, []uintptr{null, 2, 2})
 	if err != nil {
 		return fmt.Errorf("run %q: %w", cmd, err)
 	}

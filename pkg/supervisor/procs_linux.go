@@ -244,3 +244,20 @@ func describeExit(ws unix.WaitStatus) string {
 	}
 	return fmt.Sprintf("status %#x", uint32(ws))
 }
+
+// rawFD returns f's descriptor number without the side effect of
+// (*os.File).Fd, which switches a non-blocking socket to blocking mode: the
+// mode is a property of the open file description, so that would change it
+// for every process sharing the socket (the workers, a previous or next
+// zd-run image). The number stays valid while f is open.
+func rawFD(f *os.File) (uintptr, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("descriptor of %s: %w", f.Name(), err)
+	}
+	var fd uintptr
+	if err := rc.Control(func(x uintptr) { fd = x }); err != nil {
+		return 0, fmt.Errorf("descriptor of %s: %w", f.Name(), err)
+	}
+	return fd, nil
+}

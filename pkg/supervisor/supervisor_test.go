@@ -15,6 +15,7 @@ import (
 	"github.com/zdtools/zd/pkg/control"
 	"github.com/zdtools/zd/pkg/runapi"
 	"github.com/zdtools/zd/pkg/workertable"
+	"golang.org/x/sys/unix"
 )
 
 type harness struct {
@@ -273,5 +274,39 @@ func TestExtendTimeout(t *testing.T) {
 	res, err := h.s.Reload(context.Background(), runapi.ReloadArgs{})
 	if err != nil || !res.ReloadSuccessful {
 		t.Fatalf("Reload with a worker that asked for more time = %+v, %v; want success", res, err)
+	}
+}
+
+// TestListenerStaysNonBlocking: starting workers (and a reload) must not
+// switch the shared listening socket to blocking mode, which (*os.File).Fd
+// does for every process sharing it. The workers here are sleep(1), which
+// never touches the socket (a Go app would set O_NONBLOCK again itself).
+func TestListenerStaysNonBlocking(t *testing.T) {
+	h := start(t, 1, nil, func(c *Config) {
+		c.Command = []string{"sleep", "60"}
+		c.Ready = ReadySpec{Kind: "delay", Wait: time.Millisecond}
+	})
+	f := h.s.cfg.Listeners[0].File
+	nonBlocking := func() bool {
+		rc, err := f.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fl int
+		var ferr error
+		if err := rc.Control(func(fd uintptr) { fl, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || ferr != nil {
+			t.Fatal(err, ferr)
+		}
+		return fl&unix.O_NONBLOCK != 0
+	}
+	if !nonBlocking() {
+		t.Fatal("the test listener is blocking before zd-run used it")
+	}
+	h.healthy()
+	if _, err := h.s.Reload(context.Background(), runapi.ReloadArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	if !nonBlocking() {
+		t.Error("the listener became blocking after workers were started")
 	}
 }

@@ -117,11 +117,25 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 		return fail(control.CodeInternal, "", "upgrade: notify socket: %v", err)
 	}
 	defer nf.Close()
-	fds := []string{"state=" + strconv.Itoa(memfd), "notify=" + strconv.Itoa(int(nf.Fd()))}
-	keep := []*os.File{mf, nf}
+	// Descriptor numbers through rawFD: (*os.File).Fd would switch the
+	// shared listeners (and run.sock) to blocking mode for the workers too.
+	fdOf := func(f *os.File) (int, error) {
+		fd, err := rawFD(f)
+		return int(fd), err
+	}
+	nfd, err := fdOf(nf)
+	if err != nil {
+		return fail(control.CodeInternal, "", "upgrade: notify socket: %v", err)
+	}
+	fds := []string{"state=" + strconv.Itoa(memfd), "notify=" + strconv.Itoa(nfd)}
+	keep := []int{memfd, nfd}
 	for _, l := range s.cfg.Listeners {
-		fds = append(fds, "listen="+strconv.Itoa(int(l.File.Fd())))
-		keep = append(keep, l.File)
+		fd, err := fdOf(l.File)
+		if err != nil {
+			return fail(control.CodeInternal, "", "upgrade: listener %s: %v", l.Name, err)
+		}
+		fds = append(fds, "listen="+strconv.Itoa(fd))
+		keep = append(keep, fd)
 	}
 	names := make([]string, 0, len(extra))
 	for name := range extra {
@@ -129,12 +143,16 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		fds = append(fds, name+"="+strconv.Itoa(int(extra[name].Fd())))
-		keep = append(keep, extra[name])
+		fd, err := fdOf(extra[name])
+		if err != nil {
+			return fail(control.CodeInternal, "", "upgrade: %s: %v", name, err)
+		}
+		fds = append(fds, name+"="+strconv.Itoa(fd))
+		keep = append(keep, fd)
 	}
-	for _, f := range keep {
-		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
-			return fail(control.CodeInternal, "", "upgrade: keep fd %d open across exec: %v", f.Fd(), err)
+	for _, fd := range keep {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return fail(control.CodeInternal, "", "upgrade: keep fd %d open across exec: %v", fd, err)
 		}
 	}
 	env := make([]string, 0, len(os.Environ())+1)
@@ -162,8 +180,8 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	if s.cfg.ExecFailed != nil {
 		s.cfg.ExecFailed()
 	}
-	for _, f := range keep {
-		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETFD, unix.FD_CLOEXEC)
+	for _, fd := range keep {
+		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	}
 	res.ReloadSuccessful = false
 	return fail(control.CodeAborted, "check that the new binary is executable by zd-run's user", "upgrade aborted: %v", err)
@@ -180,7 +198,11 @@ func (s *Supervisor) checkSelf(ctx context.Context) error {
 		}
 		env = append(env, kv)
 	}
-	pid, exitC, err := s.procs.start(ctx, s.cfg.SelfPath, argv, env, []uintptr{s.devNull.Fd(), 2, 2})
+	null, err := rawFD(s.devNull)
+	if err != nil {
+		return err
+	}
+	pid, exitC, err := s.procs.start(ctx, s.cfg.SelfPath, argv, env, []uintptr{null, 2, 2})
 	if err != nil {
 		return err
 	}

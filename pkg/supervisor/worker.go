@@ -72,10 +72,18 @@ func (s *Supervisor) resolveRelease() (string, error) {
 // spawn starts one worker of generation gen in slot, running release (the
 // resolved app path). It does not wait for readiness.
 func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, restarts int) (*worker, error) {
-	files := []uintptr{devNull(s), 1, 2}
+	null, err := rawFD(s.devNull)
+	if err != nil {
+		return nil, fmt.Errorf("start worker %d: %w", slot, err)
+	}
+	files := []uintptr{null, 1, 2}
 	names := make([]string, 0, len(s.cfg.Listeners)+1)
 	for _, l := range s.cfg.Listeners {
-		files = append(files, l.File.Fd())
+		fd, err := rawFD(l.File)
+		if err != nil {
+			return nil, fmt.Errorf("start worker %d: listener %s: %w", slot, l.Name, err)
+		}
+		files = append(files, fd)
 		names = append(names, l.Name)
 	}
 	w := &worker{slot: slot, gen: gen, release: release, state: StateStarting, restarts: restarts,
@@ -102,7 +110,11 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 			}
 		}
 		defer backendFile.Close() // the worker has its own copy
-		files = append(files, backendFile.Fd())
+		fd, err := rawFD(backendFile)
+		if err != nil {
+			return nil, fmt.Errorf("--worker-listen %s: %w", addr, err)
+		}
+		files = append(files, fd)
 		names = append(names, "backend")
 		w.backend = addr
 	}
@@ -147,8 +159,6 @@ func (s *Supervisor) spawn(ctx context.Context, slot, gen int, release string, r
 	s.publish()
 	return w, nil
 }
-
-func devNull(s *Supervisor) uintptr { return s.devNull.Fd() }
 
 func (s *Supervisor) workerEnv(slot, gen int, spec shimSpec) []string {
 	env := make([]string, 0, len(s.cfg.Env)+8)

@@ -30,7 +30,14 @@ func uiOptions(w io.Writer, io cmdkit.IO) ui.Options {
 	if !ok {
 		return ui.Options{}
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+	// SyscallConn, not Fd: Fd would switch a non-blocking stdout (shared
+	// with the shell or a pipeline) to blocking mode.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return ui.Options{}
+	}
+	var terr error
+	if err := rc.Control(func(fd uintptr) { _, terr = unix.IoctlGetTermios(int(fd), unix.TCGETS) }); err != nil || terr != nil {
 		return ui.Options{}
 	}
 	return ui.Options{Terminal: true, Color: io.Getenv("NO_COLOR") == "" && io.Getenv("TERM") != "dumb"}
