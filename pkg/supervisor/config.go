@@ -38,9 +38,13 @@ type Config struct {
 	Settle       time.Duration // a new worker must stay up this long after ready before it takes over; 0 none
 	StopSignal   syscall.Signal
 
-	MaxMemory     int64         // RSS bytes past which a worker is replaced; 0 none
-	Watchdog      time.Duration // a ready worker must send WATCHDOG=1 this often or be replaced; 0 none
-	RespawnLimit  int           // restarts within RespawnWindow before degraded; default 5
+	MaxMemory int64         // RSS bytes past which a worker is replaced; 0 none
+	Watchdog  time.Duration // a ready worker must send WATCHDOG=1 this often or be replaced; 0 none
+	// SelfWatchdog is zd-run's own systemd watchdog interval (WATCHDOG_USEC
+	// for this pid): Run sends WATCHDOG=1 through Notify every half of it
+	// while the supervisor is responsive (see selfWatchdog). 0 none.
+	SelfWatchdog  time.Duration
+	RespawnLimit  int // restarts within RespawnWindow before degraded; default 5
 	RespawnWindow time.Duration
 	NoRespawn     bool
 	PreStop       string // shell command run before a worker is signalled

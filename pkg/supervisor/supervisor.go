@@ -141,6 +141,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.memoryWatch()
 	}
+	if s.cfg.SelfWatchdog > 0 {
+		s.wg.Add(1)
+		go s.selfWatchdog()
+	}
 	if !s.adopted() {
 		if err := s.startFirst(ctx); err != nil {
 			s.shutdown(true)

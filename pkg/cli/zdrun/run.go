@@ -81,6 +81,7 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 		o.cfg.Inherit = &supervisor.Inheritance{State: inh.state, Notify: inh.notify}
 	}
 	o.cfg.Env = scrubEnv(os.Environ())
+	o.cfg.SelfWatchdog = supervisor.WatchdogInterval(io.Getenv, os.Getpid())
 	o.cfg.Notify = func(state string) {
 		if _, err := sdnotify.Notify(io.Getenv, state); err != nil {
 			log.Debug("notify systemd", "err", err)
@@ -237,7 +238,8 @@ func scrubEnv(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", supervisor.UpgradeEnv, supervisor.ShimEnv:
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+			supervisor.UpgradeEnv, supervisor.ShimEnv:
 			continue
 		}
 		out = append(out, kv)
