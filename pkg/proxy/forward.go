@@ -225,9 +225,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 // informational ones (103 Early Hints) on to the client.
 func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, out *http.Request) (*http.Response, error) {
 	for i := 0; ; i++ {
-		resp, err := http.ReadResponse(bc.br, out)
-		if err != nil {
-			return nil, err
+		resp, ok := readResponseFast(bc.br, out)
+		if !ok {
+			var err error
+			if resp, err = http.ReadResponse(bc.br, out); err != nil {
+				return nil, err
+			}
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil
