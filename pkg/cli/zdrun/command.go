@@ -6,6 +6,9 @@ package zdrun
 
 import (
 	"context"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
@@ -16,18 +19,30 @@ import (
 // exit code. When zd-run was started as its own worker exec shim (see
 // supervisor.RunShim), it does that instead and never returns on success.
 func Main(ctx context.Context, args []string, io cmdkit.IO) int {
+	// In the image an in-place upgrade has just exec'd, ask for the signals
+	// before anything else: from the Go runtime's start until this call a
+	// TERM or QUIT takes its default action (it ends zd-run and so its
+	// workers); from here on it waits in sigC for the supervisor. See
+	// docs/zd-run.md (handoff) for the window that remains.
+	var early chan os.Signal
+	if io.Getenv(supervisor.UpgradeEnv) != "" {
+		early = make(chan os.Signal, 8)
+		notifySignals(early)
+	}
 	if isShim, code := supervisor.RunShim(io.Getenv, io.Stderr); isShim {
 		return code
 	}
 	// The main goroutine forks the workers (see supervisor.ServeForks).
 	return supervisor.ServeForks(func(fk *supervisor.Forker) int {
-		return cmdkit.Run(ctx, newCommand(io, fk), args, io)
+		return cmdkit.Run(ctx, newCommand(io, fk, early), args, io)
 	})
 }
 
 func env(names ...string) cli.ValueSourceChain { return cmdkit.EnvVars(names...) }
 
-func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
+// newCommand builds the command tree; early, when not nil, is the signal
+// channel Main already registered (upgrade path).
+func newCommand(io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) *cli.Command {
 	stopAfterArgs := 1
 	return &cli.Command{
 		Name:      "zd-run",
@@ -69,7 +84,12 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker) *cli.Command {
 			&cli.BoolFlag{Name: "check", Usage: "check the flags and the command, then exit 0 (used before a self-upgrade)"},
 		},
 		Action: func(ctx context.Context, c *cli.Command) error {
-			return run(ctx, c, io, fk)
+			return run(ctx, c, io, fk, early)
 		},
 	}
+}
+
+// notifySignals asks for every signal zd-run handles on c.
+func notifySignals(c chan<- os.Signal) {
+	signal.Notify(c, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 }

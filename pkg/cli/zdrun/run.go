@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ import (
 	"github.com/zdtools/zd/pkg/supervisor"
 )
 
-func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forker) error {
+func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) error {
 	o, err := parseOptions(c, io)
 	if err != nil {
 		return err
@@ -113,12 +112,14 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	}
 	// Signals are asked for here, before the supervisor runs, so that none
 	// takes its default action once zd-run serves.
-	sigC := make(chan os.Signal, 8)
-	notifySignals := func() {
-		signal.Notify(sigC, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	// After an upgrade Main asked for them already (early): the signals that
+	// arrived since wait in that channel.
+	sigC := early
+	if sigC == nil {
+		sigC = make(chan os.Signal, 8)
 	}
-	notifySignals()
-	o.cfg.ExecFailed = notifySignals
+	notifySignals(sigC)
+	o.cfg.ExecFailed = func() { notifySignals(sigC) }
 	sup, err := supervisor.New(o.cfg)
 	if err != nil {
 		srv.Close()
