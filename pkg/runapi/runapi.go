@@ -99,7 +99,7 @@ type Status struct {
 	Generation        int           `msgpack:"generation" json:"generation"`
 	Release           string        `msgpack:"release" json:"release"`
 	PreviousRelease   string        `msgpack:"previous_release,omitempty" json:"previous_release,omitempty"`
-	ActiveConnections int           `msgpack:"active_connections" json:"active_connections"`
+	ActiveConnections int           `msgpack:"active_connections" json:"active_connections"` // accepted on zd-run's own TCP and unix stream listeners
 	WorkerStats       WorkerStats   `msgpack:"worker_stats" json:"worker_stats"`
 	MemoryUsageMB     float64       `msgpack:"memory_usage_mb" json:"memory_usage_mb"`
 	UptimeSeconds     float64       `msgpack:"uptime_seconds" json:"uptime_seconds"`
