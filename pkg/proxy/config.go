@@ -40,7 +40,10 @@ type Config struct {
 	// BackendIdleTimeout closes pooled backend connections idle this long
 	// (default 90s).
 	BackendIdleTimeout time.Duration
-	// MaxIdlePerBackend bounds each backend's idle pool (default 256).
+	// MaxIdlePerBackend bounds each backend's idle pool (default 1024).
+	// It should exceed the requests in flight per backend: HTTP/2 and
+	// HTTP/3 clients multiplex many streams, and every request beyond the
+	// pool's size costs a connect and a close.
 	MaxIdlePerBackend int
 
 	// ReadHeaderTimeout bounds reading a client's request headers
@@ -90,7 +93,7 @@ func (c *Config) SetDefaults() {
 	def(&c.BodyTimeout, 30*time.Second)
 	def(&c.ShutdownGrace, 10*time.Second)
 	if c.MaxIdlePerBackend <= 0 {
-		c.MaxIdlePerBackend = 256
+		c.MaxIdlePerBackend = 1024
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
