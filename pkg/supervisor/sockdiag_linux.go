@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,10 +24,13 @@ const (
 	sizeofUnixDiagReq   = 24 // family, protocol, pad u16, states u32, ino u32, show u32, cookie [2]u32
 	sizeofUnixDiagMsg   = 16 // family, type, state, pad, ino u32, cookie [2]u32
 
-	tcpEstablished = 1       // TCP_ESTABLISHED, also the state of a connected unix socket
-	udiagShowName  = 0x1     // UDIAG_SHOW_NAME
-	unixDiagName   = 0       // UNIX_DIAG_NAME attribute
-	diagMaxReplies = 1 << 16 // bound on the netlink datagrams read for one dump
+	tcpEstablished      = 1       // TCP_ESTABLISHED, also the state of a connected unix socket
+	inetDiagReqBytecode = 1       // INET_DIAG_REQ_BYTECODE attribute
+	inetDiagBcJmp       = 1       // INET_DIAG_BC_JMP
+	inetDiagBcSEq       = 11      // INET_DIAG_BC_S_EQ
+	udiagShowName       = 0x1     // UDIAG_SHOW_NAME
+	unixDiagName        = 0       // UNIX_DIAG_NAME attribute
+	diagMaxReplies      = 1 << 16 // bound on the netlink datagrams read for one dump
 )
 
 // listenKeys are what identifies connections accepted on the listeners:
@@ -102,21 +106,68 @@ func countConnections(k listenKeys) (int, error) {
 }
 
 func countInet(family uint8, ports map[uint16]bool) (int, error) {
-	req := make([]byte, sizeofInetDiagReqV2)
-	req[0] = family
-	req[1] = unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(req[4:], 1<<tcpEstablished)
 	n := 0
-	err := sockDiagDump(req, func(msg []byte) {
+	each := func(msg []byte) {
 		if len(msg) < sizeofInetDiagMsg {
 			return
 		}
-		sport := binary.BigEndian.Uint16(msg[4:6])
-		if ports[sport] {
+		if ports[binary.BigEndian.Uint16(msg[4:6])] { // sport, network order
 			n++
 		}
-	})
+	}
+	err := sockDiagDump(inetRequest(family, portFilter(ports)), each)
+	if errors.Is(err, unix.EINVAL) {
+		// A kernel that refuses the filter: filter here only.
+		n = 0
+		err = sockDiagDump(inetRequest(family, nil), each)
+	}
 	return n, err
+}
+
+// inetRequest is an inet_diag_req_v2 for ESTABLISHED TCP sockets of
+// family, with the bytecode filter bc attached when there is one.
+func inetRequest(family uint8, bc []byte) []byte {
+	req := make([]byte, sizeofInetDiagReqV2, sizeofInetDiagReqV2+4+len(bc))
+	req[0] = family
+	req[1] = unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(req[4:], 1<<tcpEstablished)
+	if len(bc) > 0 {
+		req = binary.NativeEndian.AppendUint16(req, uint16(4+len(bc)))
+		req = binary.NativeEndian.AppendUint16(req, inetDiagReqBytecode)
+		req = append(req, bc...)
+	}
+	return req
+}
+
+// portFilter compiles "local port is one of ports" to inet_diag bytecode,
+// so the kernel sends only the listeners' connections (not every
+// ESTABLISHED socket of the machine). Per port: S_EQ port (yes: next op,
+// no: skip the JMP to the next port's test), then JMP to the end (accept).
+// The last test's "no" jumps 4 bytes past the end, which rejects.
+func portFilter(ports map[uint16]bool) []byte {
+	list := make([]uint16, 0, len(ports))
+	for p := range ports {
+		list = append(list, p)
+	}
+	slices.Sort(list)
+	const test, jmp = 8, 4 // bytes: an S_EQ op with its port op; a JMP
+	total := len(list)*(test+jmp) - jmp
+	op := func(b []byte, code uint8, yes uint8, no uint16) []byte {
+		b = append(b, code, yes)
+		return binary.NativeEndian.AppendUint16(b, no)
+	}
+	var bc []byte
+	for i, p := range list {
+		if i == len(list)-1 {
+			bc = op(bc, inetDiagBcSEq, test, test+4)
+			bc = op(bc, 0, 0, p)
+			break
+		}
+		bc = op(bc, inetDiagBcSEq, test, test+jmp)
+		bc = op(bc, 0, 0, p)
+		bc = op(bc, inetDiagBcJmp, jmp, uint16(total-len(bc)))
+	}
+	return bc
 }
 
 func countUnix(names map[string]bool) (int, error) {

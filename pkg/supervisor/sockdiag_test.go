@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // listenerFile returns a listener and the *os.File zd-run would hold for it.
@@ -124,4 +126,40 @@ func BenchmarkActiveConnections(b *testing.B) {
 			procNetCount(k.tcpPorts)
 		}
 	})
+}
+
+// TestPortFilter: the kernel accepts the bytecode and sends only the
+// sockets whose local port is one of the listeners' (one, two and three
+// ports, so each jump of the filter is taken), not other ESTABLISHED ones.
+func TestPortFilter(t *testing.T) {
+	var lns []net.Listener
+	var files []*os.File
+	for range 3 {
+		ln, f := listenerFile(t, "tcp", "127.0.0.1:0")
+		lns = append(lns, ln)
+		files = append(files, f)
+	}
+	other, _ := listenerFile(t, "tcp", "127.0.0.1:0")
+	connect(t, other, 5) // 10 ESTABLISHED sockets the filter must drop
+	for i, ln := range lns {
+		connect(t, ln, i+1)
+	}
+	for n := 1; n <= 3; n++ {
+		var ls []Listener
+		for _, f := range files[:n] {
+			ls = append(ls, Listener{File: f})
+		}
+		k := keysOf(ls)
+		sent := 0
+		if err := sockDiagDump(inetRequest(unix.AF_INET, portFilter(k.tcpPorts)), func([]byte) { sent++ }); err != nil {
+			t.Fatalf("%d ports: %v", n, err)
+		}
+		want := n * (n + 1) / 2 // listener i has i+1 connections
+		if sent != want {
+			t.Errorf("%d ports: the kernel sent %d sockets; want exactly the %d accepted ones", n, sent, want)
+		}
+		if got, _ := countConnections(k); got != want {
+			t.Errorf("%d ports: countConnections = %d; want %d", n, got, want)
+		}
+	}
 }
