@@ -177,32 +177,39 @@ func countUnix(names map[string]bool) (int, error) {
 	binary.NativeEndian.PutUint32(req[12:], udiagShowName)
 	n := 0
 	err := sockDiagDump(req, func(msg []byte) {
-		if len(msg) < sizeofUnixDiagMsg || msg[1] == unix.SOCK_DGRAM {
-			return
-		}
-		for attrs := msg[sizeofUnixDiagMsg:]; len(attrs) >= 4; {
-			alen := int(binary.NativeEndian.Uint16(attrs[0:2]))
-			atyp := binary.NativeEndian.Uint16(attrs[2:4])
-			if alen < 4 || alen > len(attrs) {
-				return
-			}
-			if atyp == unixDiagName {
-				name := attrs[4:alen]
-				if len(name) > 0 && name[0] == 0 {
-					// An abstract name: Go's SockaddrUnix spells it with '@'.
-					name = append([]byte{'@'}, name[1:]...)
-				} else if i := bytes.IndexByte(name, 0); i >= 0 {
-					name = name[:i] // a path name comes with its terminating NUL
-				}
-				if names[string(name)] {
-					n++
-				}
-				return
-			}
-			attrs = attrs[min((alen+3)&^3, len(attrs)):]
+		if name, ok := unixDiagStreamName(msg); ok && names[name] {
+			n++
 		}
 	})
 	return n, err
+}
+
+// unixDiagStreamName decodes one unix_diag_msg: the socket's name (an
+// abstract one spelt "@name", as Go's SockaddrUnix does) when it is a
+// stream or seqpacket socket with a UNIX_DIAG_NAME attribute.
+func unixDiagStreamName(msg []byte) (string, bool) {
+	if len(msg) < sizeofUnixDiagMsg || msg[1] == unix.SOCK_DGRAM {
+		return "", false
+	}
+	for attrs := msg[sizeofUnixDiagMsg:]; len(attrs) >= 4; {
+		alen := int(binary.NativeEndian.Uint16(attrs[0:2]))
+		atyp := binary.NativeEndian.Uint16(attrs[2:4])
+		if alen < 4 || alen > len(attrs) {
+			return "", false
+		}
+		if atyp == unixDiagName {
+			name := attrs[4:alen]
+			if len(name) > 0 && name[0] == 0 {
+				return "@" + string(name[1:]), true
+			}
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i] // a path name comes with its terminating NUL
+			}
+			return string(name), true
+		}
+		attrs = attrs[min((alen+3)&^3, len(attrs)):]
+	}
+	return "", false
 }
 
 // sockDiagDump sends one SOCK_DIAG_BY_FAMILY dump request and calls each
@@ -236,27 +243,38 @@ func sockDiagDump(req []byte, each func([]byte)) error {
 		if err != nil {
 			return fmt.Errorf("sock_diag reply: %w", err)
 		}
-		for b := buf[:nr]; len(b) >= unix.NLMSG_HDRLEN; {
-			mlen := int(binary.NativeEndian.Uint32(b[0:4]))
-			mtyp := binary.NativeEndian.Uint16(b[4:6])
-			if mlen < unix.NLMSG_HDRLEN || mlen > len(b) {
-				return fmt.Errorf("sock_diag reply: bad message length %d", mlen)
-			}
-			data := b[unix.NLMSG_HDRLEN:mlen]
-			switch mtyp {
-			case unix.NLMSG_DONE:
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(data[:4])); e != 0 {
-						return fmt.Errorf("sock_diag: %w", unix.Errno(-e))
-					}
-				}
-				return nil
-			}
-			each(data)
-			b = b[min((mlen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		done, err := walkNetlink(buf[:nr], each)
+		if done || err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("sock_diag: no end of dump after %d replies", diagMaxReplies)
+}
+
+// walkNetlink calls each for the payload of every netlink message in one
+// datagram b. done is true at NLMSG_DONE or NLMSG_ERROR (err is the error
+// the kernel reported, if any); a malformed length is an error.
+func walkNetlink(b []byte, each func([]byte)) (done bool, err error) {
+	for len(b) >= unix.NLMSG_HDRLEN {
+		mlen := int(binary.NativeEndian.Uint32(b[0:4]))
+		mtyp := binary.NativeEndian.Uint16(b[4:6])
+		if mlen < unix.NLMSG_HDRLEN || mlen > len(b) {
+			return true, fmt.Errorf("sock_diag reply: bad message length %d", mlen)
+		}
+		data := b[unix.NLMSG_HDRLEN:mlen]
+		switch mtyp {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(data) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(data[:4])); e != 0 {
+					return true, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
+				}
+			}
+			return true, nil
+		}
+		each(data)
+		b = b[min((mlen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+	}
+	return false, nil
 }

@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,6 +162,89 @@ func TestPortFilter(t *testing.T) {
 		}
 		if got, _ := countConnections(k); got != want {
 			t.Errorf("%d ports: countConnections = %d; want %d", n, got, want)
+		}
+	}
+}
+
+// nlmsg builds one netlink message of type typ around payload.
+func nlmsg(typ uint16, payload []byte) []byte {
+	b := make([]byte, 16, 16+len(payload)+3)
+	binary.NativeEndian.PutUint32(b[0:], uint32(16+len(payload)))
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	b = append(b, payload...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// unixMsg builds a unix_diag_msg of socket type typ with a UNIX_DIAG_NAME.
+func unixMsg(typ uint8, name string) []byte {
+	b := make([]byte, sizeofUnixDiagMsg)
+	b[0], b[1], b[2] = unix.AF_UNIX, typ, tcpEstablished
+	attr := binary.NativeEndian.AppendUint16(nil, uint16(4+len(name)))
+	attr = binary.NativeEndian.AppendUint16(attr, unixDiagName)
+	return append(append(b, attr...), name...)
+}
+
+// FuzzWalkNetlink: any datagram is walked without a panic, the payloads
+// handed out lie inside it, and a walk that is not done consumed only
+// whole messages.
+func FuzzWalkNetlink(f *testing.F) {
+	f.Add(append(nlmsg(unix.SOCK_DIAG_BY_FAMILY, make([]byte, sizeofInetDiagMsg)), nlmsg(unix.NLMSG_DONE, []byte{0, 0, 0, 0})...))
+	f.Add(nlmsg(unix.NLMSG_ERROR, []byte{0xea, 0xff, 0xff, 0xff}))
+	f.Add([]byte{3, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		total := 0
+		done, err := walkNetlink(b, func(p []byte) {
+			total += len(p)
+			if len(p) > len(b) {
+				t.Fatalf("payload of %d bytes from a %d-byte datagram", len(p), len(b))
+			}
+		})
+		if err != nil && !done {
+			t.Errorf("error %v without done", err)
+		}
+		if total > len(b) {
+			t.Errorf("payloads total %d bytes from a %d-byte datagram", total, len(b))
+		}
+	})
+}
+
+// FuzzUnixDiagName: any unix_diag_msg decodes without a panic; a path name
+// never keeps a NUL, datagram sockets never have a name here.
+func FuzzUnixDiagName(f *testing.F) {
+	f.Add(unixMsg(unix.SOCK_STREAM, "/run/zd/app.sock\x00"))
+	f.Add(unixMsg(unix.SOCK_STREAM, "\x00zd-abstract"))
+	f.Add(unixMsg(unix.SOCK_DGRAM, "/run/x\x00"))
+	f.Add(unixMsg(unix.SOCK_SEQPACKET, ""))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		name, ok := unixDiagStreamName(msg)
+		if !ok {
+			return
+		}
+		if msg[1] == unix.SOCK_DGRAM {
+			t.Errorf("a datagram socket named %q", name)
+		}
+		if !strings.HasPrefix(name, "@") && strings.IndexByte(name, 0) >= 0 {
+			t.Errorf("path name %q keeps a NUL", name)
+		}
+	})
+}
+
+func TestUnixDiagName(t *testing.T) {
+	for _, c := range []struct {
+		msg  []byte
+		name string
+		ok   bool
+	}{
+		{unixMsg(unix.SOCK_STREAM, "/run/zd/app.sock\x00"), "/run/zd/app.sock", true},
+		{unixMsg(unix.SOCK_STREAM, "\x00zd\x00x"), "@zd\x00x", true},
+		{unixMsg(unix.SOCK_DGRAM, "/run/x\x00"), "", false},
+		{unixMsg(unix.SOCK_STREAM, "")[:sizeofUnixDiagMsg], "", false},
+	} {
+		if name, ok := unixDiagStreamName(c.msg); name != c.name || ok != c.ok {
+			t.Errorf("unixDiagStreamName(%q) = %q, %v; want %q, %v", c.msg, name, ok, c.name, c.ok)
 		}
 	}
 }
