@@ -310,3 +310,41 @@ func TestListenerStaysNonBlocking(t *testing.T) {
 		t.Error("the listener became blocking after workers were started")
 	}
 }
+
+// TestStatusDuringReload: status never waits for a running reload. The new
+// worker never gets ready (the reload waits out its bound), yet Status and
+// run.sock's status answer meanwhile and say a reload is in progress; were
+// they queued behind the reload they would only see it finished.
+func TestStatusDuringReload(t *testing.T) {
+	badFile := filepath.Join(t.TempDir(), "bad")
+	h := start(t, 1, []string{"ZD_TEST_BAD_FILE=" + badFile}, func(c *Config) { c.ReadyTimeout = 20 * time.Second })
+	h.healthy()
+	if err := os.WriteFile(badFile, []byte("never"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.s.Reload(ctx, runapi.ReloadArgs{})
+		done <- err
+	}()
+	h.waitFor("reload in progress", func(st runapi.Status) bool { return st.ReloadInProgress })
+	srv, err := control.Listen(filepath.Join(h.dir, "run.sock"), control.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	go func() { _ = srv.Serve(sctx, h.s.Handler(nil)) }()
+	defer func() { scancel(); srv.Close() }()
+	var st runapi.Status
+	if err := control.Call(context.Background(), filepath.Join(h.dir, "run.sock"), runapi.OpStatus, nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.ReloadInProgress || st.Health != runapi.HealthReloading {
+		t.Errorf("status over run.sock during the reload: in progress %v, health %s; want true, reloading", st.ReloadInProgress, st.Health)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("the cancelled reload of a never-ready release succeeded")
+	}
+}
