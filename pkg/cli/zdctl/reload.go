@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -35,10 +36,15 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 	opt := uiOptions(io.Stderr, io)
 	asJSON := c.Bool("json")
 	// Needed to recognise a handoff's re-exec (also when zd-run's own
-	// --strategy is handoff and none is given here).
-	before, err := getStatus(ctx, sock)
-	if err != nil {
-		return err
+	// --strategy is handoff and none is given here); a reload naming rolling
+	// or blue-green cannot be one and skips the round trip.
+	var before runapi.Status
+	switch strings.ToLower(strings.TrimSpace(args.Strategy)) {
+	case runapi.StrategyRolling, runapi.StrategyBlueGreen, "bluegreen":
+	default:
+		if before, err = getStatus(ctx, sock); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	execSeen := false
