@@ -275,7 +275,10 @@ func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	stream := resp.ContentLength < 0
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
+	if stream {
+		rc = http.NewResponseController(w)
+	}
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
