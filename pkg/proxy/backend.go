@@ -27,6 +27,7 @@ type backend struct {
 
 	// Worker-table facts, for status output only.
 	slot, generation, pid int
+	worker                bool // from the worker table (slot pins find it)
 }
 
 // ParseBackend canonicalises a backend address. It accepts unix:///path,

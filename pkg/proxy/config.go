@@ -24,6 +24,11 @@ type Config struct {
 	// NoAutoBuffer turns off holding requests while no backend is ready:
 	// they get 503 at once instead. Operator pauses still hold requests.
 	NoAutoBuffer bool
+	// PinHeader names the request header that pins a request to one
+	// backend (its address, or slot:N); empty turns pinning off. zd-queue
+	// sets it to DefaultPinHeader unless --pin-header says otherwise. The
+	// header is removed before the request is forwarded.
+	PinHeader string
 
 	// RetryIdempotent also retries GET and HEAD requests without a body on
 	// another backend when the backend failed before any response byte.

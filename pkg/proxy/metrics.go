@@ -15,10 +15,18 @@ type metrics struct {
 	tunnels  prometheus.Gauge
 	panics   prometheus.Counter
 	outcome  map[string]prometheus.Counter // read-only after newMetrics: no lock per request
+	pinned   map[string]prometheus.Counter // by result; read-only after newMetrics
 }
 
 func newMetrics(p *Proxy) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), outcome: map[string]prometheus.Counter{}}
+	m := &metrics{reg: prometheus.NewRegistry(), outcome: map[string]prometheus.Counter{}, pinned: map[string]prometheus.Counter{}}
+	pinned := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zdqueue_pinned_requests_total",
+		Help: "Requests with a pin header, by result: routed (to the backend named), held (held for a paused backend; also counted in its final result), unknown (named no ready or paused backend; routed anywhere), unpinned (its backend was drained, removed or refused; served elsewhere), invalid (malformed header; 400).",
+	}, []string{"result"})
+	for _, r := range []string{pinRouted, pinHeld, pinUnknown, pinUnpinned, pinInvalid} {
+		m.pinned[r] = pinned.WithLabelValues(r)
+	}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zdqueue_requests_total",
 		Help: "Client requests by outcome: proxied, replayed (answered after being held), overflow, evicted, expired, flushed, shutdown, too_large, no_backend, backend_error, client_gone, bad_request.",
@@ -60,7 +68,7 @@ func newMetrics(p *Proxy) *metrics {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
-	m.reg.MustRegister(m.requests, m.retries, m.badInput, m.latency, m.tunnels, m.panics,
+	m.reg.MustRegister(pinned, m.requests, m.retries, m.badInput, m.latency, m.tunnels, m.panics,
 		gauge("zdqueue_buffered_requests", "Requests held in the buffer now.", func() float64 { return float64(p.q.Stats().Held) }),
 		gauge("zdqueue_buffer_bytes", "Bytes held in the buffer now, as charged against the byte limit.", func() float64 { return float64(p.q.Stats().Bytes) }),
 		gauge("zdqueue_paused", "1 while requests are held (operator pause or no ready backend).", func() float64 { return b2f(p.q.Paused()) }),
@@ -94,16 +102,21 @@ var (
 		"Requests in flight on the backend.", []string{"backend"}, nil)
 	descBackendServed = prometheus.NewDesc("zdqueue_backend_requests_total",
 		"Requests the backend finished.", []string{"backend"}, nil)
+	descBackendHeld = prometheus.NewDesc("zdqueue_backend_held_requests",
+		"Requests pinned to the backend and held in its buffer now.", []string{"backend"}, nil)
 )
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBackendUp
 	ch <- descBackendInFlight
 	ch <- descBackendServed
+	ch <- descBackendHeld
 }
 
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
+	held := c.p.q.Stats().HeldByBackend
 	for _, b := range c.p.rt.all() {
+		ch <- prometheus.MustNewConstMetric(descBackendHeld, prometheus.GaugeValue, float64(held[b.id]), b.id)
 		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, 1, b.id, b.stateName())
 		ch <- prometheus.MustNewConstMetric(descBackendInFlight, prometheus.GaugeValue, float64(b.outstanding.Load()), b.id)
 		ch <- prometheus.MustNewConstMetric(descBackendServed, prometheus.CounterValue, float64(b.served.Load()), b.id)

@@ -125,11 +125,28 @@ func (p *Proxy) housekeep(ctx context.Context) {
 // SetBackends replaces the backend set (see BackendSpec). Requests in flight
 // finish where they are; new ones go to the new set at once.
 func (p *Proxy) SetBackends(specs []BackendSpec) error {
+	before := p.rt.all()
 	if err := p.rt.set(specs); err != nil {
 		return err
 	}
+	// A removed backend with nothing in flight is forgotten by set at
+	// once: look at the set from before too.
+	p.dropGoneBackends(before)
 	p.syncQueue()
 	return nil
+}
+
+// dropGoneBackends unpins the requests held for backends that are draining
+// or removed (the current ones, and those in also), so they go to any ready
+// backend instead of waiting for one that will never take them.
+func (p *Proxy) dropGoneBackends(also []*backend) {
+	for _, b := range append(p.rt.all(), also...) {
+		if b.draining.Load() || b.removed.Load() {
+			if n := p.q.DropBackend(b.id); n > 0 {
+				p.log.Info("backend gone: its held pinned requests go to any backend", "backend", b.id, "count", n)
+			}
+		}
+	}
 }
 
 // syncQueue pauses the buffer while requests must be held and resumes it
@@ -163,8 +180,10 @@ func (p *Proxy) Pause(backend string) error {
 	if b == nil {
 		return fmt.Errorf("pause backend %s: %w", backend, ErrUnknownBackend)
 	}
-	b.paused.Store(true)
+	// The buffer first: a request that sees the backend paused must find
+	// its buffer paused too.
 	p.q.PauseBackend(b.id)
+	b.paused.Store(true)
 	p.rt.poke()
 	p.syncQueue()
 	return nil
@@ -217,6 +236,7 @@ func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration
 	}
 	b.draining.Store(true)
 	p.rt.poke()
+	p.dropGoneBackends(nil)
 	p.syncQueue()
 	res := DrainResult{Backend: b.id}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -273,6 +293,18 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 			body.src = peekEmpty(r.Body)
 		}
 	}
+	pin, pinned, ok := p.takePin(r)
+	if !ok {
+		p.m.pinned[pinInvalid].Inc()
+		p.plainError(w, http.StatusBadRequest, "malformed "+p.cfg.PinHeader+" header: want one backend address (unix:///path, tcp://host:port) or slot:N")
+		return outcomeBadRequest
+	}
+	var pb *backend // the backend the request is pinned to, while it is
+	if pinned {
+		if pb = p.rt.resolvePin(pin); pb == nil {
+			p.m.pinned[pinUnknown].Inc()
+		}
+	}
 	var st holdState
 	defer st.done()
 	var triedBuf [4]*backend
@@ -280,6 +312,39 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 	attempts := 0
 	replayed := false
 	for {
+		if pb != nil && (pb.draining.Load() || pb.removed.Load()) {
+			// Drained or removed while the request waited: any backend will do.
+			p.m.pinned[pinUnpinned].Inc()
+			pb = nil
+		}
+		if pb != nil {
+			if !p.opPaused.Load() && pb.routable() {
+				a := p.forward(w, r, pb, body, replayed)
+				if !a.retry {
+					p.m.pinned[pinRouted].Inc()
+					return a.outcome
+				}
+				attempts++
+				if a.again && attempts <= p.cfg.MaxRetries {
+					continue // a stale pooled connection: the same backend again
+				}
+				// Refused before any byte was sent: serve it elsewhere.
+				p.m.pinned[pinUnpinned].Inc()
+				tried = append(tried, pb)
+				pb = nil
+				continue
+			}
+			// Paused (the backend or everything): wait in its buffer.
+			if st.holds == 0 {
+				p.m.pinned[pinHeld].Inc()
+			}
+			outcome, ok := p.hold(w, r, body, &st, pb.id)
+			if !ok {
+				return outcome
+			}
+			replayed = true
+			continue
+		}
 		if !p.opPaused.Load() {
 			if b := p.rt.pick(tried); b != nil {
 				a := p.forward(w, r, b, body, replayed)

@@ -15,6 +15,9 @@ type BackendSpec struct {
 	Slot       int
 	Generation int
 	PID        int
+	// Worker marks a worker from the worker table: only those are found
+	// by a slot:N pin.
+	Worker bool
 }
 
 // router holds the backend set. Requests read an immutable snapshot with
@@ -69,7 +72,7 @@ func (rt *router) set(specs []BackendSpec) error {
 			}
 			rt.byID[p.id] = b
 		}
-		b.slot, b.generation, b.pid = p.spec.Slot, p.spec.Generation, p.spec.PID
+		b.slot, b.generation, b.pid, b.worker = p.spec.Slot, p.spec.Generation, p.spec.PID, p.spec.Worker
 		if p.spec.Draining {
 			// Cleared only by an explicit resume: a drain asked for over
 			// queue.sock must outlive a table that still says ready.

@@ -58,6 +58,7 @@ type BackendStatus struct {
 	Slot       int    `json:"slot,omitempty" msgpack:"slot,omitempty"`
 	Generation int    `json:"generation,omitempty" msgpack:"generation,omitempty"`
 	PID        int    `json:"pid,omitempty" msgpack:"pid,omitempty"`
+	Held       int    `json:"held" msgpack:"held"` // pinned requests held for it now
 }
 
 // Status returns the proxy's state now.
@@ -82,10 +83,10 @@ func (p *Proxy) Status() Status {
 
 	p.rt.mu.Lock()
 	for _, b := range p.rt.byID {
-		st.Backends = append(st.Backends, backendStatus(b))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id]))
 	}
 	for _, b := range p.rt.gone {
-		st.Backends = append(st.Backends, backendStatus(b))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id]))
 	}
 	p.rt.mu.Unlock()
 	sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Addr < st.Backends[j].Addr })
@@ -122,8 +123,8 @@ func (p *Proxy) Status() Status {
 	return st
 }
 
-func backendStatus(b *backend) BackendStatus {
-	return BackendStatus{
+func backendStatus(b *backend, held int) BackendStatus {
+	return BackendStatus{Held: held,
 		Addr: b.id, State: b.stateName(), InFlight: b.outstanding.Load(), Served: b.served.Load(),
 		Failures: b.failures.Load(), Slot: b.slot, Generation: b.generation, PID: b.pid,
 	}

@@ -34,7 +34,7 @@ func (p *Proxy) applyTable(path string, t *workertable.Table) {
 		default:
 			continue // starting or exited: no traffic
 		}
-		specs = append(specs, BackendSpec{Addr: w.Backend, Draining: draining, Slot: w.Slot, Generation: w.Generation, PID: w.PID})
+		specs = append(specs, BackendSpec{Addr: w.Backend, Draining: draining, Slot: w.Slot, Generation: w.Generation, PID: w.PID, Worker: true})
 	}
 	if err := p.SetBackends(specs); err != nil {
 		p.log.Error("worker table names a bad backend; keeping the previous set", "path", path, "err", err)

@@ -108,6 +108,7 @@ type queueStatusView struct {
 		Slot       int    `msgpack:"slot"`
 		Generation int    `msgpack:"generation"`
 		PID        int    `msgpack:"pid"`
+		Held       int    `msgpack:"held"`
 	} `msgpack:"backends"`
 }
 
@@ -171,7 +172,11 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, a
 		if b.PID != 0 {
 			who = fmt.Sprintf(" (slot %d, gen %d, pid %d)", b.Slot, b.Generation, b.PID)
 		}
-		fmt.Fprintf(w, "backend %s%s: %s, in flight %d, served %d, connect failures %d\n", b.Addr, who, b.State, b.InFlight, b.Served, b.Failures)
+		held := ""
+		if b.Held > 0 {
+			held = fmt.Sprintf(", held for it %d", b.Held)
+		}
+		fmt.Fprintf(w, "backend %s%s: %s, in flight %d, served %d, connect failures %d%s\n", b.Addr, who, b.State, b.InFlight, b.Served, b.Failures, held)
 	}
 	return nil
 }

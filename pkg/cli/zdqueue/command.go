@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/proxy"
 )
 
 // Main runs zd-queue with args (args[0] is the program name) and returns the
@@ -43,6 +44,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.StringFlag{Name: "buffer-time", Value: "30s", Usage: "longest a request is held before 503 (seconds or a duration like 1m)", Sources: env("ZD_BUFFER_TIME", "REQUEST_BUFFER_TIME")},
 			&cli.StringFlag{Name: "overflow", Value: "reject", Usage: "what a full buffer does: reject (new request gets 503), oldest (evict the oldest), compress (zstd bodies, then reject)", Sources: env("ZD_OVERFLOW", "REQUEST_OVERFLOW_STRATEGY")},
 			&cli.StringFlag{Name: "priority-headers", Value: "x-priority,x-urgent,x-critical", Usage: "request headers giving priority: the first is numeric (-9..9), later ones are flags", Sources: env("ZD_PRIORITY_HEADERS", "REQUEST_PRIORITY_HEADERS")},
+			&cli.StringFlag{Name: "pin-header", Value: proxy.DefaultPinHeader, Usage: "request header pinning a request to one backend (its address, or slot:N); empty: no pinning", Sources: env("ZD_PIN_HEADER")},
 			&cli.IntFlag{Name: "replay-concurrency", Value: 64, Usage: "held requests replayed at once on resume", Sources: env("ZD_REPLAY_CONCURRENCY")},
 			&cli.StringFlag{Name: "retry-after", Usage: "Retry-After advertised with 503 (default: --buffer-time)", Sources: env("ZD_RETRY_AFTER")},
 			&cli.BoolFlag{Name: "auto-buffer", Value: true, Usage: "hold requests while no backend is ready (false: answer 503 at once)", Sources: env("ZD_AUTO_BUFFER", "ENABLE_REQUEST_BUFFERING")},

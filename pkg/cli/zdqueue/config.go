@@ -13,6 +13,7 @@ import (
 	"github.com/zdtools/zd/pkg/proxy"
 	"github.com/zdtools/zd/pkg/queue"
 	"github.com/zdtools/zd/pkg/statedir"
+	"golang.org/x/net/http/httpguts"
 )
 
 // proxyDefaults returns the engine's defaults, shown in --help.
@@ -99,6 +100,10 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	cfg.PriorityHeaders = cmdkit.SplitList(strings.ToLower(c.String("priority-headers")))
 	if len(cfg.PriorityHeaders) == 0 {
 		return nil, cmdkit.UsageError("name at least one header, e.g. x-priority,x-urgent", "--priority-headers is empty")
+	}
+	cfg.PinHeader = strings.TrimSpace(c.String("pin-header"))
+	if cfg.PinHeader != "" && !httpguts.ValidHeaderFieldName(cfg.PinHeader) {
+		return nil, cmdkit.UsageError("name a header such as Zd-Backend, or pass --pin-header '' to turn pinning off", "--pin-header %q is not a valid header name", cfg.PinHeader)
 	}
 	cfg.NoAutoBuffer = !c.Bool("auto-buffer")
 	cfg.RetryIdempotent = c.Bool("retry-idempotent")
