@@ -8,7 +8,7 @@ import (
 	"github.com/zdtools/zd/pkg/control"
 )
 
-// Control ops served on queue.sock (see docs/zd-queue.md):
+// Control ops served on queue.sock (see README.md, section zd-queue):
 //
 //	status                            → Status
 //	pause   {backend?}                → Status          hold all new requests, or stop routing to one backend

@@ -174,7 +174,7 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	// HUP and INT stay ignored across execve and the Go runtime keeps an
 	// inherited SIG_IGN for them until the new image asks for them, so one
 	// arriving during the re-exec is dropped instead of ending zd-run. (TERM
-	// and QUIT cannot be covered this way; see docs/zd-run.md.)
+	// and QUIT cannot be covered this way; see README.md, zd-run, "Strategies".)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT)
 	err = s.procs.execSelf(s.cfg.SelfPath, s.cfg.SelfArgs, env)
 	if s.cfg.ExecFailed != nil {

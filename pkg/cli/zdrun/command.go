@@ -23,7 +23,7 @@ func Main(ctx context.Context, args []string, io cmdkit.IO) int {
 	// before anything else: from the Go runtime's start until this call a
 	// TERM or QUIT takes its default action (it ends zd-run and so its
 	// workers); from here on it waits in sigC for the supervisor. See
-	// docs/zd-run.md (handoff) for the window that remains.
+	// README.md (zd-run, handoff) for the window that remains.
 	var early chan os.Signal
 	if io.Getenv(supervisor.UpgradeEnv) != "" {
 		early = make(chan os.Signal, 8)
