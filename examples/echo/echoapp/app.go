@@ -93,11 +93,13 @@ func Main(args []string, logw io.Writer) int {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	var wg sync.WaitGroup
+	// serving counts the Serve loops apart from the other goroutines: the
+	// drain must not start before every Serve has returned (see below).
+	var wg, serving sync.WaitGroup
 	for _, ln := range lns {
-		wg.Add(1)
+		serving.Add(1)
 		go func() {
-			defer wg.Done()
+			defer serving.Done()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				logf("serve %s: %v", ln.Addr(), err)
 			}
@@ -145,6 +147,12 @@ func Main(args []string, logw io.Writer) int {
 	for _, ln := range lns {
 		ln.Close()
 	}
+	// An Accept already in the kernel when the listener closes can still
+	// return a connection; net/http registers it (StateNew) before Serve
+	// returns. Draining before that would miss it: the process would exit
+	// holding a connection the kernel had accepted for it, and the client,
+	// request already sent, would read a reset or an EOF.
+	serving.Wait()
 	cut := a.track.drain(ctx, *idleWait, *grace)
 	if cut > 0 {
 		logf("grace %v over: cut %d connections", *grace, cut)
