@@ -59,10 +59,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			"descriptors it holds on a unix socket, take receives them and execs a command with them.\n\n" +
 			"  zd-handoff listen tcp://:8080 -- zd-handoff serve --socket /run/app/h.sock -- ./app\n" +
 			"  zd-handoff take --socket /run/app/h.sock --release -- zd-handoff serve --socket /run/app/h.sock -- ./app",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-format", Usage: "log `FORMAT` on stderr: text or json", Value: "text", Sources: cmdkit.EnvVars("ZD_LOG_FORMAT")},
-			&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn or error", Value: "info", Sources: cmdkit.EnvVars("ZD_LOG_LEVEL")},
-		},
+		Flags: cmdkit.LogFlags(),
 		Commands: []*cli.Command{
 			{
 				Name:      "listen",

@@ -4,6 +4,7 @@ package zdqueue
 
 import (
 	"context"
+	"slices"
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
@@ -27,7 +28,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			"and holds them in a bounded buffer while none is ready or while paused (zdctl queue pause),\n" +
 			"replaying them in priority order. Backends come from --backend or from the worker table\n" +
 			"zd-run publishes (--backends-from). See zd-queue(1).",
-		Flags: []cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "client listener, e.g. :8080, tcp://127.0.0.1:8080 (repeatable; default: inherited LISTEN_FDS)", Sources: env("ZD_QUEUE_LISTEN")},
 			&cli.StringFlag{Name: "listen-h3", Usage: "UDP address for HTTP/3, e.g. :8443 (needs --tls-cert and --tls-key)", Sources: env("ZD_QUEUE_LISTEN_H3")},
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate: serve HTTPS (h2 and http/1.1 by ALPN) on --listen, and HTTP/3", Sources: env("ZD_TLS_CERT")},
@@ -35,9 +36,6 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.StringSliceFlag{Name: "backend", Usage: "backend address unix:///path or tcp://host:port (repeatable)", Sources: env("ZD_QUEUE_BACKENDS")},
 			&cli.StringFlag{Name: "backends-from", Usage: "state directory whose workers.msgpack (written by zd-run) lists the backends; watched (default: the state directory, when no --backend is given)", Sources: env("ZD_BACKENDS_FROM")},
 			&cli.StringFlag{Name: "admin", Usage: "admin HTTP listener for /_zero-downtime/*, /metrics, /healthz: 127.0.0.1:9090 or unix:///path", Sources: env("ZD_QUEUE_ADMIN")},
-			&cli.StringFlag{Name: "state-dir", Usage: "state directory for queue.sock and zd-queue.pid (default $XDG_RUNTIME_DIR/zd/NAME, /run/zd/NAME as root, else /tmp/zd-UID/NAME)", Sources: env("ZD_STATE_DIR")},
-			&cli.StringFlag{Name: "name", Value: "default", Usage: "service name (names the state directory)", Sources: env("ZD_NAME")},
-			&cli.StringSliceFlag{Name: "allow-gid", Usage: "also let members of this group use queue.sock (repeatable)", Sources: env("ZD_ALLOW_GID")},
 
 			&cli.FloatFlag{Name: "buffer-size-mb", Value: 10, Usage: "buffer byte limit in MiB (bodies plus ~1 KiB per request)", Sources: env("ZD_BUFFER_SIZE_MB", "REQUEST_BUFFER_SIZE_MB")},
 			&cli.IntFlag{Name: "buffer-count", Value: 1000, Usage: "buffer request-count limit (0: none)", Sources: env("ZD_BUFFER_COUNT", "MAX_REQUESTS_PER_BUFFER")},
@@ -57,10 +55,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.DurationFlag{Name: "dial-timeout", Value: d.DialTimeout, Usage: "bound on connecting to a backend", Sources: env("ZD_DIAL_TIMEOUT")},
 			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
 			&cli.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
-
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text|json", Sources: env("ZD_LOG_FORMAT")},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug|info|warn|error", Sources: env("ZD_LOG_LEVEL")},
-		},
+		}, cmdkit.StateFlags("queue.sock"), cmdkit.LogFlags()),
 		Action: func(ctx context.Context, c *cli.Command) error {
 			o, err := parseOptions(c, io)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
@@ -53,7 +54,7 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) *cli.
 			"without refusing a connection. Signals: HUP reload, USR2 upgrade zd-run in place,\n" +
 			"TERM/INT graceful stop (a second one forces), QUIT stop now. See zd-run(1).",
 		StopOnNthArg: &stopAfterArgs,
-		Flags: []cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on and share with every worker: tcp://HOST:PORT, tcp4://, tcp6://, udp://, unix:///path?mode=0660, unix://@abstract (repeatable)", Sources: env("ZD_LISTEN")},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"w"}, Value: 1, Usage: "number of worker processes", Sources: env("ZD_WORKERS", "WORKER_COUNT")},
 			&cli.StringFlag{Name: "strategy", Value: "rolling", Usage: "reload `STRATEGY` of HUP and zdctl reload: rolling|blue-green|handoff", Sources: env("ZD_STRATEGY", "ZERO_DOWNTIME_STRATEGY")},
@@ -76,13 +77,8 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) *cli.
 			&cli.StringFlag{Name: "worker-listen", Usage: "per-worker backend socket for zd-queue, e.g. unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", Sources: env("ZD_WORKER_LISTEN")},
 			&cli.StringFlag{Name: "queue-socket", Usage: "zd-queue's control socket (default: queue.sock in the state dir, when present)", Sources: env("ZD_QUEUE_SOCKET")},
 			&cli.StringFlag{Name: "drain-timeout", Usage: "bound of zd-queue's drain of a worker (default --grace)", Sources: env("ZD_DRAIN_TIMEOUT")},
-			&cli.StringFlag{Name: "state-dir", Usage: "state directory (default $XDG_RUNTIME_DIR/zd/NAME, /run/zd/NAME as root, else /tmp/zd-UID/NAME)", Sources: env("ZD_STATE_DIR")},
-			&cli.StringFlag{Name: "name", Value: "default", Usage: "service name (names the state directory)", Sources: env("ZD_NAME")},
-			&cli.StringSliceFlag{Name: "allow-gid", Usage: "also let members of this group use run.sock (repeatable)", Sources: env("ZD_ALLOW_GID")},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text|json", Sources: env("ZD_LOG_FORMAT")},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug|info|warn|error", Sources: env("ZD_LOG_LEVEL")},
 			&cli.BoolFlag{Name: "check", Usage: "check the flags and the command, then exit 0 (used before a self-upgrade)"},
-		},
+		}, cmdkit.StateFlags("run.sock"), cmdkit.LogFlags()),
 		Action: func(ctx context.Context, c *cli.Command) error {
 			return run(ctx, c, io, fk, early)
 		},
