@@ -66,6 +66,11 @@ type Config struct {
 	// ShutdownGrace bounds the graceful stop (default 10s).
 	ShutdownGrace time.Duration
 
+	// NoFastPath serves cleartext HTTP/1.1 with net/http's server alone
+	// instead of zd-queue's own request loop (h1.go). For comparison and
+	// as a way out should the fast path misbehave.
+	NoFastPath bool
+
 	// TLS serves HTTPS (h2 and http/1.1 by ALPN) on the TCP listeners when
 	// set, and is required for HTTP/3.
 	TLS *tls.Config

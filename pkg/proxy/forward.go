@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,6 +179,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		// bound; a small body arrives right behind its headers. A client
 		// that goes away mid-stream unblocks the backend I/O.
 		bc.unbound()
+		watchClient(w)
 		stop = context.AfterFunc(ctx, func() { bc.c.SetDeadline(time.Unix(1, 0)) })
 	}
 
@@ -343,6 +345,8 @@ func (p *Proxy) plainError(w http.ResponseWriter, code int, msg string) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	body := "zd-queue: " + msg + "\n"
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(code)
-	io.WriteString(w, "zd-queue: "+msg+"\n")
+	io.WriteString(w, body)
 }

@@ -48,6 +48,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, body *reqBody, st *
 		if maxAge > 0 && now.Sub(st.first) > maxAge {
 			return p.reject(w, outcomeExpired, "held longer than the buffer's age limit"), false
 		}
+		watchClient(w)
 		backoff := min(time.Duration(st.holds)*20*time.Millisecond, 500*time.Millisecond)
 		t := time.NewTimer(backoff)
 		select {
@@ -80,6 +81,9 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, body *reqBody, st *
 		}
 		return p.reject(w, outcomeOverflow, "request buffer full"), false
 	}
+	// The body is in: from now on a client that leaves must be noticed,
+	// so its place in the buffer is given up.
+	watchClient(w)
 	out, err := t.Wait(r.Context())
 	if err != nil {
 		return outcomeClientGone, false

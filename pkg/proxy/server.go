@@ -91,15 +91,38 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 	}
 	p.addrs.Store(&addrs)
 
-	errc := make(chan error, len(ls.TCP)+len(ls.UDP))
+	errc := make(chan error, len(ls.TCP)+len(ls.UDP)+1)
 	var wg sync.WaitGroup
+	var fast *h1server
+	if p.cfg.TLS == nil && len(ls.TCP) > 0 && !p.cfg.NoFastPath {
+		// Cleartext: HTTP/1.1 on the fast path (h1.go), the rest handed
+		// to net/http through the feed.
+		feed := newConnFeed(ls.TCP[0].Addr())
+		fast = newH1Server(p, feed)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(feed); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve handed-over connections: %w", err)
+			}
+		}()
+	}
 	for _, l := range ls.TCP {
 		cl := &countingListener{Listener: l, p: p}
+		wg.Add(1)
+		if fast != nil {
+			go func() {
+				defer wg.Done()
+				if err := fast.serve(cl); err != nil {
+					errc <- fmt.Errorf("serve %s: %w", l.Addr(), err)
+				}
+			}()
+			continue
+		}
 		var sl net.Listener = cl
 		if p.cfg.TLS != nil {
 			sl = tls.NewListener(cl, srv.TLSConfig)
 		}
-		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := srv.Serve(sl); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -121,13 +144,16 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	p.shutdown(srv, h3, ls)
+	p.shutdown(srv, h3, fast, ls)
 	wg.Wait()
+	if fast != nil {
+		fast.wg.Wait()
+	}
 	return serveErr
 }
 
 // shutdown stops accepting and drains clients within ShutdownGrace.
-func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, ls Listeners) {
+func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *h1server, ls Listeners) {
 	p.stopping.Store(true)
 	srv.SetKeepAlivesEnabled(false)
 	// Held requests would only wait out the grace period and then lose
@@ -152,6 +178,19 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, ls Listeners) {
 			_ = h3.Shutdown(sctx)
 			for _, pc := range ls.UDP {
 				pc.Close()
+			}
+		}()
+	}
+	if fast != nil {
+		// The fast path's listeners are not net/http's to close.
+		for _, l := range ls.TCP {
+			l.Close()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fast.shutdown(sctx); err != nil {
+				fast.closeAll()
 			}
 		}()
 	}
