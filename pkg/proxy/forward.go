@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,7 +118,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	stop := func() bool { return true }
 	defer func() { stop() }()
 
-	out := p.outgoing(r, body)
+	uri := backendURI(r)
 	// One deadline covers writing the request and reading the response
 	// headers; deadline changes cost a timer update each, so a busy
 	// connection keeps the one it has while it is at most 1/64 of the
@@ -127,19 +126,19 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	bc.bound(time.Now(), p.cfg.BackendTimeout)
 	bc.read = 0
 	sentBefore := body.read.Load()
-	werr := writeRequest(bc.bw, out)
+	werr := writeRequest(bc.bw, r, uri, body)
 	if werr == nil {
 		werr = bc.bw.Flush()
 	}
 	var resp *http.Response
 	if werr == nil {
-		resp, err = p.readResponse(w, bc, out)
+		resp, err = p.readResponse(w, bc, r)
 	} else if bc.read == 0 && body.read.Load() > sentBefore {
 		// The backend may have answered before taking the whole body (a
 		// 413 or 401 for an upload) and stopped reading: its answer is the
 		// response, not a failure.
 		bc.c.SetReadDeadline(time.Now().Add(time.Second))
-		if early, rerr := p.readResponse(w, bc, out); rerr == nil {
+		if early, rerr := p.readResponse(w, bc, r); rerr == nil {
 			resp, early.Close = early, true
 		} else {
 			err = werr
@@ -225,12 +224,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 
 // readResponse reads the backend's final response, passing 1xx
 // informational ones (103 Early Hints) on to the client.
-func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, out *http.Request) (*http.Response, error) {
+func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, r *http.Request) (*http.Response, error) {
 	for i := 0; ; i++ {
-		resp, ok := readResponseFast(bc.br, out)
+		resp, ok := readResponseFast(bc, r)
 		if !ok {
 			var err error
-			if resp, err = http.ReadResponse(bc.br, out); err != nil {
+			if resp, err = http.ReadResponse(bc.br, r); err != nil {
 				return nil, err
 			}
 		}
@@ -302,41 +301,19 @@ func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
 	}
 }
 
-// outgoing builds the backend request for r.
-func (p *Proxy) outgoing(r *http.Request, body *reqBody) *http.Request {
-	// The request and its URL in one allocation.
-	o := &struct {
-		req http.Request
-		u   url.URL
-	}{
-		u: url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery, Opaque: r.URL.Opaque},
+// backendURI is the request target sent to the backend: an HTTP/1.1
+// client's own origin-form target as it sent it (the server checked it),
+// else the one r.URL gives.
+func backendURI(r *http.Request) string {
+	if r.ProtoMajor == 1 && len(r.RequestURI) > 0 && r.RequestURI[0] == '/' {
+		return r.RequestURI
 	}
-	out := &o.req
-	out.Method = r.Method
-	out.URL = &o.u
-	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
-	out.Header = make(http.Header, len(r.Header)+4)
-	out.Host = r.Host
-	if out.URL.Path == "" && out.URL.Opaque == "" {
-		out.URL.Path = "/"
+	if r.URL.Path == "" && r.URL.Opaque == "" {
+		u := *r.URL
+		u.Path = "/"
+		return u.RequestURI()
 	}
-	copyRequestHeader(out.Header, r.Header)
-	setForwarded(out.Header, r)
-	if up, ok := isUpgrade(r); ok {
-		out.Header["Connection"] = []string{"Upgrade"}
-		out.Header["Upgrade"] = []string{up}
-	}
-	if rc := body.reader(); rc != nil {
-		out.Body = rc
-		out.ContentLength = body.size
-		if body.held != nil {
-			out.ContentLength = int64(len(body.held))
-		}
-		if len(r.Trailer) > 0 {
-			out.Trailer = r.Trailer
-		}
-	}
-	return out
+	return r.URL.RequestURI()
 }
 
 // plainError answers with a short text error that says who answered.

@@ -22,22 +22,6 @@ var hopHeaders = [...]string{
 	"Upgrade",
 }
 
-// copyRequestHeader copies the end-to-end fields of src into dst.
-func copyRequestHeader(dst, src http.Header) {
-	conn := connectionListed(src["Connection"])
-	for k, vv := range src {
-		if isHop(k) || k == "Expect" || (conn != nil && conn[k]) {
-			continue
-		}
-		dst[k] = vv
-	}
-	// "TE: trailers" is the one TE value that stays meaningful end to end:
-	// it tells the backend the client accepts trailers (gRPC needs it).
-	if te := src["Te"]; len(te) > 0 && httpguts.HeaderValuesContainsToken(te, "trailers") {
-		dst["Te"] = []string{"trailers"}
-	}
-}
-
 // copyResponseHeader copies the end-to-end fields of src into dst.
 func copyResponseHeader(dst, src http.Header) {
 	conn := connectionListed(src["Connection"])
@@ -76,29 +60,6 @@ func isHop(k string) bool {
 		}
 	}
 	return false
-}
-
-// setForwarded adds (a unix-socket client has no IP, so no
-// X-Forwarded-For entry is made up for it) X-Forwarded-For, -Proto and -Host for r to h.
-func setForwarded(h http.Header, r *http.Request) {
-	// One backing array for the three values: one allocation, not three.
-	vals := make([]string, 3)
-	if ip, ok := remoteIP(r.RemoteAddr); ok {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
-		}
-		vals[0] = ip
-		h["X-Forwarded-For"] = vals[0:1:1]
-	}
-	vals[1] = "http"
-	if r.TLS != nil || r.ProtoMajor == 3 {
-		vals[1] = "https"
-	}
-	h["X-Forwarded-Proto"] = vals[1:2:2]
-	if r.Host != "" {
-		vals[2] = r.Host
-		h["X-Forwarded-Host"] = vals[2:3:3]
-	}
 }
 
 // remoteIP returns the host part of a "host:port" or "[v6]:port" remote

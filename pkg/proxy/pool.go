@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +24,11 @@ type bconn struct {
 	idleAt time.Time
 	reused bool
 	dl     time.Time // the read and write deadline in effect; zero for none
+
+	// Reused by readResponseFast for every response on the connection.
+	resp http.Response
+	hdr  http.Header
+	body lengthBody
 }
 
 // bound sets c's read and write deadline to now+d, unless the one in

@@ -17,7 +17,8 @@ import (
 // returns ok false having consumed nothing, and the caller uses
 // http.ReadResponse. The head becomes one string; names and values are
 // substrings of it, and all values share one backing array.
-func readResponseFast(br *bufio.Reader, req *http.Request) (resp *http.Response, ok bool) {
+func readResponseFast(bc *bconn, req *http.Request) (resp *http.Response, ok bool) {
+	br := bc.br
 	if req.Method == http.MethodHead {
 		return nil, false
 	}
@@ -62,7 +63,14 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (resp *http.Response,
 		}
 	}
 	vals := make([]string, 0, nfields)
-	h := make(http.Header, nfields)
+	// The map, response and body reader are the connection's, reused: the
+	// proxy copies the fields out before the connection serves again. The
+	// values' backing array is not: copied slices point into it.
+	if bc.hdr == nil {
+		bc.hdr = make(http.Header, nfields)
+	}
+	h := bc.hdr
+	clear(h)
 	length := int64(-1)
 	closeConn := false
 	for len(rest) > 0 {
@@ -114,7 +122,8 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (resp *http.Response,
 		return nil, false
 	}
 	br.Discard(end + 4)
-	resp = &http.Response{
+	resp = &bc.resp
+	*resp = http.Response{
 		Status:        line[9:],
 		StatusCode:    code,
 		Proto:         "HTTP/1.1",
@@ -128,7 +137,8 @@ func readResponseFast(br *bufio.Reader, req *http.Request) (resp *http.Response,
 	if length == 0 {
 		resp.Body = http.NoBody
 	} else {
-		resp.Body = &lengthBody{br: br, left: length}
+		bc.body = lengthBody{br: br, left: length}
+		resp.Body = &bc.body
 	}
 	return resp, true
 }

@@ -40,7 +40,7 @@ func FuzzReadResponseFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &http.Request{Method: "GET"}
 		br := bufio.NewReaderSize(bytes.NewReader(data), 16<<10)
-		fast, ok := readResponseFast(br, req)
+		fast, ok := readResponseFast(&bconn{br: br}, req)
 		if !ok {
 			// Nothing consumed: net/http sees the whole input (Peek only
 			// buffers).
@@ -84,7 +84,7 @@ func TestReadResponseFastLeavesTheRest(t *testing.T) {
 	br := bufio.NewReader(strings.NewReader(in))
 	req := &http.Request{Method: "GET"}
 	for i, want := range []int{200, 201} {
-		resp, ok := readResponseFast(br, req)
+		resp, ok := readResponseFast(&bconn{br: br}, req)
 		if !ok {
 			t.Fatalf("response %d: declined", i)
 		}
@@ -96,7 +96,7 @@ func TestReadResponseFastLeavesTheRest(t *testing.T) {
 	if br.Buffered() != 0 {
 		t.Errorf("%d bytes left buffered", br.Buffered())
 	}
-	if _, ok := readResponseFast(bufio.NewReader(strings.NewReader(in)), &http.Request{Method: "HEAD"}); ok {
+	if _, ok := readResponseFast(&bconn{br: bufio.NewReader(strings.NewReader(in))}, &http.Request{Method: "HEAD"}); ok {
 		t.Error("HEAD: fast path taken; the body length rules differ")
 	}
 }

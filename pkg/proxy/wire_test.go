@@ -11,47 +11,44 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // FuzzWriteRequest checks that what writeRequest sends parses back, as a
-// backend would, into the same request: method, URI, Host, headers, body
-// and trailers, whatever the body's framing.
+// backend would, into the same request: method, URI, Host, the end-to-end
+// headers, X-Forwarded-*, body and trailers, whatever the body's framing.
 func FuzzWriteRequest(f *testing.F) {
 	f.Add("GET", "/a?b=c", "example.test", "X-A", "1", []byte(nil), int8(0))
 	f.Add("POST", "/up", "h", "Content-Type", "text/plain", []byte("hello"), int8(1))
 	f.Add("PUT", "/%2F", "h:8080", "X-Long", strings.Repeat("v", 300), bytes.Repeat([]byte("x"), 70000), int8(-1))
 	f.Add("PATCH", "/t", "h", "Te", "trailers", []byte("chunky"), int8(2))
+	f.Add("GET", "/", "h", "X-Forwarded-For", "10.0.0.1", []byte(nil), int8(0))
+	f.Add("GET", "/", "h", "Connection", "X-Secret", []byte(nil), int8(0))
 	f.Fuzz(func(t *testing.T, method, uri, host, hk, hv string, body []byte, framing int8) {
-		in, err := http.ReadRequest(bufio.NewReader(strings.NewReader(method + " " + uri + " HTTP/1.1\r\nHost: " + host + "\r\n" + hk + ": " + hv + "\r\n\r\n")))
+		in, err := http.ReadRequest(bufio.NewReader(strings.NewReader(method + " " + uri + " HTTP/1.1\r\nHost: " + host + "\r\n" + hk + ": " + hv + "\r\nX-Secret: s\r\n\r\n")))
 		if err != nil {
 			return // only requests a server would accept reach the proxy
 		}
-		u, err := url.ParseRequestURI(in.RequestURI)
-		if err != nil || u.Opaque != "" {
+		if u, err := url.ParseRequestURI(in.RequestURI); err != nil || u.Opaque != "" {
 			return
 		}
-		out := &http.Request{Method: in.Method, URL: &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery},
-			Host: in.Host, Header: http.Header{}}
-		if out.URL.Path == "" {
-			out.URL.Path = "/"
-		}
-		copyRequestHeader(out.Header, in.Header)
+		in.RemoteAddr = "192.0.2.7:4321"
+		rb := &reqBody{size: -1}
 		switch {
 		case framing == 0 || len(body) == 0 && framing > 0:
 			body = nil
 		case framing > 0:
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
+			rb.held = body
 		default:
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = -1
+			rb.src = io.NopCloser(bytes.NewReader(body))
 			if framing < -1 {
-				out.Trailer = http.Header{"X-Sum": {"42"}}
+				in.Trailer = http.Header{"X-Sum": {"42"}}
 			}
 		}
 		var buf bytes.Buffer
 		w := bufio.NewWriter(&buf)
-		if err := writeRequest(w, out); err != nil {
+		if err := writeRequest(w, in, backendURI(in), rb); err != nil {
 			t.Fatalf("writeRequest: %v", err)
 		}
 		w.Flush()
@@ -59,19 +56,42 @@ func FuzzWriteRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("backend cannot parse what was sent: %v\n%q", err, buf.String())
 		}
-		if got.Method != out.Method || got.RequestURI != out.URL.RequestURI() || got.Host != out.Host {
-			t.Fatalf("sent %s %s (Host %s), backend saw %s %s (Host %s)", out.Method, out.URL.RequestURI(), out.Host, got.Method, got.RequestURI, got.Host)
+		if got.Method != in.Method || got.RequestURI != backendURI(in) || got.Host != in.Host {
+			t.Fatalf("sent %s %s (Host %s), backend saw %s %s (Host %s)", in.Method, backendURI(in), in.Host, got.Method, got.RequestURI, got.Host)
 		}
-		for k, vv := range out.Header {
-			if strings.Join(got.Header[k], ",") != strings.Join(vv, ",") {
-				t.Fatalf("header %s: sent %q, backend saw %q", k, vv, got.Header[k])
+		conn := connectionListed(in.Header["Connection"])
+		for k, vv := range in.Header {
+			want := strings.Join(vv, ",")
+			switch {
+			case skipForward(k) || conn[k]:
+				if k == "X-Forwarded-For" {
+					want = strings.Join(append(vv, "192.0.2.7"), ", ")
+				} else if k == "Te" && httpguts.HeaderValuesContainsToken(vv, "trailers") {
+					want = "trailers"
+				} else {
+					continue
+				}
+			case k == "User-Agent" && want == "":
+				continue
 			}
+			if strings.Join(got.Header[k], ",") != want {
+				t.Fatalf("header %s: sent %q, backend saw %q", k, want, got.Header[k])
+			}
+		}
+		if got.Header.Get("X-Forwarded-Proto") != "http" || (in.Host != "" && got.Header.Get("X-Forwarded-Host") != in.Host) {
+			t.Fatalf("forwarded headers: %v", got.Header)
+		}
+		if _, ok := in.Header["X-Forwarded-For"]; !ok && got.Header.Get("X-Forwarded-For") != "192.0.2.7" {
+			t.Fatalf("X-Forwarded-For %q; want the client's address", got.Header["X-Forwarded-For"])
+		}
+		if conn["X-Secret"] && got.Header.Get("X-Secret") != "" {
+			t.Fatalf("a field named by Connection was forwarded")
 		}
 		gb, err := io.ReadAll(got.Body)
 		if err != nil || !bytes.Equal(gb, body) {
 			t.Fatalf("body: sent %d bytes, backend read %d (%v)", len(body), len(gb), err)
 		}
-		if out.Trailer != nil && got.Trailer.Get("X-Sum") != "42" {
+		if in.Trailer != nil && len(body) > 0 && got.Trailer.Get("X-Sum") != "42" {
 			t.Fatalf("trailer lost: %v", got.Trailer)
 		}
 	})
