@@ -383,13 +383,15 @@ func (hc *h1conn) parse(b []byte) (*http.Request, bool) {
 	if !validToken(method) || target[0] != '/' {
 		return nil, false
 	}
-	hasPct := false
+	plain, inQuery := true, false
 	for _, c := range target {
 		if c <= ' ' || c >= 0x7f {
 			return nil, false
 		}
-		if c == '%' {
-			hasPct = true
+		if c == '?' {
+			inQuery = true
+		} else if !inQuery && !plainPathByte[c] {
+			plain = false
 		}
 	}
 
@@ -472,7 +474,9 @@ func (hc *h1conn) parse(b []byte) (*http.Request, bool) {
 		path, query = targetS[:q], targetS[q+1:]
 	}
 	hc.url = url.URL{Path: path, RawQuery: query}
-	if hasPct {
+	if !plain {
+		// Escapes and the like: net/url's reading of them (Path, RawPath).
+		// The backend gets the target as sent either way.
 		u, err := url.ParseRequestURI(targetS)
 		if err != nil {
 			return nil, false
@@ -502,6 +506,22 @@ func (hc *h1conn) parse(b []byte) (*http.Request, bool) {
 	}
 	return r, true
 }
+
+// plainPathByte marks the bytes a path may hold that net/url neither
+// unescapes nor would escape: for a path of only these, URL.Path is the
+// path as sent and RawPath is empty.
+var plainPathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-_.~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // internMethod returns the common methods as constants, so the head's
 // string is not kept alive by a method name stored elsewhere.
