@@ -42,7 +42,7 @@ import (
 
 // h1ReadBuf is the client read buffer; a request head that does not fit
 // goes to net/http (which allows up to Config.MaxHeaderBytes).
-const h1ReadBuf = 8 << 10
+const h1ReadBuf = 4 << 10
 
 // h1BodyDiscard bounds the unread request body thrown away after a response
 // so the connection can be reused; past it the connection is closed.
@@ -53,7 +53,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 var (
 	h1ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h1ReadBuf) }}
-	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
 // h1server is the set of fast-path connections of one Serve call.
@@ -259,16 +259,11 @@ func (hc *h1conn) serve() {
 			hc.br.Reset(nil)
 			h1ReaderPool.Put(hc.br)
 		}
-		if hc.bw != nil {
-			hc.bw.Reset(nil)
-			h1WriterPool.Put(hc.bw)
-		}
+		hc.releaseWriter()
 		hc.s.forget(hc)
 	}()
 	hc.br = h1ReaderPool.Get().(*bufio.Reader)
 	hc.br.Reset(&hc.cr)
-	hc.bw = h1WriterPool.Get().(*bufio.Writer)
-	hc.bw.Reset(hc.c)
 	for {
 		r, ok, fallback := hc.readRequest()
 		if fallback {
@@ -280,12 +275,54 @@ func (hc *h1conn) serve() {
 		}
 		hc.w.reset(r)
 		hc.p.ServeHTTP(&hc.w, r)
+		more := hc.w.finish() && !hc.w.closeAfter
 		if hc.watching {
-			hc.stopWatch()
+			// The watcher's read is already the wait for the next
+			// request; aborting it would cost a timer and a wake-up.
+			if more {
+				more = hc.awaitWatch()
+			} else {
+				hc.stopWatch()
+			}
 		}
-		if !hc.w.finish() || hc.w.closeAfter || !hc.finishBody() {
+		if !more || !hc.finishBody() {
 			return
 		}
+	}
+}
+
+// awaitWatch waits, as for an idle connection, for the watcher to read
+// the first byte of the next request. It returns false when the
+// connection ended instead (closed, idle timeout, graceful stop).
+func (hc *h1conn) awaitWatch() bool {
+	hc.state.Store(h1Idle)
+	hc.setReadDeadline(time.Now(), hc.p.cfg.IdleTimeout, false)
+	if hc.p.stopping.Load() {
+		hc.stopWatch()
+		return false
+	}
+	<-hc.watchDone
+	hc.watching = false
+	return hc.cr.peeked && hc.state.CompareAndSwap(h1Idle, h1Active)
+}
+
+// out returns the connection's write buffer, taking one from the pool
+// for the response about to be written.
+func (hc *h1conn) out() *bufio.Writer {
+	if hc.bw == nil {
+		hc.bw = h1WriterPool.Get().(*bufio.Writer)
+		hc.bw.Reset(hc.c)
+	}
+	return hc.bw
+}
+
+// releaseWriter gives the write buffer back to the pool (whatever is in
+// it is dropped: call it after a flush, or when the connection ends).
+func (hc *h1conn) releaseWriter() {
+	if hc.bw != nil {
+		hc.bw.Reset(nil)
+		h1WriterPool.Put(hc.bw)
+		hc.bw = nil
 	}
 }
 

@@ -50,8 +50,8 @@ func (w *h1writer) WriteHeader(code int) {
 		// response follows.
 		w.writeStatusLine(code)
 		w.writeFields()
-		w.hc.bw.WriteString("\r\n")
-		if err := w.hc.bw.Flush(); err != nil {
+		w.hc.out().WriteString("\r\n")
+		if err := w.hc.out().Flush(); err != nil {
 			w.fail(err)
 		}
 		return
@@ -75,7 +75,7 @@ func (w *h1writer) Write(b []byte) (int, error) {
 	if w.length >= 0 && w.written+int64(len(b)) > w.length {
 		return 0, http.ErrContentLength
 	}
-	bw := w.hc.bw
+	bw := w.hc.out()
 	if w.chunked {
 		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(b)), 16))
 		bw.WriteString("\r\n")
@@ -99,7 +99,7 @@ func (w *h1writer) WriteString(s string) (int, error) {
 	if !w.bodyOK || w.chunked || (w.length >= 0 && w.written+int64(len(s)) > w.length) {
 		return w.Write([]byte(s))
 	}
-	n, err := w.hc.bw.WriteString(s)
+	n, err := w.hc.out().WriteString(s)
 	w.written += int64(n)
 	if err != nil {
 		w.fail(err)
@@ -127,7 +127,7 @@ func (w *h1writer) FlushError() error {
 	if err := w.startBody(0); err != nil {
 		return err
 	}
-	if err := w.hc.bw.Flush(); err != nil {
+	if err := w.hc.out().Flush(); err != nil {
 		w.fail(err)
 		return err
 	}
@@ -201,7 +201,7 @@ func (w *h1writer) writeHead(hasBody bool) {
 	}
 	w.writeStatusLine(w.status)
 	w.writeFields()
-	bw := w.hc.bw
+	bw := w.hc.out()
 	if _, ok := h["Date"]; !ok {
 		bw.WriteString("Date: ")
 		bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat))
@@ -229,7 +229,7 @@ func firstOf(v []string) string {
 }
 
 func (w *h1writer) writeStatusLine(code int) {
-	bw := w.hc.bw
+	bw := w.hc.out()
 	if code == http.StatusOK {
 		bw.WriteString("HTTP/1.1 200 OK\r\n")
 		return
@@ -250,7 +250,7 @@ func (w *h1writer) writeStatusLine(code int) {
 // are not tokens, with any CR or LF in a value made a space (as net/http
 // does).
 func (w *h1writer) writeFields() {
-	bw := w.hc.bw
+	bw := w.hc.out()
 	for k, vv := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
@@ -273,7 +273,7 @@ func (w *h1writer) finish() bool {
 	if w.startBody(0) != nil {
 		return false
 	}
-	bw := w.hc.bw
+	bw := w.hc.out()
 	if w.chunked {
 		bw.WriteString("0\r\n")
 		w.writeTrailers()
@@ -287,13 +287,15 @@ func (w *h1writer) finish() bool {
 		w.fail(err)
 		return false
 	}
+	// An idle connection holds no write buffer.
+	w.hc.releaseWriter()
 	return true
 }
 
 // writeTrailers writes the trailer fields, those set with
 // http.TrailerPrefix (the way the proxy sets them).
 func (w *h1writer) writeTrailers() {
-	bw := w.hc.bw
+	bw := w.hc.out()
 	write := func(k string, vv []string) {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return
