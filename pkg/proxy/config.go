@@ -70,6 +70,9 @@ type Config struct {
 	// instead of zd-queue's own request loop (h1.go). For comparison and
 	// as a way out should the fast path misbehave.
 	NoFastPath bool
+	// NoFastH2 leaves cleartext HTTP/2 (h2c with prior knowledge) to
+	// net/http's server while HTTP/1.1 keeps the fast path.
+	NoFastH2 bool
 
 	// TLS serves HTTPS (h2 and http/1.1 by ALPN) on the TCP listeners when
 	// set, and is required for HTTP/3.

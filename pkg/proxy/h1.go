@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
 )
 
 // The cleartext HTTP/1.1 fast path.
@@ -148,6 +149,15 @@ func (s *h1server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for hc := range s.conns {
+		if h2 := hc.h2.Load(); h2 != nil {
+			// HTTP/2: GOAWAY now; the connection ends when its last
+			// stream does.
+			go h2.goAwayNow(http2.ErrCodeNo)
+			if h2.active.Load() == 0 {
+				hc.c.Close()
+			}
+			continue
+		}
 		if hc.state.CompareAndSwap(h1Idle, h1Closed) {
 			hc.c.Close()
 		}
@@ -208,6 +218,8 @@ type h1conn struct {
 
 	watching  bool
 	watchDone chan struct{}
+
+	h2 atomic.Pointer[h2conn] // set when the connection speaks HTTP/2
 }
 
 // h1connReader is what the connection's bufio.Reader reads from: the
@@ -264,9 +276,13 @@ func (hc *h1conn) serve() {
 	}()
 	hc.br = h1ReaderPool.Get().(*bufio.Reader)
 	hc.br.Reset(&hc.cr)
-	for {
+	for first := true; ; first = false {
 		r, ok, fallback := hc.readRequest()
 		if fallback {
+			if first && hc.h2Preface() && !hc.p.cfg.NoFastH2 {
+				hc.serveH2()
+				return
+			}
 			handed = hc.handOver()
 			return
 		}
@@ -304,6 +320,17 @@ func (hc *h1conn) awaitWatch() bool {
 	<-hc.watchDone
 	hc.watching = false
 	return hc.cr.peeked && hc.state.CompareAndSwap(h1Idle, h1Active)
+}
+
+// h2Preface reports whether the connection starts with the HTTP/2
+// client preface (h2c with prior knowledge).
+func (hc *h1conn) h2Preface() bool {
+	b, _ := hc.br.Peek(min(hc.br.Buffered(), len(h2Preface)))
+	if len(b) == 0 || !strings.HasPrefix(h2Preface, string(b)) {
+		return false // not waiting for bytes that may never come
+	}
+	b, err := hc.br.Peek(len(h2Preface))
+	return err == nil && string(b) == h2Preface
 }
 
 // out returns the connection's write buffer, taking one from the pool

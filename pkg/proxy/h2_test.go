@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2cClient speaks HTTP/2 with prior knowledge to the proxy.
+func h2cClient(t *testing.T) *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// Many concurrent streams on one connection, with bodies larger than
+// every flow-control window both ways, arrive whole and in the right
+// place; trailers pass; HEAD and 204 have no body.
+func TestH2Streams(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/sum":
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+		case "/big":
+			w.Header().Set("Content-Length", "5000000")
+			w.Write(bytes.Repeat([]byte("z"), 5000000))
+		case "/trailer":
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "body")
+			w.(http.Flusher).Flush()
+			w.Header().Set("X-Sum", "42")
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Header().Set("Content-Length", "2")
+			io.WriteString(w, "ok")
+		}
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c := h2cClient(t)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := bytes.Repeat([]byte{byte(i)}, 1000*i)
+			resp, err := c.Post(px.url+"/sum", "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%d %x", len(body), sha256.Sum256(body)); string(got) != want || resp.ProtoMajor != 2 {
+				errs <- fmt.Errorf("stream %d: %s %q; want HTTP/2 %q", i, resp.Proto, got, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	big := bytes.Repeat([]byte("u"), 3<<20)
+	resp, err := c.Post(px.url+"/sum", "application/octet-stream", bytes.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("%d %x", len(big), sha256.Sum256(big)); string(got) != want {
+		t.Errorf("3 MiB upload: %q; want %q", got, want)
+	}
+	_, body := get(t, c, px.url+"/big")
+	if len(body) != 5000000 || strings.Trim(body, "z") != "" {
+		t.Errorf("5 MB download: %d bytes", len(body))
+	}
+	resp, body = get(t, c, px.url+"/trailer")
+	if body != "body" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Errorf("trailer: %q %v", body, resp.Trailer)
+	}
+	req, _ := http.NewRequest("HEAD", px.url+"/", nil)
+	resp, err = c.Do(req)
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != 2 {
+		t.Errorf("HEAD: %v %v", resp, err)
+	}
+	if resp, body = get(t, c, px.url+"/204"); resp.StatusCode != 204 || body != "" {
+		t.Errorf("204: %d %q", resp.StatusCode, body)
+	}
+}
+
+// Requests over HTTP/2 are held while paused and replayed on resume, like
+// HTTP/1.1 ones; a stream the client cancels while held leaves the buffer.
+func TestH2HeldAndCancelled(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", nil)
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c := h2cClient(t)
+	px.p.Pause("")
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", px.url+"/cancelled", nil)
+		_, err := c.Do(req)
+		gone <- err
+	}()
+	done := make(chan string, 1)
+	go func() {
+		resp, err := c.Post(px.url+"/held", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}()
+	waitFor(t, "two held requests", func() bool { return held(px.p) == 2 })
+	cancel()
+	<-gone
+	waitFor(t, "the cancelled one dropped", func() bool { return held(px.p) == 1 })
+	px.p.Resume("")
+	if got := <-done; got != "200 backend a\n" {
+		t.Errorf("held request: %q", got)
+	}
+	if n := be.hits.Load(); n != 1 {
+		t.Errorf("backend saw %d requests; want 1 (the cancelled one never)", n)
+	}
+}
+
+// Malformed requests get RST_STREAM(PROTOCOL_ERROR) on their stream only;
+// the connection and its other streams carry on.
+func TestH2MalformedStream(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", nil)
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	conn, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, h2Preface)
+	fr := http2.NewFramer(conn, conn)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	headers := func(id uint32, fields ...string) {
+		buf.Reset()
+		for i := 0; i+1 < len(fields); i += 2 {
+			enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: buf.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	base := []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
+	headers(1, append(base, "connection", "keep-alive")...)      // connection-specific field
+	headers(3, ":method", "GET", ":scheme", "http", ":path", "") // empty :path
+	headers(5, append(base, "te", "gzip")...)                    // TE other than trailers
+	headers(7, base...)                                          // fine
+	resets := map[uint32]http2.ErrCode{}
+	status := ""
+	for status == "" {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frame: %v (resets so far %v)", err, resets)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			resets[f.StreamID] = f.ErrCode
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 7 {
+				status = f.PseudoValue("status")
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v: a malformed stream must not end the connection", f.ErrCode)
+		}
+	}
+	for _, id := range []uint32{1, 3, 5} {
+		if resets[id] != http2.ErrCodeProtocol {
+			t.Errorf("stream %d: reset %v; want PROTOCOL_ERROR", id, resets[id])
+		}
+	}
+	if status != "200" {
+		t.Errorf("good stream: status %q", status)
+	}
+}
+
+// At a graceful stop an HTTP/2 client gets GOAWAY; its stream in flight
+// completes.
+func TestH2GracefulStop(t *testing.T) {
+	dir := sockDir(t)
+	release := make(chan struct{})
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "late")
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c := h2cClient(t)
+	done := make(chan string, 1)
+	go func() {
+		resp, err := c.Get(px.url + "/slow")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	waitFor(t, "the request in flight", func() bool { return px.p.inflight.Load() == 1 })
+	stopped := make(chan struct{})
+	go func() { px.stop(); close(stopped) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if got := <-done; got != "late" {
+		t.Errorf("stream in flight at stop: %q", got)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop did not finish after the last stream")
+	}
+}
