@@ -51,3 +51,35 @@ func BenchmarkProxyH1(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProxyH2 measures cleartext HTTP/2 requests (many streams on
+// one connection) through the proxy to a unix-socket backend.
+func BenchmarkProxyH2(b *testing.B) {
+	t := &testing.T{}
+	dir, cleanup := benchDir(b)
+	defer cleanup()
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	})
+	defer be.stop()
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	defer px.stop()
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Get(px.url + "/")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}

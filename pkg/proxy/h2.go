@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +69,9 @@ type h2conn struct {
 	henc    *hpack.Encoder
 	hbuf    bytes.Buffer
 	werr    error
-	waiting atomic.Int32 // writers waiting for wmu: the last one flushes
+	waiting atomic.Int32 // writers waiting for wmu: the last one asks for the flush
+	kick    chan struct{} // wakes the flusher
+	flushWG sync.WaitGroup
 
 	// Sending flow control, under fmu; fcond wakes streams waiting for
 	// window.
@@ -144,6 +147,9 @@ func (hc *h1conn) serveH2() {
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-h2DefaultWindow)
 	c.werr = c.bw.Flush()
 	c.wmu.Unlock()
+	c.kick = make(chan struct{}, 1)
+	c.flushWG.Add(1)
+	go c.flusher()
 
 	err := c.readLoop()
 	var ce http2.ConnectionError
@@ -620,13 +626,44 @@ func (c *h2conn) write(fn func() error, flush bool) error {
 		return err
 	}
 	if flush && c.waiting.Load() == 0 {
-		if err := c.bw.Flush(); err != nil {
-			c.werr = err
-			c.cancel()
-			return err
+		// The flusher sends it, with whatever other streams write before
+		// it gets to run.
+		select {
+		case c.kick <- struct{}{}:
+		default:
 		}
 	}
 	return nil
+}
+
+// flusher sends what the streams wrote. It runs after the goroutines
+// that were ready when it was woken (the other responses coming in from
+// backends at the same time), so one write carries many responses, as an
+// event loop would send them.
+func (c *h2conn) flusher() {
+	defer c.flushWG.Done()
+	for {
+		select {
+		case <-c.kick:
+		case <-c.ctx.Done():
+			return
+		}
+		runtime.Gosched()
+		c.flushNow()
+	}
+}
+
+// flushNow sends what is buffered.
+func (c *h2conn) flushNow() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil || c.bw.Buffered() == 0 {
+		return
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.werr = err
+		c.cancel()
+	}
 }
 
 // goAwayNow tells the client no new streams will be taken.
@@ -656,6 +693,8 @@ func (c *h2conn) closeAll() {
 	}
 	c.smu.Unlock()
 	c.handlers.Wait()
+	c.flushWG.Wait()
+	c.flushNow() // a last GOAWAY or reset
 }
 
 // finishStream forgets st.

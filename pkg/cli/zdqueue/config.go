@@ -107,6 +107,7 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	}
 	cfg.NoAutoBuffer = !c.Bool("auto-buffer")
 	cfg.RetryIdempotent = c.Bool("retry-idempotent")
+	cfg.NoFastPath = !c.Bool("fast-path")
 
 	cfg.ReadHeaderTimeout = c.Duration("header-timeout")
 	cfg.IdleTimeout = c.Duration("idle-timeout")
