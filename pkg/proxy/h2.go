@@ -94,14 +94,19 @@ type h2conn struct {
 	dlArmed   atomic.Bool  // an idle read deadline is set
 }
 
-// h2stream is one request/response exchange.
+// h2stream is one request/response exchange. It is also its request's
+// context (see Done).
 type h2stream struct {
-	c      *h2conn
-	id     uint32
-	ctx    context.Context
-	cancel context.CancelFunc
-	req    *http.Request
-	w      h2writer
+	c    *h2conn
+	id   uint32
+	req  *http.Request
+	w    h2writer
+	url  url.URL
+	body h2body
+
+	cmu    sync.Mutex
+	doneCh chan struct{} // made when first asked for
+	ctxErr error
 
 	sendWin int64 // under c.fmu
 
@@ -467,17 +472,17 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 			u = pu
 		}
 	}
-	st.ctx, st.cancel = context.WithCancel(c.ctx)
+	st.url = *u
 	r := (&http.Request{
 		Method:     method,
-		URL:        u,
+		URL:        &st.url,
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
 		Header:     h,
 		Host:       authority,
 		RemoteAddr: c.remote,
 		RequestURI: path,
-	}).WithContext(st.ctx)
+	}).WithContext(st)
 	if f.StreamEnded() {
 		st.remoteEnd.Store(true)
 		st.bodyErr = io.EOF
@@ -489,7 +494,8 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 	} else {
 		st.declared = length
 		r.ContentLength = length
-		r.Body = &h2body{st: st}
+		st.body.st = st
+		r.Body = &st.body
 	}
 	return r, nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,9 +67,7 @@ func (st *h2stream) cleanup() {
 	if unread > 0 {
 		c.giveBack(nil, unread)
 	}
-	if st.cancel != nil {
-		st.cancel()
-	}
+	st.cancelCtx()
 	if st.deadline != nil {
 		st.deadline.Stop()
 	}
@@ -79,9 +78,7 @@ func (st *h2stream) cleanup() {
 // protocol error, connection gone): reads and writes fail from now on.
 func (st *h2stream) abort(err error) {
 	st.reset.Store(true)
-	if st.cancel != nil {
-		st.cancel()
-	}
+	st.cancelCtx()
 	st.bmu.Lock()
 	if st.bodyErr == nil || st.bodyErr == io.EOF {
 		st.bodyErr = err
@@ -92,6 +89,43 @@ func (st *h2stream) abort(err error) {
 	c.fmu.Lock()
 	c.fcond.Broadcast()
 	c.fmu.Unlock()
+}
+
+// The stream is the context of its request: done when the client resets
+// the stream, the connection ends, or the handler has finished. (A
+// context.WithCancel per stream would cost four allocations.)
+
+func (st *h2stream) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func (st *h2stream) Done() <-chan struct{} {
+	st.cmu.Lock()
+	defer st.cmu.Unlock()
+	if st.doneCh == nil {
+		st.doneCh = make(chan struct{})
+		if st.ctxErr != nil {
+			close(st.doneCh)
+		}
+	}
+	return st.doneCh
+}
+
+func (st *h2stream) Err() error {
+	st.cmu.Lock()
+	defer st.cmu.Unlock()
+	return st.ctxErr
+}
+
+func (st *h2stream) Value(key any) any { return st.c.ctx.Value(key) }
+
+func (st *h2stream) cancelCtx() {
+	st.cmu.Lock()
+	defer st.cmu.Unlock()
+	if st.ctxErr == nil {
+		st.ctxErr = context.Canceled
+		if st.doneCh != nil {
+			close(st.doneCh)
+		}
+	}
 }
 
 // h2body is a request body arriving in DATA frames.
