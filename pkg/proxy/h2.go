@@ -69,7 +69,7 @@ type h2conn struct {
 	henc    *hpack.Encoder
 	hbuf    bytes.Buffer
 	werr    error
-	waiting atomic.Int32 // writers waiting for wmu: the last one asks for the flush
+	waiting atomic.Int32  // writers waiting for wmu: the last one asks for the flush
 	kick    chan struct{} // wakes the flusher
 	flushWG sync.WaitGroup
 
