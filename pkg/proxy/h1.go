@@ -143,22 +143,26 @@ func (s *h1server) forget(hc *h1conn) {
 	s.wg.Done()
 }
 
-// closeIdle closes the connections waiting for a request and reports how
-// many connections remain.
-func (s *h1server) closeIdle() int {
+// closeIdle closes the HTTP/1.1 connections that have waited for a
+// request for at least minIdle, and the HTTP/2 ones with no stream open
+// after GOAWAY, and reports how many connections remain.
+func (s *h1server) closeIdle(minIdle time.Duration) int {
+	now := time.Now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for hc := range s.conns {
 		if h2 := hc.h2.Load(); h2 != nil {
-			// HTTP/2: GOAWAY now; the connection ends when its last
-			// stream does.
-			go h2.goAwayNow(http2.ErrCodeNo)
+			// HTTP/2: GOAWAY tells the client which streams were
+			// taken; the connection ends when its last one does.
+			if h2.goAwayAsked.CompareAndSwap(false, true) {
+				go h2.goAwayNow(http2.ErrCodeNo)
+			}
 			if h2.active.Load() == 0 {
 				hc.c.Close()
 			}
 			continue
 		}
-		if hc.state.CompareAndSwap(h1Idle, h1Closed) {
+		if now-hc.idleSince.Load() >= int64(minIdle) && hc.state.CompareAndSwap(h1Idle, h1Closed) {
 			hc.c.Close()
 		}
 	}
@@ -175,12 +179,20 @@ func (s *h1server) closeAll() {
 	}
 }
 
-// shutdown closes idle connections until none is left (busy ones close
-// after their response, which says Connection: close) or ctx ends.
+// shutdown ends the connections until none is left or ctx ends. HTTP/1.1
+// has no way to tell a client to stop sending on a connection, and
+// closing one the client is about to reuse loses its next request: so a
+// request still arriving is answered with Connection: close, and an idle
+// connection is closed only once it has been idle a while (a client that
+// reuses connections has sent by then), at most half the grace period.
 func (s *h1server) shutdown(ctx context.Context) error {
+	minIdle := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		minIdle = min(minIdle, time.Until(dl)/2)
+	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for s.closeIdle() > 0 {
+	for s.closeIdle(minIdle) > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -193,14 +205,15 @@ func (s *h1server) shutdown(ctx context.Context) error {
 // h1conn is one client connection on the fast path. Everything in it is
 // used by the connection's goroutine only, except where noted.
 type h1conn struct {
-	s      *h1server
-	p      *Proxy
-	c      net.Conn
-	cr     h1connReader
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	remote string
-	state  atomic.Int32
+	s         *h1server
+	p         *Proxy
+	c         net.Conn
+	cr        h1connReader
+	br        *bufio.Reader
+	idleSince atomic.Int64 // unix nanoseconds the connection last became idle
+	bw        *bufio.Writer
+	remote    string
+	state     atomic.Int32
 
 	// ctx is every request's context: cancelled when a read or write on
 	// the connection fails (the client went away) and when it ends.
@@ -311,6 +324,7 @@ func (hc *h1conn) serve() {
 // the first byte of the next request. It returns false when the
 // connection ended instead (closed, idle timeout, graceful stop).
 func (hc *h1conn) awaitWatch() bool {
+	hc.idleSince.Store(time.Now().UnixNano())
 	hc.state.Store(h1Idle)
 	hc.setReadDeadline(time.Now(), hc.p.cfg.IdleTimeout, false)
 	if hc.p.stopping.Load() {
@@ -359,7 +373,9 @@ func (hc *h1conn) releaseWriter() {
 func (hc *h1conn) readRequest() (r *http.Request, ok, fallback bool) {
 	if hc.br.Buffered() == 0 && !hc.cr.peeked {
 		// Waiting for a request: idle, closable by a graceful stop.
-		hc.setReadDeadline(time.Now(), hc.p.cfg.IdleTimeout, true)
+		now := time.Now()
+		hc.setReadDeadline(now, hc.p.cfg.IdleTimeout, true)
+		hc.idleSince.Store(now.UnixNano())
 		hc.state.Store(h1Idle)
 		if hc.p.stopping.Load() {
 			return nil, false, false

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,11 +200,14 @@ func TestH1StreamClientGone(t *testing.T) {
 	}
 }
 
-// A graceful stop closes idle keep-alive connections at once and lets a
-// request in flight finish, its answer saying Connection: close.
+// A graceful stop lets a request in flight finish, its answer saying
+// Connection: close, and closes an idle keep-alive connection once it has
+// been idle a while (not at once: the client may be sending on it).
 func TestH1GracefulStop(t *testing.T) {
 	dir := sockDir(t)
 	release := make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
 	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			<-release
@@ -211,18 +215,29 @@ func TestH1GracefulStop(t *testing.T) {
 		io.WriteString(w, "ok")
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
+	t.Cleanup(letGo) // before the proxy's and backend's stops (cleanups run last first)
 	idle, ibr := rawConn(t, px.addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	readBody(t, ibr, "GET")
 	busy, bbr := rawConn(t, px.addr)
 	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
 	waitFor(t, "the slow request in flight", func() bool { return px.p.inflight.Load() == 1 })
+	reuse, rbr := rawConn(t, px.addr)
+	io.WriteString(reuse, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	readBody(t, rbr, "GET")
 	stopped := make(chan struct{})
 	go func() { px.stop(); close(stopped) }()
+	waitFor(t, "the stop to begin", func() bool { return px.p.stopping.Load() })
+	// A client reusing its keep-alive connection during the stop gets an
+	// answer (and Connection: close), not a reset.
+	io.WriteString(reuse, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, body := readBody(t, rbr, "GET"); resp.StatusCode != 200 || body != "ok" || !resp.Close {
+		t.Errorf("request on a kept-alive connection during the stop: %d %q close=%v; want 200 ok with Connection: close", resp.StatusCode, body, resp.Close)
+	}
 	if _, err := ibr.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection at stop: %v; want EOF", err)
 	}
-	close(release)
+	letGo()
 	resp, body := readBody(t, bbr, "GET")
 	if resp.StatusCode != 200 || body != "ok" || !resp.Close {
 		t.Errorf("request in flight at stop: %d %q close=%v; want 200 ok with Connection: close", resp.StatusCode, body, resp.Close)

@@ -83,15 +83,16 @@ type h2conn struct {
 	closedSend   bool // the connection is done: nobody waits for window
 
 	// Streams, under smu.
-	smu       sync.Mutex
-	streams   map[uint32]*h2stream
-	maxID     uint32 // highest client stream id seen
-	goAway    bool   // GOAWAY sent: no new streams
-	handlers  sync.WaitGroup
-	active    atomic.Int32
-	connRecv  atomic.Int64 // what the peer may still send on the connection
-	connUnack atomic.Int64 // consumed, not yet given back with WINDOW_UPDATE
-	dlArmed   atomic.Bool  // an idle read deadline is set
+	smu         sync.Mutex
+	streams     map[uint32]*h2stream
+	maxID       uint32 // highest client stream id seen
+	goAway      bool   // GOAWAY sent: no new streams
+	handlers    sync.WaitGroup
+	active      atomic.Int32
+	connRecv    atomic.Int64 // what the peer may still send on the connection
+	connUnack   atomic.Int64 // consumed, not yet given back with WINDOW_UPDATE
+	dlArmed     atomic.Bool  // an idle read deadline is set
+	goAwayAsked atomic.Bool  // a graceful stop asked for GOAWAY
 }
 
 // h2stream is one request/response exchange. It is also its request's
