@@ -193,17 +193,8 @@ func (w *h2writer) start(end bool) error {
 	if w.err != nil {
 		return w.err
 	}
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
 	if !w.headersSent {
-		w.bodyOK = w.st.req.Method != http.MethodHead && w.status >= 200 &&
-			w.status != http.StatusNoContent && w.status != http.StatusNotModified
-		if cl := w.header["Content-Length"]; len(cl) == 1 {
-			if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
-				w.length = n
-			}
-		}
+		w.prepare()
 		w.headersSent = true
 		if end || !w.bodyOK {
 			w.ended = !w.hasTrailers()
@@ -211,6 +202,48 @@ func (w *h2writer) start(end bool) error {
 		w.sendHeaders(w.status, w.ended, false)
 	}
 	return w.err
+}
+
+// prepare settles the status and what the body may be, before the
+// headers go out.
+func (w *h2writer) prepare() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.bodyOK = w.st.req.Method != http.MethodHead && w.status >= 200 &&
+		w.status != http.StatusNoContent && w.status != http.StatusNotModified
+	if cl := w.header["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			w.length = n
+		}
+	}
+}
+
+// writeWhole sends a response whose entire body is b as one HEADERS and
+// one DATA frame ending the stream, in one go: the common small response
+// costs one lock and one window reservation, and no empty DATA frame to
+// end the stream. It reports false (having sent nothing) when b does not
+// fit one frame or the window; the caller then takes the general path.
+func (w *h2writer) writeWhole(b []byte) bool {
+	st := w.st
+	c := st.c
+	if st.reset.Load() || !c.tryWindow(st, len(b)) {
+		return false
+	}
+	maxFrame := c.peerFrameSize()
+	w.headersSent, w.ended = true, true
+	err := c.write(func() error {
+		if err := w.encodeHeaders(w.status, false, maxFrame); err != nil {
+			return err
+		}
+		return c.fr.WriteData(st.id, true, b)
+	}, true)
+	if err != nil {
+		w.fail(err)
+		return true
+	}
+	w.written += int64(len(b))
+	return true
 }
 
 func (w *h2writer) hasTrailers() bool {
@@ -223,6 +256,15 @@ func (w *h2writer) hasTrailers() bool {
 }
 
 func (w *h2writer) Write(b []byte) (int, error) {
+	if w.err == nil && !w.headersSent && len(b) > 0 {
+		w.prepare()
+		if w.bodyOK && w.length == int64(len(b)) && !w.hasTrailers() && w.writeWhole(b) {
+			if w.err != nil {
+				return 0, w.err
+			}
+			return len(b), nil
+		}
+	}
 	if err := w.start(false); err != nil {
 		return 0, err
 	}
@@ -309,34 +351,39 @@ func (w *h2writer) sendHeaders(code int, end, flush bool) {
 		return
 	}
 	maxFrame := c.peerFrameSize()
-	err := c.write(func() error {
-		c.hbuf.Reset()
-		enc := c.henc
-		enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(code)})
-		date := false
-		for k, vv := range w.header {
-			if strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
-				continue
-			}
-			if k == "Date" {
-				date = true
-			}
-			name := lowerH2(k)
-			for _, v := range vv {
-				if !httpguts.ValidHeaderFieldValue(v) {
-					continue
-				}
-				enc.WriteField(hpack.HeaderField{Name: name, Value: v})
-			}
-		}
-		if !date && code >= 200 {
-			enc.WriteField(hpack.HeaderField{Name: "date", Value: time.Now().UTC().Format(http.TimeFormat)})
-		}
-		return writeHeaderBlock(c.fr, st.id, end, c.hbuf.Bytes(), maxFrame)
-	}, flush)
+	err := c.write(func() error { return w.encodeHeaders(code, end, maxFrame) }, flush)
 	if err != nil {
 		w.fail(err)
 	}
+}
+
+// encodeHeaders writes the HEADERS (and CONTINUATION) frames for the
+// status and the header map. It runs under the connection's write lock.
+func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
+	c := w.st.c
+	c.hbuf.Reset()
+	enc := c.henc
+	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(code)})
+	date := false
+	for k, vv := range w.header {
+		if strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		if k == "Date" {
+			date = true
+		}
+		name := lowerH2(k)
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	if !date && code >= 200 {
+		enc.WriteField(hpack.HeaderField{Name: "date", Value: time.Now().UTC().Format(http.TimeFormat)})
+	}
+	return writeHeaderBlock(c.fr, w.st.id, end, c.hbuf.Bytes(), maxFrame)
 }
 
 // sendTrailers ends the stream with the trailer fields.
@@ -450,6 +497,19 @@ func (c *h2conn) takeWindow(st *h2stream, want int) (int, error) {
 		}
 		c.fcond.Wait()
 	}
+}
+
+// tryWindow reserves exactly n bytes of send window for st if both
+// windows have them and n fits one frame; it never waits.
+func (c *h2conn) tryWindow(st *h2stream, n int) bool {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if c.closedSend || n > c.peerMaxFrame || st.sendWin < int64(n) || c.connSendWin < int64(n) {
+		return false
+	}
+	st.sendWin -= int64(n)
+	c.connSendWin -= int64(n)
+	return true
 }
 
 func (c *h2conn) peerFrameSize() int {
