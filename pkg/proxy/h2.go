@@ -112,18 +112,20 @@ type h2stream struct {
 	sendWin int64 // under c.fmu
 
 	// Request body, filled by the reader goroutine.
-	bmu       sync.Mutex
-	bcond     sync.Cond
-	buf       []byte
-	bodyErr   error        // io.EOF once END_STREAM came, or why the body ended
-	deadline  *time.Timer  // body read deadline (handler goroutine only)
-	recvWin   atomic.Int64 // what the peer may still send on the stream
-	declared  int64        // content-length, -1 unknown
-	received  int64        // reader goroutine only
-	unacked   atomic.Int64 // consumed, not yet given back with WINDOW_UPDATE
-	remoteEnd atomic.Bool  // END_STREAM received
-	reset     atomic.Bool
-	done      atomic.Bool // the handler finished
+	bmu         sync.Mutex
+	bcond       sync.Cond
+	buf         []byte
+	bodyErr     error           // io.EOF once END_STREAM came, or why the body ended
+	trailerKeys map[string]bool // announced trailer fields (set before the handler starts)
+	trailerVals http.Header     // received trailer values, until the reader hands them over
+	deadline    *time.Timer     // body read deadline (handler goroutine only)
+	recvWin     atomic.Int64    // what the peer may still send on the stream
+	declared    int64           // content-length, -1 unknown
+	received    int64           // reader goroutine only
+	unacked     atomic.Int64    // consumed, not yet given back with WINDOW_UPDATE
+	remoteEnd   atomic.Bool     // END_STREAM received
+	reset       atomic.Bool
+	done        atomic.Bool // the handler finished
 }
 
 // serveH2 runs an HTTP/2 connection whose preface is at the start of br.
@@ -416,6 +418,9 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 	vals := make([]string, len(regular))
 	length := int64(-1)
 	for i, hf := range regular {
+		if !validWireName(hf.Name) {
+			return nil, errors.New("invalid field name")
+		}
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 			return nil, errors.New("connection-specific field " + hf.Name)
@@ -495,10 +500,37 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 	} else {
 		st.declared = length
 		r.ContentLength = length
+		for _, v := range h["Trailer"] {
+			for k := range strings.SplitSeq(v, ",") {
+				if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
+					if r.Trailer == nil {
+						r.Trailer = http.Header{}
+						st.trailerKeys = map[string]bool{}
+					}
+					r.Trailer[k] = nil
+					st.trailerKeys[k] = true
+				}
+			}
+		}
 		st.body.st = st
 		r.Body = &st.body
 	}
 	return r, nil
+}
+
+// validWireName reports whether name is a field name as HTTP/2 carries
+// it: a token in lower case (RFC 9113 section 8.2.1). The Framer checks
+// this too; the request builder does not rely on it.
+func validWireName(name string) bool {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // onData takes a DATA frame into its stream's body.
@@ -552,19 +584,25 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 	return nil
 }
 
-// trailers ends a request body with its trailer fields.
+// trailers ends a request body with its trailer fields. Only fields the
+// request announced in its Trailer header are kept (as net/http does):
+// their keys are in Request.Trailer from the start; the body reader puts
+// the values there when it reports the end of the body (on the handler's
+// goroutine, the only one that touches the map).
 func (st *h2stream) trailers(f *http2.MetaHeadersFrame) {
 	st.remoteEnd.Store(true)
-	if st.req != nil {
-		tr := make(http.Header)
-		for _, hf := range f.RegularFields() {
-			tr.Add(canonicalH2(hf.Name), hf.Value)
-		}
-		st.bmu.Lock()
-		st.req.Trailer = tr
-		st.bmu.Unlock()
-	}
 	st.bmu.Lock()
+	if st.trailerKeys != nil {
+		for _, hf := range f.RegularFields() {
+			k := canonicalH2(hf.Name)
+			if st.trailerKeys[k] && httpguts.ValidTrailerHeader(k) {
+				if st.trailerVals == nil {
+					st.trailerVals = http.Header{}
+				}
+				st.trailerVals[k] = append(st.trailerVals[k], hf.Value)
+			}
+		}
+	}
 	if st.bodyErr == nil {
 		st.bodyErr = io.EOF
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -239,4 +241,94 @@ func TestH2GracefulStop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stop did not finish after the last stream")
 	}
+}
+
+// A request's trailers (announced in its Trailer header) reach the
+// backend after the body, which the proxy sends chunked.
+func TestH2RequestTrailers(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", b, r.Trailer.Get("X-Checksum"))
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c := h2cClient(t)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", px.url+"/up", pr)
+	req.Trailer = http.Header{"X-Checksum": nil}
+	go func() {
+		io.WriteString(pw, "part one, ")
+		io.WriteString(pw, "part two")
+		req.Trailer.Set("X-Checksum", "abc123")
+		pw.Close()
+	}()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "part one, part two abc123" {
+		t.Errorf("backend saw %q; want the body and its trailer", b)
+	}
+}
+
+// FuzzH2Request feeds header lists, as HPACK would deliver them, to the
+// HTTP/2 request builder: it must never panic, and what it accepts must be
+// a request the proxy can forward (a method token, an origin-form path or
+// OPTIONS *, a valid Host, no connection-specific fields).
+func FuzzH2Request(f *testing.F) {
+	f.Add(":method\x00GET\n:scheme\x00http\n:authority\x00a\n:path\x00/x?y\nuser-agent\x00f\n", true)
+	f.Add(":method\x00POST\n:scheme\x00http\n:path\x00/%2F\ncontent-length\x003\ntrailer\x00x-sum\n", false)
+	f.Add(":method\x00OPTIONS\n:scheme\x00http\n:path\x00*\nhost\x00b:1\n", true)
+	f.Add(":method\x00GET\n:scheme\x00http\n:path\x00/\nconnection\x00close\n", true)
+	f.Add(":method\x00CONNECT\n:authority\x00a:443\n", false)
+	f.Fuzz(func(t *testing.T, list string, end bool) {
+		var fields []hpack.HeaderField
+		for _, line := range strings.Split(list, "\n") {
+			name, value, ok := strings.Cut(line, "\x00")
+			if ok {
+				fields = append(fields, hpack.HeaderField{Name: name, Value: value})
+			}
+		}
+		hf := &http2.HeadersFrame{FrameHeader: http2.FrameHeader{StreamID: 1}}
+		if end {
+			hf.Flags = http2.FlagHeadersEndStream
+		}
+		mh := &http2.MetaHeadersFrame{HeadersFrame: hf, Fields: fields}
+		c := &h2conn{ctx: context.Background(), remote: "192.0.2.1:9"}
+		st := &h2stream{c: c, id: 1, declared: -1}
+		st.bcond.L = &st.bmu
+		r, err := c.newRequest(st, mh)
+		if err != nil {
+			return
+		}
+		if !validToken([]byte(r.Method)) || r.Method == http.MethodConnect {
+			t.Fatalf("accepted method %q", r.Method)
+		}
+		if r.RequestURI != "*" && !strings.HasPrefix(r.RequestURI, "/") {
+			t.Fatalf("accepted path %q", r.RequestURI)
+		}
+		for k := range r.Header {
+			if isH2ConnectionField(k) {
+				t.Fatalf("accepted connection-specific field %s", k)
+			}
+		}
+		if r.Host != "" && !httpguts.ValidHostHeader(r.Host) {
+			t.Fatalf("accepted host %q", r.Host)
+		}
+		if end && r.Body != http.NoBody {
+			t.Fatalf("END_STREAM on the headers but a body to read")
+		}
+		var buf bytes.Buffer
+		w := bufio.NewWriter(&buf)
+		rb := &reqBody{size: 0}
+		if err := writeRequest(w, r, backendURI(r), rb); err != nil {
+			return // a field value the backend request refuses is an error, not a panic
+		}
+		w.Flush()
+		if _, err := http.ReadRequest(bufio.NewReader(&buf)); err != nil {
+			t.Fatalf("backend cannot parse the forwarded request: %v\n%q", err, buf.String())
+		}
+	})
 }

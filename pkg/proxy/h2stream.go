@@ -148,6 +148,12 @@ func (b *h2body) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	err := st.bodyErr
+	if err == io.EOF && st.trailerVals != nil {
+		for k, vv := range st.trailerVals {
+			st.req.Trailer[k] = vv
+		}
+		st.trailerVals = nil
+	}
 	st.bmu.Unlock()
 	return 0, err
 }
