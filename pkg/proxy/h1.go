@@ -500,19 +500,10 @@ func (hc *h1conn) parse(b []byte) (*http.Request, bool) {
 		}
 		l := rest[:nl-1]
 		rest = rest[nl+1:]
-		colon := strings.IndexByte(l, ':')
-		if colon <= 0 {
-			return nil, false // also an obs-fold line (leading space or tab)
-		}
-		name := l[:colon]
-		if !httpguts.ValidHeaderFieldName(name) {
+		name, v, ok := parseField(l)
+		if !ok {
 			return nil, false
 		}
-		v := trimOWS(l[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return nil, false
-		}
-		name = http.CanonicalHeaderKey(name)
 		switch name {
 		case "Host":
 			host = v

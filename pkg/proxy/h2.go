@@ -240,10 +240,7 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 		}
 		return c.write(func() error { return c.fr.WritePing(true, f.Data) }, true)
 	case *http2.RSTStreamFrame:
-		c.smu.Lock()
-		st := c.streams[f.StreamID]
-		idle := f.StreamID > c.maxID
-		c.smu.Unlock()
+		st, idle := c.lookup(f.StreamID)
 		if idle {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
@@ -311,10 +308,7 @@ func (c *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		c.fcond.Broadcast()
 		return nil
 	}
-	c.smu.Lock()
-	st := c.streams[f.StreamID]
-	idle := f.StreamID > c.maxID
-	c.smu.Unlock()
+	st, idle := c.lookup(f.StreamID)
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -328,6 +322,14 @@ func (c *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	}
 	c.fcond.Broadcast()
 	return nil
+}
+
+// lookup returns the open stream id, if any, and whether id is idle (never
+// opened: frames other than HEADERS on it are a protocol error).
+func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.streams[id], id > c.maxID
 }
 
 // onHeaders starts a stream, or takes a request's trailers.
@@ -539,10 +541,7 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 	if c.connRecv.Add(-n) < 0 {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
-	c.smu.Lock()
-	st := c.streams[f.StreamID]
-	idle := f.StreamID > c.maxID
-	c.smu.Unlock()
+	st, idle := c.lookup(f.StreamID)
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}

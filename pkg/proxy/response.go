@@ -80,19 +80,10 @@ func readResponseFast(bc *bconn, req *http.Request) (resp *http.Response, ok boo
 		if !crlf {
 			return nil, false // a bare LF: the slow path decides
 		}
-		colon := indexByte(l, ':')
-		if colon <= 0 {
-			return nil, false // also a folded line (leading space or tab)
-		}
-		name := l[:colon]
-		if !httpguts.ValidHeaderFieldName(name) {
+		name, v, ok := parseField(l)
+		if !ok {
 			return nil, false
 		}
-		v := trimOWS(l[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return nil, false
-		}
-		name = http.CanonicalHeaderKey(name)
 		switch name {
 		case "Transfer-Encoding", "Trailer", "Pragma":
 			// Pragma: net/http adds Cache-Control for "Pragma: no-cache".
@@ -141,6 +132,27 @@ func readResponseFast(bc *bconn, req *http.Request) (resp *http.Response, ok boo
 		resp.Body = &bc.body
 	}
 	return resp, true
+}
+
+// parseField parses one header field line (without its CRLF) into its
+// canonical name and its value without surrounding whitespace. It refuses
+// what the fast parsers leave to net/http: no colon, a name that is not a
+// token (a folded line's leading space makes it so), a value with control
+// characters.
+func parseField(l string) (name, value string, ok bool) {
+	colon := indexByte(l, ':')
+	if colon <= 0 {
+		return "", "", false
+	}
+	name = l[:colon]
+	if !httpguts.ValidHeaderFieldName(name) {
+		return "", "", false
+	}
+	value = trimOWS(l[colon+1:])
+	if !httpguts.ValidHeaderFieldValue(value) {
+		return "", "", false
+	}
+	return http.CanonicalHeaderKey(name), value, true
 }
 
 // cutLine splits s after its first LF; crlf reports whether the line
