@@ -96,7 +96,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		}
 	}()
 
-	bc, err := b.pool.get(ctx)
+	bc, err := b.pool.get(ctx, !idempotent(r.Method) || !body.empty())
 	if err != nil {
 		if ctx.Err() != nil {
 			return attempt{outcome: outcomeClientGone}
@@ -157,6 +157,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		// is still whole (RFC 9112 section 9.3.1). Others may have been
 		// processed, so they are not resent.
 		if noAnswer && bc.reused && idempotent(r.Method) && body.read.Load() == sentBefore && body.untouched() {
+			b.pool.suspect()
 			p.m.retries.WithLabelValues("stale_connection").Inc()
 			return attempt{retry: true, again: true}
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,8 @@ type pool struct {
 	mu     sync.Mutex
 	idle   []*bconn
 	closed bool
+
+	suspectUntil atomic.Int64 // unix nanoseconds; see get
 }
 
 func newPool(network, addr string, cfg *Config) *pool {
@@ -82,8 +85,17 @@ func newPool(network, addr string, cfg *Config) *pool {
 
 // get returns a live idle connection, or a new one. A dial failure is a
 // *dialError: nothing reached the backend.
-func (p *pool) get(ctx context.Context) (*bconn, error) {
+//
+// An idle connection the backend has closed meanwhile (a worker that
+// restarted on its own, a short keep-alive timeout) must not carry a
+// request that cannot be sent twice: with mustBeOpen, one idle for over a
+// millisecond is checked with a non-blocking peek first. A request that
+// can be sent again (idempotent, no body) skips the check, a syscall: if
+// the connection turns out closed, forward resends it, and calls suspect
+// so that the other idle connections of the pool are checked for a while.
+func (p *pool) get(ctx context.Context, mustBeOpen bool) (*bconn, error) {
 	now := time.Now()
+	check := mustBeOpen || now.UnixNano() < p.suspectUntil.Load()
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -100,7 +112,7 @@ func (p *pool) get(ctx context.Context) (*bconn, error) {
 		// used successfully; backends close idle connections after seconds
 		// (and say Connection: close otherwise), so the peek is skipped
 		// under load, where it would cost a syscall per request.
-		if idle > p.idleTimeout || (idle > time.Millisecond && !alive(bc)) {
+		if idle > p.idleTimeout || (check && idle > time.Millisecond && !alive(bc)) {
 			bc.c.Close()
 			continue
 		}
@@ -115,6 +127,12 @@ func (p *pool) get(ctx context.Context) (*bconn, error) {
 	bc.br = bufio.NewReaderSize(bc, 16<<10)
 	bc.bw = bufio.NewWriterSize(c, 16<<10)
 	return bc, nil
+}
+
+// suspect makes get check idle connections for the next second: one was
+// found closed by the backend, others may be too.
+func (p *pool) suspect() {
+	p.suspectUntil.Store(time.Now().Add(time.Second).UnixNano())
 }
 
 // put returns bc to the pool, or closes it when the pool is full or closed.
