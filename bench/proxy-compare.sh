@@ -4,7 +4,12 @@
 # (examples/echo), same load tools (wrk for keep-alive HTTP/1.1, h2load for
 # cleartext HTTP/2). Writes bench/PROXY-RESULTS.md.
 #
-#   bench/proxy-compare.sh [DURATION_SECONDS] [CONNECTIONS]
+#   bench/proxy-compare.sh [DURATION_SECONDS] [CONNECTIONS] [ROUNDS]
+#
+# Every target is measured ROUNDS times (default 3), the targets taking
+# turns within each round, so that what else runs on the machine falls on
+# all of them alike; the report gives per-target medians and the median and
+# range of each round's ratio to HAProxy.
 #
 # Needs wrk, h2load (nghttp2-client), haproxy and nginx (Debian packages).
 # The machine is shared: run it when nothing else is busy, and read ratios,
@@ -13,6 +18,7 @@ set -euo pipefail
 
 DUR=${1:-10}
 CONNS=${2:-50}
+ROUNDS=${3:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/bench/PROXY-RESULTS.md"
 TMP=$(mktemp -d /tmp/zdpc.XXXXXX)
@@ -176,42 +182,74 @@ print("%.2f"%(v[min(len(v)-1,int(len(v)*0.99))]/1000) if v else "n/a")' "$TMP/h2
 	echo "${rps:-0} ${p99:-n/a} ${errs:-0}"
 }
 
-declare -A H1 H2 CPU1 CPU2
+RES="$TMP/results"
+: >"$RES"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "warming up..." >&2
 for p in $PB $PZ $PZS $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
-for name in direct zd-queue zd-queue-std haproxy nginx; do
-	case $name in direct) p=$PB ;; zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH ;; nginx) p=$PN ;; esac
-	echo "wrk h1 keep-alive: $name" >&2
-	c0=$(cputicks "$(pidof_target $name)")
-	H1[$name]=$(run_wrk "$name" "$p")
-	c1=$(cputicks "$(pidof_target $name)")
-	CPU1[$name]=$((c1 - c0))
+for round in $(seq 1 "$ROUNDS"); do
+	for name in direct zd-queue zd-queue-std haproxy nginx; do
+		case $name in direct) p=$PB ;; zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH ;; nginx) p=$PN ;; esac
+		echo "round $round/$ROUNDS, wrk h1 keep-alive: $name" >&2
+		c0=$(cputicks "$(pidof_target $name)")
+		r=$(run_wrk "$name-$round" "$p")
+		c1=$(cputicks "$(pidof_target $name)")
+		echo "h1 $name $round $r $((c1 - c0))" >>"$RES"
+	done
+	for name in zd-queue zd-queue-std haproxy nginx; do
+		case $name in zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH2 ;; nginx) p=$PN2 ;; esac
+		echo "round $round/$ROUNDS, h2load h2c: $name" >&2
+		c0=$(cputicks "$(pidof_target $name)")
+		r=$(run_h2 "$name-$round" "$p")
+		c1=$(cputicks "$(pidof_target $name)")
+		echo "h2 $name $round $r $((c1 - c0))" >>"$RES"
+	done
 done
-for name in zd-queue zd-queue-std haproxy nginx; do
-	case $name in zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH2 ;; nginx) p=$PN2 ;; esac
-	echo "h2load h2c: $name" >&2
-	c0=$(cputicks "$(pidof_target $name)")
-	H2[$name]=$(run_h2 "$name" "$p")
-	c1=$(cputicks "$(pidof_target $name)")
-	CPU2[$name]=$((c1 - c0))
-done
 
-# cpu_us TICKS RPS: CPU microseconds per request of the measured process.
-cpu_us() { python3 -c 'import sys; t,tck,rps,d=map(float,sys.argv[1:5])
-try: print("%.1f"%(t/tck*1e6/(rps*d)))
-except Exception: print("n/a")' "$1" "$TCK" "$2" "$DUR"; }
+# table PROTO NAMES...: the markdown table of one protocol from $RES.
+table() {
+	python3 - "$RES" "$TCK" "$DUR" "$@" <<'PY'
+import sys, statistics as st
+res, tck, dur, proto, names = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5:]
+rows = {}
+for line in open(res):
+    f = line.split()
+    if f[0] != proto:
+        continue
+    name, rnd, rps, p99, errs, ticks = f[1], int(f[2]), f[3], f[4], int(f[5]), float(f[6])
+    num = lambda v: float(v) if v not in ("n/a", "") else None
+    rows.setdefault(name, {})[rnd] = (num(rps), num(p99), errs, ticks)
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return st.median(xs) if xs else None
+def fmt(v, nd=2):
+    return "n/a" if v is None else f"{v:.{nd}f}"
+hap = rows.get("haproxy", {})
+print("| target | req/s (median) | p99 ms (median) | errors (all rounds) | rps vs HAProxy: median (range) | p99 vs HAProxy (median) | CPU µs/req (median) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name in names:
+    rs = rows.get(name, {})
+    if not rs:
+        continue
+    ratios, p99r, cpu = [], [], []
+    for rnd, (rps, p99, errs, ticks) in rs.items():
+        h = hap.get(rnd)
+        if h and rps and h[0]:
+            ratios.append(rps / h[0])
+        if h and p99 and h[1]:
+            p99r.append(p99 / h[1])
+        if rps:
+            cpu.append(ticks / tck * 1e6 / (rps * dur))
+    rng = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    print(f"| {name} | {fmt(med(r[0] for r in rs.values()))} | {fmt(med(r[1] for r in rs.values()))} | "
+          f"{sum(r[2] for r in rs.values())} | {fmt(med(ratios))}{rng} | {fmt(med(p99r))} | {fmt(med(cpu), 1)} |")
+PY
+}
 
-ratio() { python3 -c 'import sys; a,b=sys.argv[1],sys.argv[2]
-try: print("%.2f"%(float(a)/float(b)))
-except Exception: print("n/a")' "$1" "$2"; }
-
-read -r hz_rps hz_p99 _ <<<"${H1[haproxy]}"
-read -r h2h_rps h2h_p99 _ <<<"${H2[haproxy]}"
 {
 	echo "# zd-queue vs HAProxy vs nginx (generated by bench/proxy-compare.sh)"
 	echo
-	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared with other work, ${DUR}s per run, $CONNS connections,"
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores shared with other work, ${DUR}s per run, $CONNS connections, $ROUNDS rounds"
 	echo "load average $LOAD0 at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end (others' work: compare ratios within one run)."
 	echo "Backend: examples/echo (Go net/http) on 127.0.0.1. zd-queue $(cd "$ROOT" && git rev-parse --short HEAD),"
 	echo "$(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3). Proxies: HAProxy nbthread 2 with http-reuse always,"
@@ -219,21 +257,11 @@ read -r h2h_rps h2h_p99 _ <<<"${H2[haproxy]}"
 	echo
 	echo "## HTTP/1.1 keep-alive (wrk -t2 -c$CONNS)"
 	echo
-	echo "| target | req/s | p99 ms | errors | rps vs HAProxy | p99 vs HAProxy | CPU µs/req (that process) |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-	for name in direct zd-queue zd-queue-std haproxy nginx; do
-		read -r rps p99 errs <<<"${H1[$name]}"
-		echo "| $name | $rps | $p99 | $errs | $(ratio "$rps" "$hz_rps") | $(ratio "$p99" "$hz_p99") | $(cpu_us "${CPU1[$name]}" "$rps") |"
-	done
+	table h1 direct zd-queue zd-queue-std haproxy nginx
 	echo
 	echo "## HTTP/2 cleartext, prior knowledge (h2load -c$CONNS -m10; backend side HTTP/1.1)"
 	echo
-	echo "| target | req/s | p99 ms | errors | rps vs HAProxy | p99 vs HAProxy | CPU µs/req (that process) |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-	for name in zd-queue zd-queue-std haproxy nginx; do
-		read -r rps p99 errs <<<"${H2[$name]}"
-		echo "| $name | $rps | $p99 | $errs | $(ratio "$rps" "$h2h_rps") | $(ratio "$p99" "$h2h_p99") | $(cpu_us "${CPU2[$name]}" "$rps") |"
-	done
+	table h2 zd-queue zd-queue-std haproxy nginx
 	echo
 	echo "CPU µs/req is the CPU time (user+system) the proxy process itself used during the run divided by"
 	echo "the requests it served (for direct: the backend's). On a shared machine it is steadier than req/s:"
@@ -248,7 +276,10 @@ read -r h2h_rps h2h_p99 _ <<<"${H2[haproxy]}"
 	echo '<details><summary>raw output</summary>'
 	echo
 	echo '```'
-	for f in "$TMP"/wrk-*.txt "$TMP"/h2-*.txt; do echo "== $(basename "$f")"; cat "$f"; done
+	for f in "$TMP"/wrk-*.txt "$TMP"/h2-*.txt; do
+		echo "== $(basename "$f")"
+		grep -vE '^(progress:|spawning thread|Warm-up|Main benchmark|starting benchmark)' "$f" || true
+	done
 	echo '```'
 	echo '</details>'
 } >"$OUT"
