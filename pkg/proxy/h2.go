@@ -549,9 +549,13 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 		// Nobody will read it: the connection's window opens again at
 		// once.
 		c.giveBack(nil, n)
-		if st == nil || st.remoteEnd.Load() {
+		if st != nil && st.remoteEnd.Load() && !st.reset.Load() {
+			// DATA after END_STREAM (RFC 9113 section 5.1).
 			c.resetStream(f.StreamID, http2.ErrCodeStreamClosed)
 		}
+		// A closed stream's DATA is the client's, sent before it saw our
+		// RST_STREAM or end of stream: ignored (section 5.4.2), not
+		// answered with another reset each time.
 		return nil
 	}
 	if st.recvWin.Add(-n) < 0 {
