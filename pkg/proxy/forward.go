@@ -198,8 +198,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		h.Add("Trailer", k)
 	}
 	w.WriteHeader(resp.StatusCode)
-	if err := p.copyBody(w, resp); err != nil {
-		bc.c.Close()
+	if drained, err := p.copyBody(w, resp); err != nil {
+		if drained && !resp.Close && stop() {
+			// The client went away after the backend's whole answer was
+			// read: the connection is as good as ever.
+			b.pool.put(bc)
+		} else {
+			bc.c.Close()
+		}
 		if ctx.Err() != nil {
 			return attempt{outcome: outcomeClientGone}
 		}
@@ -272,7 +278,9 @@ func okOutcome(replayed bool) string {
 
 // copyBody streams resp's body to w. Responses of unknown length (chunked,
 // SSE) are flushed after every read, so streams pass through unbuffered.
-func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
+// On failure, drained reports whether the backend's whole body had been
+// read (only the client side failed), so its connection can be reused.
+func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) (drained bool, err error) {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -285,19 +293,19 @@ func (p *Proxy) copyBody(w http.ResponseWriter, resp *http.Response) error {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+				return rerr == io.EOF, werr
 			}
 			if stream {
 				if err := rc.Flush(); err != nil {
-					return err
+					return rerr == io.EOF, err
 				}
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return true, nil
 		}
 		if rerr != nil {
-			return rerr
+			return false, rerr
 		}
 	}
 }

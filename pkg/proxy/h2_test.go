@@ -332,3 +332,59 @@ func FuzzH2Request(f *testing.F) {
 		}
 	})
 }
+
+// A client that resets its stream while the backend is answering costs
+// no backend connection: once the backend's whole answer is read, the
+// connection goes back to the pool and the next request uses it.
+func TestH2ResetKeepsBackendConnection(t *testing.T) {
+	dir := sockDir(t)
+	release := make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	t.Cleanup(letGo)
+	c := h2cClient(t)
+	if _, body := get(t, c, px.url+"/"); body != "ok" {
+		t.Fatalf("first request: %q", body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, "GET", px.url+"/slow", nil)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, "the slow request at the backend", func() bool { return be.hits.Load() == 2 })
+	cancel() // RST_STREAM while the backend works
+	<-done
+	letGo()
+	waitFor(t, "the proxy done with it", func() bool { return px.p.inflight.Load() == 0 })
+	before := backendConns(t, px.p, be.addr)
+	if _, body := get(t, c, px.url+"/"); body != "ok" {
+		t.Fatalf("request after the reset: %q", body)
+	}
+	if after := backendConns(t, px.p, be.addr); after != before || before < 1 {
+		t.Errorf("idle backend connections %d before the next request, %d after; want the reset stream's connection kept and reused", before, after)
+	}
+}
+
+// backendConns returns how many idle pooled connections the proxy holds
+// to the backend addr.
+func backendConns(t *testing.T, p *Proxy, addr string) int {
+	t.Helper()
+	b := p.rt.lookup(addr)
+	if b == nil {
+		t.Fatalf("no backend %s", addr)
+	}
+	b.pool.mu.Lock()
+	defer b.pool.mu.Unlock()
+	return len(b.pool.idle)
+}
