@@ -54,6 +54,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.DurationFlag{Name: "body-timeout", Value: d.BodyTimeout, Usage: "bound on reading a request body into the buffer", Sources: env("ZD_BODY_TIMEOUT")},
 			&cli.DurationFlag{Name: "backend-timeout", Value: d.BackendTimeout, Usage: "bound on a backend's response headers (then 504)", Sources: env("ZD_BACKEND_TIMEOUT")},
 			&cli.DurationFlag{Name: "dial-timeout", Value: d.DialTimeout, Usage: "bound on connecting to a backend", Sources: env("ZD_DIAL_TIMEOUT")},
+			&cli.IntFlag{Name: "max-idle-per-backend", Value: d.MaxIdlePerBackend, Usage: "idle keep-alive connections kept per backend (size it above the requests in flight per backend)", Sources: env("ZD_MAX_IDLE_PER_BACKEND")},
 			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
 			&cli.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
 		}, cmdkit.StateFlags("queue.sock"), cmdkit.LogFlags()),

@@ -114,6 +114,10 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	cfg.BodyTimeout = c.Duration("body-timeout")
 	cfg.BackendTimeout = c.Duration("backend-timeout")
 	cfg.DialTimeout = c.Duration("dial-timeout")
+	cfg.MaxIdlePerBackend = int(c.Int("max-idle-per-backend"))
+	if cfg.MaxIdlePerBackend < 1 {
+		return nil, cmdkit.UsageError("keep at least 1 (the default is 1024)", "--max-idle-per-backend %d is too small", cfg.MaxIdlePerBackend)
+	}
 	cfg.MaxHeaderBytes = int(c.Int("max-header-bytes"))
 	cfg.ShutdownGrace = c.Duration("grace")
 	for name, d := range map[string]time.Duration{"header-timeout": cfg.ReadHeaderTimeout, "idle-timeout": cfg.IdleTimeout,

@@ -1,0 +1,22 @@
+package zdhandoff
+
+import (
+	"os"
+	"testing"
+
+	"github.com/zdtools/zd/pkg/cli/cmdkit"
+)
+
+// Every flag and environment variable of zd-handoff is in the README and in
+// zd-handoff(1).
+func TestFlagsDocumented(t *testing.T) {
+	for _, doc := range []string{"../../../README.md", "../../../man/zd-handoff.1"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing := cmdkit.Undocumented(newCommand(cmdkit.IO{}), string(b)); len(missing) > 0 {
+			t.Errorf("%s does not mention %v", doc, missing)
+		}
+	}
+}
