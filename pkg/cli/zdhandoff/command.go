@@ -131,6 +131,21 @@ func newCommand(io cmdkit.IO) *cli.Command {
 }
 
 // logger builds the run's logger from the root flags.
+// commonFlags reads what serve and take both take: the logger, --timeout
+// and the handoff socket's path.
+func commonFlags(c *cli.Command, io cmdkit.IO) (log *slog.Logger, timeout time.Duration, path string, err error) {
+	if log, err = logger(c, io); err != nil {
+		return nil, 0, "", err
+	}
+	if timeout, err = durationFlag(c, "timeout"); err != nil {
+		return nil, 0, "", err
+	}
+	if path, err = socketPath(c, io); err != nil {
+		return nil, 0, "", err
+	}
+	return log, timeout, path, nil
+}
+
 func logger(c *cli.Command, io cmdkit.IO) (*slog.Logger, error) {
 	return cmdkit.NewLogger(io.Stderr, c.String("log-format"), c.String("log-level"))
 }

@@ -25,19 +25,11 @@ import (
 
 // runServe: zd-handoff serve --socket PATH [--fd N[=NAME]]... [-- CMD [ARGS]].
 func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
-	log, err := logger(c, io)
-	if err != nil {
-		return err
-	}
-	timeout, err := durationFlag(c, "timeout")
+	log, timeout, path, err := commonFlags(c, io)
 	if err != nil {
 		return err
 	}
 	grace, err := durationFlag(c, "grace")
-	if err != nil {
-		return err
-	}
-	path, err := socketPath(c, io)
 	if err != nil {
 		return err
 	}

@@ -93,15 +93,7 @@ func dialError(err error, path string, timeout time.Duration) error {
 
 // runTake: zd-handoff take --socket PATH [--name N]... [--release] -- CMD [ARGS].
 func runTake(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
-	log, err := logger(c, io)
-	if err != nil {
-		return err
-	}
-	timeout, err := durationFlag(c, "timeout")
-	if err != nil {
-		return err
-	}
-	path, err := socketPath(c, io)
+	log, timeout, path, err := commonFlags(c, io)
 	if err != nil {
 		return err
 	}
