@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,8 @@ var (
 // h1server is the set of fast-path connections of one Serve call.
 type h1server struct {
 	p    *Proxy
-	feed *connFeed // where connections left to net/http go
+	feed *connFeed   // where connections left to net/http go
+	tls  *tls.Config // serve HTTPS: handshake first, h2 or http/1.1 by ALPN
 
 	mu    sync.Mutex
 	conns map[*h1conn]struct{}
@@ -115,6 +117,9 @@ func isTemporaryAccept(err error) bool {
 }
 
 func (s *h1server) newConn(c net.Conn) *h1conn {
+	if s.tls != nil {
+		c = tls.Server(c, s.tls)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hc := &h1conn{s: s, p: s.p, c: c, ctx: ctx, cancel: cancel, remote: c.RemoteAddr().String()}
 	hc.state.Store(h1Active)
@@ -232,7 +237,8 @@ type h1conn struct {
 	watching  bool
 	watchDone chan struct{}
 
-	h2 atomic.Pointer[h2conn] // set when the connection speaks HTTP/2
+	h2       atomic.Pointer[h2conn] // set when the connection speaks HTTP/2
+	tlsState *tls.ConnectionState   // for HTTPS, once the handshake is done
 }
 
 // h1connReader is what the connection's bufio.Reader reads from: the
@@ -289,6 +295,29 @@ func (hc *h1conn) serve() {
 	}()
 	hc.br = h1ReaderPool.Get().(*bufio.Reader)
 	hc.br.Reset(&hc.cr)
+	if tc, ok := hc.c.(*tls.Conn); ok {
+		switch proto, ok := hc.handshake(tc); {
+		case !ok:
+			return
+		case proto == "h2" && hc.p.cfg.NoFastH2:
+			// net/http's HTTP/2 server takes it as it is (nothing read).
+			hc.state.Store(h1Closed)
+			handed = hc.s.feed != nil && hc.s.feed.hand(tc)
+			return
+		case proto == "h2":
+			// ALPN said h2: the preface must come first (within the
+			// header timeout).
+			tc.SetReadDeadline(time.Now().Add(hc.p.cfg.ReadHeaderTimeout))
+			b, err := hc.br.Peek(len(h2Preface))
+			tc.SetReadDeadline(time.Time{})
+			if err != nil || string(b) != h2Preface {
+				hc.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+				return
+			}
+			hc.serveH2()
+			return
+		}
+	}
 	for first := true; ; first = false {
 		r, ok, fallback := hc.readRequest()
 		if fallback {
@@ -335,6 +364,34 @@ func (hc *h1conn) awaitWatch() bool {
 	hc.watching = false
 	return hc.cr.peeked && hc.state.CompareAndSwap(h1Idle, h1Active)
 }
+
+// handshake completes a TLS handshake within ReadHeaderTimeout and
+// returns the protocol ALPN chose; ok false when it failed (counted as bad
+// input, as net/http's server did).
+func (hc *h1conn) handshake(tc *tls.Conn) (proto string, ok bool) {
+	tc.SetDeadline(time.Now().Add(hc.p.cfg.ReadHeaderTimeout))
+	if err := tc.HandshakeContext(hc.ctx); err != nil {
+		hc.p.m.badInput.WithLabelValues("tls").Inc()
+		hc.p.log.Debug("TLS handshake failed", "remote", hc.remote, "err", err)
+		return "", false
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	hc.tlsState = &st
+	return st.NegotiatedProtocol, true
+}
+
+// handedTLS is net/http's ConnContext for the connections the fast path
+// hands over: a decrypted TLS connection keeps its TLS state for the
+// request (net/http sees only the plain bytes).
+func handedTLS(ctx context.Context, c net.Conn) context.Context {
+	if rc, ok := c.(*replayConn); ok && rc.tls != nil {
+		return context.WithValue(ctx, tlsStateKey{}, rc.tls)
+	}
+	return ctx
+}
+
+type tlsStateKey struct{}
 
 // h2Preface reports whether the connection starts with the HTTP/2
 // client preface (h2c with prior knowledge).
@@ -567,6 +624,7 @@ func (hc *h1conn) parse(b []byte) (*http.Request, bool) {
 	r.Host = host
 	r.RemoteAddr = hc.remote
 	r.RequestURI = targetS
+	r.TLS = hc.tlsState
 	r.Close = closeConn
 	r.ContentLength = length
 	r.Body = http.NoBody
@@ -683,7 +741,7 @@ func (hc *h1conn) handOver() bool {
 	hc.dl = time.Time{}
 	hc.c.SetDeadline(time.Time{})
 	hc.state.Store(h1Closed)
-	rc := &replayConn{Conn: hc.c, pre: pre}
+	rc := &replayConn{Conn: hc.c, pre: pre, tls: hc.tlsState}
 	if hc.s.feed == nil || !hc.s.feed.hand(rc) {
 		return false
 	}
@@ -777,6 +835,7 @@ func (b *h1body) Close() error { return nil }
 type replayConn struct {
 	net.Conn
 	pre []byte
+	tls *tls.ConnectionState // of a decrypted TLS connection
 }
 
 func (c *replayConn) Read(b []byte) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,7 @@ type h2conn struct {
 	c      net.Conn
 	hc     *h1conn // the fast-path connection it grew from (state, shutdown)
 	remote string
+	tls    *tls.ConnectionState // nil for h2c
 	fr     *http2.Framer
 
 	ctx    context.Context
@@ -134,6 +136,7 @@ func (hc *h1conn) serveH2() {
 	c := &h2conn{p: hc.p, c: hc.c, hc: hc, remote: hc.remote, streams: map[uint32]*h2stream{},
 		connSendWin: h2DefaultWindow, initSendWin: h2DefaultWindow, peerMaxFrame: 16384}
 	c.connRecv.Store(h2ConnWindow)
+	c.tls = hc.tlsState
 	c.ctx, c.cancel = context.WithCancel(hc.ctx)
 	defer c.cancel()
 	hc.h2.Store(c)
@@ -490,6 +493,7 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 		Host:       authority,
 		RemoteAddr: c.remote,
 		RequestURI: path,
+		TLS:        c.tls,
 	}).WithContext(st)
 	if f.StreamEnded() {
 		st.remoteEnd.Store(true)

@@ -220,3 +220,70 @@ func TestH2OverTLSAndHTTP3(t *testing.T) {
 		t.Errorf("%d answers; want 20", n)
 	}
 }
+
+// HTTPS/1.1: the fast path does the TLS handshake and serves plain
+// requests itself; a request it hands to net/http (a chunked upload) is
+// still known to have come over TLS. Both reach the backend with
+// X-Forwarded-Proto: https. A client that is not speaking TLS at all is
+// counted as bad input, and the listener serves on.
+func TestHTTPSFastPathAndHandOver(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", r.Header.Get("X-Forwarded-Proto"), b)
+	})
+	tlsCfg, roots := selfSigned(t)
+	tcpAddr, _, p := startTLSProxy(t, Config{Backends: []string{be.addr}, TLS: tlsCfg})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: new(http.Protocols)}
+	tr.Protocols.SetHTTP1(true) // HTTP/1.1 only
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		want string
+	}{
+		{"fast path", strings.NewReader("fixed"), "https fixed"},
+		{"handed over", io.MultiReader(strings.NewReader("chun"), strings.NewReader("ked")), "https chunked"},
+		{"fast path again", nil, "https "},
+	} {
+		req, _ := http.NewRequest("POST", "https://"+tcpAddr+"/", tc.body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 || string(b) != tc.want {
+			t.Errorf("%s: %s %q; want HTTP/1.1 %q", tc.name, resp.Proto, b, tc.want)
+		}
+	}
+	if got := rawExchange(t, tcpAddr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); strings.HasPrefix(got, "HTTP/1.1 2") {
+		t.Errorf("plain HTTP on the TLS port answered %q", got)
+	}
+	waitFor(t, "the failed handshake counted", func() bool {
+		return metricValue(t, p, `zdqueue_bad_input_total{kind="tls"}`) >= 1
+	})
+}
+
+// With NoFastH2, an HTTPS connection that chose h2 goes to net/http's
+// HTTP/2 server as it is, right after the fast path's handshake.
+func TestHTTPSH2HandedToNetHTTP(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+	})
+	tlsCfg, roots := selfSigned(t)
+	tcpAddr, _, _ := startTLSProxy(t, Config{Backends: []string{be.addr}, TLS: tlsCfg, NoFastH2: true})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Get("https://" + tcpAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(b) != "https" {
+		t.Errorf("%s %q; want HTTP/2 and https", resp.Proto, b)
+	}
+}

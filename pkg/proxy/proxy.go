@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -268,6 +269,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
+	if r.TLS == nil && p.cfg.TLS != nil && r.ProtoMajor == 1 {
+		// Handed over by the fast path after the TLS handshake.
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r.TLS = st
+		}
+	}
 	if alt := p.altSvc.Load(); alt != nil && r.ProtoMajor < 3 {
 		w.Header().Set("Alt-Svc", *alt)
 	}

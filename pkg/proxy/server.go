@@ -94,11 +94,14 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 	errc := make(chan error, len(ls.TCP)+len(ls.UDP)+1)
 	var wg sync.WaitGroup
 	var fast *h1server
-	if p.cfg.TLS == nil && len(ls.TCP) > 0 && !p.cfg.NoFastPath {
-		// Cleartext: HTTP/1.1 on the fast path (h1.go), the rest handed
-		// to net/http through the feed.
+	if len(ls.TCP) > 0 && !p.cfg.NoFastPath {
+		// HTTP/1.1 and HTTP/2 on the fast path (h1.go, h2.go), the rest
+		// handed to net/http through the feed. With TLS the fast path does
+		// the handshake; net/http gets connections already decrypted.
 		feed := newConnFeed(ls.TCP[0].Addr())
 		fast = newH1Server(p, feed)
+		fast.tls = srv.TLSConfig
+		srv.ConnContext = handedTLS
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
