@@ -66,11 +66,11 @@ type Config struct {
 	// ShutdownGrace bounds the graceful stop (default 10s).
 	ShutdownGrace time.Duration
 
-	// NoFastPath serves cleartext HTTP/1.1 with net/http's server alone
-	// instead of zd-queue's own request loop (h1.go). For comparison and
-	// as a way out should the fast path misbehave.
+	// NoFastPath serves HTTP/1.1 and HTTP/2 (and TLS) with net/http's
+	// server alone instead of zd-queue's own (h1.go, h2.go). For
+	// comparison and as a way out should the fast path misbehave.
 	NoFastPath bool
-	// NoFastH2 leaves cleartext HTTP/2 (h2c with prior knowledge) to
+	// NoFastH2 leaves HTTP/2 (h2c with prior knowledge, h2 over TLS) to
 	// net/http's server while HTTP/1.1 keeps the fast path.
 	NoFastH2 bool
 

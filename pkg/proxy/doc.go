@@ -15,7 +15,7 @@
 //	if err != nil { ... }
 //	defer p.Close()
 //	go p.ServeAdmin(ctx, adminListener)
-//	err = p.Serve(ctx, []net.Listener{ln}, nil)
+//	err = p.Serve(ctx, proxy.Listeners{TCP: []net.Listener{ln}})
 //
 // Operators steer it through the control socket queue.sock (see Handle) or
 // the admin HTTP listener (see AdminHandler).

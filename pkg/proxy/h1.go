@@ -21,7 +21,8 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// The cleartext HTTP/1.1 fast path.
+// The HTTP/1.1 fast path (cleartext, or after the TLS handshake it does
+// itself; ALPN's h2 goes to the HTTP/2 server in h2.go).
 //
 // net/http's server costs about as much CPU per request as a whole
 // HAProxy hop (a background-read goroutine and two deadline changes per

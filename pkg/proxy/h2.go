@@ -23,7 +23,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The cleartext HTTP/2 fast path (h2c with prior knowledge, RFC 9113).
+// The HTTP/2 fast path (h2c with prior knowledge, or h2 chosen by ALPN
+// over TLS; RFC 9113).
 //
 // net/http's HTTP/2 server passes every frame a handler writes through its
 // serve goroutine over channels, and costs about three times what a whole

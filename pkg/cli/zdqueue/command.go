@@ -46,7 +46,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.IntFlag{Name: "replay-concurrency", Value: 64, Usage: "held requests replayed at once on resume", Sources: env("ZD_REPLAY_CONCURRENCY")},
 			&cli.StringFlag{Name: "retry-after", Usage: "Retry-After advertised with 503 (default: --buffer-time)", Sources: env("ZD_RETRY_AFTER")},
 			&cli.BoolFlag{Name: "auto-buffer", Value: true, Usage: "hold requests while no backend is ready (false: answer 503 at once)", Sources: env("ZD_AUTO_BUFFER", "ENABLE_REQUEST_BUFFERING")},
-			&cli.BoolFlag{Name: "fast-path", Value: true, Usage: "serve cleartext HTTP/1.1 and h2c with zd-queue's own request loops (false: net/http's server, slower; a way out should the fast path misbehave)", Sources: env("ZD_FAST_PATH")},
+			&cli.BoolFlag{Name: "fast-path", Value: true, Usage: "serve HTTP/1.1 and HTTP/2 (h2c, and h2 over TLS) with zd-queue's own servers (false: net/http's server, slower; a way out should the fast path misbehave)", Sources: env("ZD_FAST_PATH")},
 			&cli.BoolFlag{Name: "retry-idempotent", Usage: "also retry GET/HEAD on another backend when one fails before answering", Sources: env("ZD_RETRY_IDEMPOTENT")},
 
 			&cli.DurationFlag{Name: "header-timeout", Value: d.ReadHeaderTimeout, Usage: "bound on reading a client's request headers", Sources: env("ZD_HEADER_TIMEOUT")},
