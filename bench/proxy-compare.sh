@@ -187,23 +187,26 @@ RES="$TMP/results"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "warming up..." >&2
 for p in $PB $PZ $PZS $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
+# measure PROTO NAME PORT ROUND: one load run against NAME, its result and
+# the CPU ticks NAME's process used appended to $RES.
+measure() {
+	local c0 c1 r
+	echo "round $4/$ROUNDS, $1: $2" >&2
+	c0=$(cputicks "$(pidof_target "$2")")
+	case $1 in h1) r=$(run_wrk "$2-$4" "$3") ;; h2) r=$(run_h2 "$2-$4" "$3") ;; esac
+	c1=$(cputicks "$(pidof_target "$2")")
+	echo "$1 $2 $4 $r $((c1 - c0))" >>"$RES"
+}
 for round in $(seq 1 "$ROUNDS"); do
-	for name in direct zd-queue zd-queue-std haproxy nginx; do
-		case $name in direct) p=$PB ;; zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH ;; nginx) p=$PN ;; esac
-		echo "round $round/$ROUNDS, wrk h1 keep-alive: $name" >&2
-		c0=$(cputicks "$(pidof_target $name)")
-		r=$(run_wrk "$name-$round" "$p")
-		c1=$(cputicks "$(pidof_target $name)")
-		echo "h1 $name $round $r $((c1 - c0))" >>"$RES"
-	done
-	for name in zd-queue zd-queue-std haproxy nginx; do
-		case $name in zd-queue) p=$PZ ;; zd-queue-std) p=$PZS ;; haproxy) p=$PH2 ;; nginx) p=$PN2 ;; esac
-		echo "round $round/$ROUNDS, h2load h2c: $name" >&2
-		c0=$(cputicks "$(pidof_target $name)")
-		r=$(run_h2 "$name-$round" "$p")
-		c1=$(cputicks "$(pidof_target $name)")
-		echo "h2 $name $round $r $((c1 - c0))" >>"$RES"
-	done
+	measure h1 direct "$PB" "$round"
+	measure h1 zd-queue "$PZ" "$round"
+	measure h1 zd-queue-std "$PZS" "$round"
+	measure h1 haproxy "$PH" "$round"
+	measure h1 nginx "$PN" "$round"
+	measure h2 zd-queue "$PZ" "$round"
+	measure h2 zd-queue-std "$PZS" "$round"
+	measure h2 haproxy "$PH2" "$round"
+	measure h2 nginx "$PN2" "$round"
 done
 
 # table PROTO NAMES...: the markdown table of one protocol from $RES.

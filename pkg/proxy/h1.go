@@ -306,12 +306,7 @@ func (hc *h1conn) serve() {
 			handed = hc.s.feed != nil && hc.s.feed.hand(tc)
 			return
 		case proto == "h2":
-			// ALPN said h2: the preface must come first (within the
-			// header timeout).
-			tc.SetReadDeadline(time.Now().Add(hc.p.cfg.ReadHeaderTimeout))
-			b, err := hc.br.Peek(len(h2Preface))
-			tc.SetReadDeadline(time.Time{})
-			if err != nil || string(b) != h2Preface {
+			if !hc.h2Preface(true) {
 				hc.p.m.badInput.WithLabelValues("h2_protocol").Inc()
 				return
 			}
@@ -322,7 +317,7 @@ func (hc *h1conn) serve() {
 	for first := true; ; first = false {
 		r, ok, fallback := hc.readRequest()
 		if fallback {
-			if first && hc.h2Preface() && !hc.p.cfg.NoFastH2 {
+			if first && hc.h2Preface(false) && !hc.p.cfg.NoFastH2 {
 				hc.serveH2()
 				return
 			}
@@ -395,10 +390,15 @@ func handedTLS(ctx context.Context, c net.Conn) context.Context {
 type tlsStateKey struct{}
 
 // h2Preface reports whether the connection starts with the HTTP/2
-// client preface (h2c with prior knowledge).
-func (hc *h1conn) h2Preface() bool {
-	b, _ := hc.br.Peek(min(hc.br.Buffered(), len(h2Preface)))
-	if len(b) == 0 || !strings.HasPrefix(h2Preface, string(b)) {
+// client preface: after ALPN chose h2 it must (and is waited for); on a
+// cleartext connection it may (h2c with prior knowledge), and is looked
+// for only when what has arrived starts like it.
+func (hc *h1conn) h2Preface(alpn bool) bool {
+	if alpn {
+		// ALPN chose h2: the preface must come, within the header timeout.
+		hc.c.SetReadDeadline(time.Now().Add(hc.p.cfg.ReadHeaderTimeout))
+		defer hc.c.SetReadDeadline(time.Time{})
+	} else if b, _ := hc.br.Peek(min(hc.br.Buffered(), len(h2Preface))); len(b) == 0 || !strings.HasPrefix(h2Preface, string(b)) {
 		return false // not waiting for bytes that may never come
 	}
 	b, err := hc.br.Peek(len(h2Preface))

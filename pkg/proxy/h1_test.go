@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 )
@@ -205,17 +204,15 @@ func TestH1StreamClientGone(t *testing.T) {
 // been idle a while (not at once: the client may be sending on it).
 func TestH1GracefulStop(t *testing.T) {
 	dir := sockDir(t)
-	release := make(chan struct{})
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
+	slow := newGate()
 	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			<-release
+			slow.wait()
 		}
 		io.WriteString(w, "ok")
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
-	t.Cleanup(letGo) // before the proxy's and backend's stops (cleanups run last first)
+	t.Cleanup(slow.open)
 	idle, ibr := rawConn(t, px.addr)
 	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	readBody(t, ibr, "GET")
@@ -237,7 +234,7 @@ func TestH1GracefulStop(t *testing.T) {
 	if _, err := ibr.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection at stop: %v; want EOF", err)
 	}
-	letGo()
+	slow.open()
 	resp, body := readBody(t, bbr, "GET")
 	if resp.StatusCode != 200 || body != "ok" || !resp.Close {
 		t.Errorf("request in flight at stop: %d %q close=%v; want 200 ok with Connection: close", resp.StatusCode, body, resp.Close)

@@ -42,9 +42,7 @@ func (w *h1writer) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
 	}
-	if code < 100 || code > 999 {
-		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
-	}
+	checkWriteHeaderCode(code)
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		// 103 Early Hints and the like go out at once; the final
 		// response follows.
@@ -89,6 +87,14 @@ func (w *h1writer) Write(b []byte) (int, error) {
 		w.fail(err)
 	}
 	return n, err
+}
+
+// checkWriteHeaderCode panics, as net/http's servers do, on a status code
+// that cannot be written: a bug in the handler, never the client's doing.
+func checkWriteHeaderCode(code int) {
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
 }
 
 // WriteString saves io.WriteString a copy of s.

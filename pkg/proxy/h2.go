@@ -664,8 +664,12 @@ func (c *h2conn) resetStream(id uint32, code http2.ErrCode) {
 	}
 }
 
-// write runs fn (frame writes) under the write lock, then flushes unless
-// another writer is waiting (it will flush) or flush is false.
+// requestFlush has what the streams wrote sent (by the flusher).
+func (c *h2conn) requestFlush() error { return c.write(nil, true) }
+
+// write runs fn (frame writes; nil for none) under the write lock, then
+// asks for a flush unless another writer is waiting (it will ask) or
+// flush is false.
 func (c *h2conn) write(fn func() error, flush bool) error {
 	c.waiting.Add(1)
 	c.wmu.Lock()
@@ -674,9 +678,11 @@ func (c *h2conn) write(fn func() error, flush bool) error {
 	if c.werr != nil {
 		return c.werr
 	}
-	if err := fn(); err != nil {
-		c.werr = err
-		return err
+	if fn != nil {
+		if err := fn(); err != nil {
+			c.werr = err
+			return err
+		}
 	}
 	if flush && c.waiting.Load() == 0 {
 		// The flusher sends it, with whatever other streams write before

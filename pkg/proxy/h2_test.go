@@ -210,12 +210,13 @@ func TestH2MalformedStream(t *testing.T) {
 // completes.
 func TestH2GracefulStop(t *testing.T) {
 	dir := sockDir(t)
-	release := make(chan struct{})
+	slow := newGate()
 	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
-		<-release
+		slow.wait()
 		io.WriteString(w, "late")
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
+	t.Cleanup(slow.open)
 	c := h2cClient(t)
 	done := make(chan string, 1)
 	go func() {
@@ -231,8 +232,8 @@ func TestH2GracefulStop(t *testing.T) {
 	waitFor(t, "the request in flight", func() bool { return px.p.inflight.Load() == 1 })
 	stopped := make(chan struct{})
 	go func() { px.stop(); close(stopped) }()
-	time.Sleep(50 * time.Millisecond)
-	close(release)
+	waitFor(t, "the stop to begin", func() bool { return px.p.stopping.Load() })
+	slow.open()
 	if got := <-done; got != "late" {
 		t.Errorf("stream in flight at stop: %q", got)
 	}
@@ -338,17 +339,15 @@ func FuzzH2Request(f *testing.F) {
 // connection goes back to the pool and the next request uses it.
 func TestH2ResetKeepsBackendConnection(t *testing.T) {
 	dir := sockDir(t)
-	release := make(chan struct{})
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
+	slow := newGate()
 	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			<-release
+			slow.wait()
 		}
 		io.WriteString(w, "ok")
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
-	t.Cleanup(letGo)
+	t.Cleanup(slow.open)
 	c := h2cClient(t)
 	if _, body := get(t, c, px.url+"/"); body != "ok" {
 		t.Fatalf("first request: %q", body)
@@ -365,7 +364,7 @@ func TestH2ResetKeepsBackendConnection(t *testing.T) {
 	waitFor(t, "the slow request at the backend", func() bool { return be.hits.Load() == 2 })
 	cancel() // RST_STREAM while the backend works
 	<-done
-	letGo()
+	slow.open()
 	waitFor(t, "the proxy done with it", func() bool { return px.p.inflight.Load() == 0 })
 	before := backendConns(t, px.p, be.addr)
 	if _, body := get(t, c, px.url+"/"); body != "ok" {

@@ -183,9 +183,7 @@ func (w *h2writer) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
 	}
-	if code < 100 || code > 999 {
-		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
-	}
+	checkWriteHeaderCode(code)
 	if code < 200 && code != http.StatusSwitchingProtocols {
 		w.sendHeaders(code, false, true)
 		return
@@ -295,7 +293,7 @@ func (w *h2writer) FlushError() error {
 		return err
 	}
 	c := w.st.c
-	return c.write(func() error { return nil }, true)
+	return c.requestFlush()
 }
 
 func (w *h2writer) Flush() { _ = w.FlushError() }
@@ -325,7 +323,7 @@ func (w *h2writer) SetReadDeadline(t time.Time) error {
 // finish completes the response after the handler returned.
 func (w *h2writer) finish() {
 	if w.start(true) != nil || w.ended {
-		w.st.c.write(func() error { return nil }, true)
+		w.st.c.requestFlush()
 		return
 	}
 	if w.bodyOK && w.length >= 0 && w.written < w.length {
@@ -496,7 +494,7 @@ func (c *h2conn) takeWindow(st *h2stream, want int) (int, error) {
 		}
 		// Out of window: the client must see what was sent to give more.
 		c.fmu.Unlock()
-		c.write(func() error { return nil }, true)
+		c.requestFlush()
 		c.fmu.Lock()
 		if st.reset.Load() || c.closedSend || (st.sendWin > 0 && c.connSendWin > 0) {
 			continue

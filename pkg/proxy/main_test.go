@@ -91,6 +91,20 @@ func (tb *testBackend) seqs() []string {
 	return append([]string(nil), tb.order...)
 }
 
+// gate holds backend handlers until it is opened. Open it in a cleanup
+// registered after startProxy (cleanups run last first), so a test that
+// fails early does not leave the stops waiting on a held handler.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate() *gate { return &gate{ch: make(chan struct{})} }
+
+func (g *gate) wait() { <-g.ch }
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
 // running is a proxy serving on a TCP port for a test.
 type running struct {
 	p    *Proxy

@@ -87,11 +87,7 @@ func TestH2C(t *testing.T) {
 		fmt.Fprintf(w, "%s %s %s", r.Proto, r.Method, b)
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := c.Post(px.url+"/h2c", "text/plain", strings.NewReader("hi"))
+	resp, err := h2cClient(t).Post(px.url+"/h2c", "text/plain", strings.NewReader("hi"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"runtime"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/zdtools/zd/pkg/queue"
@@ -24,7 +23,7 @@ type Status struct {
 	BufferedBytes     int64           `json:"buffered_bytes" msgpack:"buffered_bytes"`
 	ReplayedRequests  uint64          `json:"replayed_requests" msgpack:"replayed_requests"`
 	WorkerStats       WorkerStats     `json:"worker_stats" msgpack:"worker_stats"`
-	Buffer            BufferStatus    `json:"buffer" msgpack:"buffer"`
+	Buffer            queue.Stats     `json:"buffer" msgpack:"buffer"`
 	Table             *TableStatus    `json:"worker_table,omitempty" msgpack:"worker_table,omitempty"`
 	UptimeSeconds     float64         `json:"uptime_seconds" msgpack:"uptime_seconds"`
 	MemoryUsageMB     float64         `json:"memory_usage_mb" msgpack:"memory_usage_mb"`
@@ -74,7 +73,7 @@ func (p *Proxy) Status() Status {
 		BufferedRequests:  qs.Held,
 		BufferedBytes:     qs.Bytes,
 		ReplayedRequests:  qs.ReplayedTotal,
-		Buffer:            bufferStatus(qs),
+		Buffer:            qs,
 		UptimeSeconds:     time.Since(p.started).Seconds(),
 	}
 	var ms runtime.MemStats
@@ -127,45 +126,5 @@ func backendStatus(b *backend, held int) BackendStatus {
 	return BackendStatus{Held: held,
 		Addr: b.id, State: b.stateName(), InFlight: b.outstanding.Load(), Served: b.served.Load(),
 		Failures: b.failures.Load(), Slot: b.slot, Generation: b.generation, PID: b.pid,
-	}
-}
-
-// BufferStatus is the request buffer's state (queue.Stats) with the
-// priority histogram keyed by strings, so JSON and msgpack clients with
-// string-keyed maps can read it.
-type BufferStatus struct {
-	Paused                  bool              `json:"paused" msgpack:"paused"`
-	PausedBackends          []string          `json:"paused_backends" msgpack:"paused_backends"`
-	Held                    int               `json:"held" msgpack:"held"`
-	HeldByPriority          map[string]int    `json:"held_by_priority" msgpack:"held_by_priority"`
-	HeldByBackend           map[string]int    `json:"held_by_backend" msgpack:"held_by_backend"`
-	Bytes                   int64             `json:"bytes" msgpack:"bytes"`
-	RawBytes                int64             `json:"raw_bytes" msgpack:"raw_bytes"`
-	StoredBytes             int64             `json:"stored_bytes" msgpack:"stored_bytes"`
-	InFlight                int               `json:"in_flight" msgpack:"in_flight"`
-	ReplayConcurrency       int               `json:"replay_concurrency" msgpack:"replay_concurrency"`
-	PushedTotal             uint64            `json:"pushed_total" msgpack:"pushed_total"`
-	ReleasedTotal           uint64            `json:"released_total" msgpack:"released_total"`
-	ReplayedTotal           uint64            `json:"replayed_total" msgpack:"replayed_total"`
-	Rejected                map[string]uint64 `json:"rejected" msgpack:"rejected"`
-	AbandonedTotal          uint64            `json:"abandoned_total" msgpack:"abandoned_total"`
-	CompressedTotal         uint64            `json:"compressed_total" msgpack:"compressed_total"`
-	CompressSavedBytesTotal int64             `json:"compress_saved_bytes_total" msgpack:"compress_saved_bytes_total"`
-	PeakHeld                int               `json:"peak_held" msgpack:"peak_held"`
-	PeakBytes               int64             `json:"peak_bytes" msgpack:"peak_bytes"`
-}
-
-func bufferStatus(s queue.Stats) BufferStatus {
-	byPrio := make(map[string]int, len(s.HeldByPriority))
-	for p, n := range s.HeldByPriority {
-		byPrio[strconv.Itoa(p)] = n
-	}
-	return BufferStatus{
-		Paused: s.Paused, PausedBackends: s.PausedBackends, Held: s.Held, HeldByPriority: byPrio,
-		HeldByBackend: s.HeldByBackend, Bytes: s.Bytes, RawBytes: s.RawBytes, StoredBytes: s.StoredBytes,
-		InFlight: s.InFlight, ReplayConcurrency: s.ReplayConcurrency, PushedTotal: s.PushedTotal,
-		ReleasedTotal: s.ReleasedTotal, ReplayedTotal: s.ReplayedTotal, Rejected: s.Rejected,
-		AbandonedTotal: s.AbandonedTotal, CompressedTotal: s.CompressedTotal,
-		CompressSavedBytesTotal: s.CompressSavedBytesTotal, PeakHeld: s.PeakHeld, PeakBytes: s.PeakBytes,
 	}
 }

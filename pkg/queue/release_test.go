@@ -111,7 +111,7 @@ func TestPinnedBackends(t *testing.T) {
 			t.Errorf("ticket %d pinned to paused w1 released", i)
 		}
 	}
-	if s := b.Stats(); s.Held != 3 || s.HeldByBackend["w1"] != 3 || s.HeldByPriority[5] != 1 || s.HeldByPriority[0] != 2 {
+	if s := b.Stats(); s.Held != 3 || s.HeldByBackend["w1"] != 3 || s.HeldByPriority["5"] != 1 || s.HeldByPriority["0"] != 2 {
 		t.Errorf("Stats() = %+v; want 3 held on w1 (1 at priority 5, 2 at 0)", s)
 	}
 	// Global pause holds pinned tickets too, even of a resumed backend.

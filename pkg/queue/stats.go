@@ -1,6 +1,9 @@
 package queue
 
-import "sort"
+import (
+	"sort"
+	"strconv"
+)
 
 // counters are the monotonic totals behind Stats; guarded by Buffer.mu.
 type counters struct {
@@ -22,10 +25,11 @@ type Stats struct {
 	PausedBackends []string `json:"paused_backends" msgpack:"paused_backends"`
 
 	// Held is the number of tickets held now; HeldByPriority splits it by
-	// priority (only priorities held), HeldByBackend counts the pinned ones
-	// by backend.
+	// priority (only priorities held; keys are the priority in decimal, so
+	// JSON and msgpack clients with string-keyed maps read it), HeldByBackend
+	// counts the pinned ones by backend.
 	Held           int            `json:"held" msgpack:"held"`
-	HeldByPriority map[int]int    `json:"held_by_priority" msgpack:"held_by_priority"`
+	HeldByPriority map[string]int `json:"held_by_priority" msgpack:"held_by_priority"`
 	HeldByBackend  map[string]int `json:"held_by_backend" msgpack:"held_by_backend"`
 	// Bytes is what MaxBytes limits: bodies as stored plus the per-entry
 	// overhead. RawBytes is the held bodies' uncompressed size, StoredBytes
@@ -69,7 +73,7 @@ func (b *Buffer) Stats() Stats {
 		Paused:                  b.paused,
 		PausedBackends:          make([]string, 0, len(b.pausedBackends)),
 		Held:                    b.held,
-		HeldByPriority:          make(map[int]int),
+		HeldByPriority:          make(map[string]int),
 		HeldByBackend:           make(map[string]int, len(b.pinned)),
 		Bytes:                   b.bytes,
 		RawBytes:                b.rawBytes,
@@ -92,7 +96,7 @@ func (b *Buffer) Stats() Stats {
 	sort.Strings(s.PausedBackends)
 	for m := b.prioMask; m != 0; m &= m - 1 {
 		i := bitIndex(m)
-		s.HeldByPriority[i+MinPriority] = b.prioCount[i]
+		s.HeldByPriority[strconv.Itoa(i+MinPriority)] = b.prioCount[i]
 	}
 	for id, q := range b.pinned {
 		s.HeldByBackend[id] = q.n

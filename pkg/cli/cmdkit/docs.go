@@ -1,6 +1,7 @@
 package cmdkit
 
 import (
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v3"
@@ -41,4 +42,27 @@ func Undocumented(cmd *cli.Command, docs ...string) []string {
 	}
 	walk(cmd)
 	return missing
+}
+
+// TB is the part of *testing.T CheckDocumented uses (cmdkit is not a test
+// package, so it does not import testing).
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+}
+
+// CheckDocumented fails t for every file in files (the README, the man
+// page) that does not name every flag and environment variable of cmd.
+func CheckDocumented(t TB, cmd *cli.Command, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing := Undocumented(cmd, string(b)); len(missing) > 0 {
+			t.Errorf("%s does not mention %v", f, missing)
+		}
+	}
 }
