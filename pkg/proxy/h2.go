@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -63,14 +62,19 @@ type h2conn struct {
 	tls    *tls.ConnectionState // nil for h2c
 	fr     *http2.Framer
 
+	// Reading header blocks (read loop only): the HPACK decoder and the
+	// block being decoded, reused for every block.
+	hdec *hpack.Decoder
+	blk  h2block
+
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	// Writing: everything below wmu is used under it.
 	wmu     sync.Mutex
 	bw      *bufio.Writer
-	henc    *hpack.Encoder
-	hbuf    bytes.Buffer
+	hpe     *hpackEncoder
+	hbuf    []byte // header block being encoded
 	werr    error
 	waiting atomic.Int32  // writers waiting for wmu: the last one asks for the flush
 	kick    chan struct{} // wakes the flusher
@@ -146,8 +150,10 @@ func (hc *h1conn) serveH2() {
 	c.fr = http2.NewFramer(c.bw, hc.br)
 	c.fr.SetMaxReadFrameSize(h2MaxReadFrame)
 	c.fr.MaxHeaderListSize = uint32(hc.p.cfg.MaxHeaderBytes)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.hdec = hpack.NewDecoder(4096, c.blk.emit)
+	c.hdec.SetMaxStringLength(hc.p.cfg.MaxHeaderBytes)
+	c.blk.max = uint32(hc.p.cfg.MaxHeaderBytes)
+	c.hpe = newHpackEncoder()
 
 	c.wmu.Lock()
 	c.fr.WriteSettings(
@@ -224,8 +230,14 @@ func (c *h2conn) idleDeadline() {
 
 func (c *h2conn) handleFrame(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+	case *http2.HeadersFrame:
+		c.blk.start(f.StreamID, f.StreamEnded())
+		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
+	case *http2.ContinuationFrame:
+		// The Framer lets a CONTINUATION through only right after the
+		// HEADERS or CONTINUATION of the same stream that did not end the
+		// block.
+		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.SettingsFrame:
@@ -294,7 +306,7 @@ func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
 			c.fmu.Unlock()
 		case http2.SettingHeaderTableSize:
 			c.wmu.Lock()
-			c.henc.SetMaxDynamicTableSize(s.Val)
+			c.hpe.setMaxSize(s.Val)
 			c.wmu.Unlock()
 		}
 		return nil
@@ -336,9 +348,97 @@ func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
 	return c.streams[id], id > c.maxID
 }
 
+// onBlockFragment decodes a piece of the header block being read; the
+// last one acts on the whole block. As x/net's Framer does, it ends the
+// connection when the pieces keep coming after the block went over its
+// size limit or held an invalid field: decoding what will be thrown away
+// is work a peer could make us do without end.
+func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
+	b := &c.blk
+	if int64(len(frag)) > 2*int64(b.max-b.size) || (b.invalid != nil && !ended) {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if _, err := c.hdec.Write(frag); err != nil {
+		return http2.ConnectionError(http2.ErrCodeCompression)
+	}
+	if !ended {
+		return nil
+	}
+	if err := c.hdec.Close(); err != nil {
+		return http2.ConnectionError(http2.ErrCodeCompression)
+	}
+	if b.invalid != nil {
+		// A malformed request (RFC 9113 section 8.1.1): its stream is reset,
+		// and counts as opened (and closed) so that its late frames are
+		// not taken for a protocol error.
+		c.p.m.badInput.WithLabelValues("malformed").Inc()
+		c.smu.Lock()
+		if b.id%2 == 1 && b.id > c.maxID {
+			c.maxID = b.id
+		}
+		c.smu.Unlock()
+		c.resetStream(b.id, http2.ErrCodeProtocol)
+		return nil
+	}
+	return c.onHeaders(b)
+}
+
+// h2block is the header block being read (RFC 9113 section 4.3), its
+// fields as HPACK decodes them. The read loop reuses it for every block:
+// newRequest copies out what it keeps.
+type h2block struct {
+	id        uint32
+	endStream bool
+	fields    []hpack.HeaderField
+	max       uint32 // MaxHeaderBytes, counted as HPACK does (RFC 7541 section 4.1)
+	size      uint32
+	truncated bool  // over max: the fields are dropped, the request gets 431
+	invalid   error // a field no request may carry: the stream is reset
+	regular   bool  // a regular field was seen (pseudo-headers come first)
+}
+
+func (b *h2block) start(id uint32, endStream bool) {
+	clear(b.fields)
+	*b = h2block{id: id, endStream: endStream, fields: b.fields[:0], max: b.max}
+}
+
+// emit takes one decoded field. Fields after the block went bad are
+// decoded (the dynamic table must stay in step) and dropped.
+func (b *h2block) emit(hf hpack.HeaderField) {
+	if b.truncated || b.invalid != nil {
+		return
+	}
+	if !httpguts.ValidHeaderFieldValue(hf.Value) {
+		b.invalid = errors.New("invalid value for field " + strconv.Quote(hf.Name))
+		return
+	}
+	if strings.HasPrefix(hf.Name, ":") {
+		if b.regular {
+			b.invalid = errors.New("pseudo-header after a regular field")
+			return
+		}
+	} else {
+		b.regular = true
+		if !validWireName(hf.Name) {
+			b.invalid = errors.New("invalid field name " + strconv.Quote(hf.Name))
+			return
+		}
+	}
+	if size := hf.Size(); size > b.max-b.size {
+		b.truncated = true
+		b.size = b.max
+		clear(b.fields)
+		b.fields = b.fields[:0]
+		return
+	} else {
+		b.size += size
+	}
+	b.fields = append(b.fields, hf)
+}
+
 // onHeaders starts a stream, or takes a request's trailers.
-func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *h2conn) onHeaders(f *h2block) error {
+	id := f.id
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -346,7 +446,7 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if st := c.streams[id]; st != nil {
 		c.smu.Unlock()
 		// Trailers: they end the body.
-		if st.remoteEnd.Load() || !f.StreamEnded() {
+		if st.remoteEnd.Load() || !f.endStream {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		st.trailers(f)
@@ -376,9 +476,9 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	c.active.Add(1)
 	c.smu.Unlock()
 
-	if f.Truncated {
+	if f.truncated {
 		// Larger than MaxHeaderBytes: 431, as for HTTP/1.1.
-		st.remoteEnd.Store(f.StreamEnded())
+		st.remoteEnd.Store(f.endStream)
 		st.bodyErr = io.EOF
 		c.handlers.Add(1)
 		go st.refuse(http.StatusRequestHeaderFieldsTooLarge)
@@ -399,27 +499,40 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // newRequest builds the request of a HEADERS frame (RFC 9113 section 8.3).
-func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Request, error) {
+func (c *h2conn) newRequest(st *h2stream, f *h2block) (*http.Request, error) {
 	var method, path, scheme, authority string
-	for _, hf := range f.PseudoFields() {
+	var seen uint8
+	npseudo := 0
+	for _, hf := range f.fields {
+		var bit uint8
 		switch hf.Name {
 		case ":method":
-			method = hf.Value
+			method, bit = hf.Value, 1
 		case ":path":
-			path = hf.Value
+			path, bit = hf.Value, 2
 		case ":scheme":
-			scheme = hf.Value
+			scheme, bit = hf.Value, 4
 		case ":authority":
-			authority = hf.Value
+			authority, bit = hf.Value, 8
 		default:
-			return nil, errors.New("unsupported pseudo-header " + hf.Name)
+			if strings.HasPrefix(hf.Name, ":") {
+				return nil, errors.New("unsupported pseudo-header " + hf.Name)
+			}
 		}
+		if bit == 0 {
+			break // the regular fields start here
+		}
+		if seen&bit != 0 {
+			return nil, errors.New("duplicate pseudo-header " + hf.Name)
+		}
+		seen |= bit
+		npseudo++
 	}
 	if method == "" || !validToken([]byte(method)) || method == http.MethodConnect || scheme == "" || path == "" ||
 		(path[0] != '/' && !(path == "*" && method == http.MethodOptions)) {
 		return nil, errors.New("malformed pseudo-headers")
 	}
-	regular := f.RegularFields()
+	regular := f.fields[npseudo:]
 	h := make(http.Header, len(regular))
 	vals := make([]string, len(regular))
 	length := int64(-1)
@@ -496,7 +609,7 @@ func (c *h2conn) newRequest(st *h2stream, f *http2.MetaHeadersFrame) (*http.Requ
 		RequestURI: path,
 		TLS:        c.tls,
 	}).WithContext(st)
-	if f.StreamEnded() {
+	if f.endStream {
 		st.remoteEnd.Store(true)
 		st.bodyErr = io.EOF
 		r.Body = http.NoBody
@@ -597,11 +710,14 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 // their keys are in Request.Trailer from the start; the body reader puts
 // the values there when it reports the end of the body (on the handler's
 // goroutine, the only one that touches the map).
-func (st *h2stream) trailers(f *http2.MetaHeadersFrame) {
+func (st *h2stream) trailers(f *h2block) {
 	st.remoteEnd.Store(true)
 	st.bmu.Lock()
 	if st.trailerKeys != nil {
-		for _, hf := range f.RegularFields() {
+		for _, hf := range f.fields {
+			if strings.HasPrefix(hf.Name, ":") {
+				continue // pseudo-headers in trailers: dropped (RFC 9113 section 8.1)
+			}
 			k := canonicalH2(hf.Name)
 			if st.trailerKeys[k] && httpguts.ValidTrailerHeader(k) {
 				if st.trailerVals == nil {

@@ -174,10 +174,14 @@ func TestH2MalformedStream(t *testing.T) {
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: buf.Bytes(), EndStream: true, EndHeaders: true})
 	}
 	base := []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
-	headers(1, append(base, "connection", "keep-alive")...)      // connection-specific field
-	headers(3, ":method", "GET", ":scheme", "http", ":path", "") // empty :path
-	headers(5, append(base, "te", "gzip")...)                    // TE other than trailers
-	headers(7, base...)                                          // fine
+	headers(1, append(base, "connection", "keep-alive")...)        // connection-specific field
+	headers(3, ":method", "GET", ":scheme", "http", ":path", "")   // empty :path
+	headers(5, append(base, "te", "gzip")...)                      // TE other than trailers
+	headers(7, append(base, ":path", "/again")...)                 // duplicate pseudo-header
+	headers(9, append(base, "accept", "*/*", ":method", "GET")...) // pseudo-header after a regular field
+	headers(11, append(base, "x-a", "b\x00c")...)                  // NUL in a value
+	headers(13, append(base, "X-Upper", "a")...)                   // upper case name
+	headers(15, base...)                                           // fine
 	resets := map[uint32]http2.ErrCode{}
 	status := ""
 	for status == "" {
@@ -189,14 +193,14 @@ func TestH2MalformedStream(t *testing.T) {
 		case *http2.RSTStreamFrame:
 			resets[f.StreamID] = f.ErrCode
 		case *http2.MetaHeadersFrame:
-			if f.StreamID == 7 {
+			if f.StreamID == 15 {
 				status = f.PseudoValue("status")
 			}
 		case *http2.GoAwayFrame:
 			t.Fatalf("GOAWAY %v: a malformed stream must not end the connection", f.ErrCode)
 		}
 	}
-	for _, id := range []uint32{1, 3, 5} {
+	for _, id := range []uint32{1, 3, 5, 7, 9, 11, 13} {
 		if resets[id] != http2.ErrCodeProtocol {
 			t.Errorf("stream %d: reset %v; want PROTOCOL_ERROR", id, resets[id])
 		}
@@ -292,17 +296,29 @@ func FuzzH2Request(f *testing.F) {
 				fields = append(fields, hpack.HeaderField{Name: name, Value: value})
 			}
 		}
-		hf := &http2.HeadersFrame{FrameHeader: http2.FrameHeader{StreamID: 1}}
-		if end {
-			hf.Flags = http2.FlagHeadersEndStream
-		}
-		mh := &http2.MetaHeadersFrame{HeadersFrame: hf, Fields: fields}
+		// The fields go through the block's checks as the decoder emits
+		// them, then through the request builder.
 		c := &h2conn{ctx: context.Background(), remote: "192.0.2.1:9"}
+		c.blk.max = 16 << 10
+		c.blk.start(1, end)
+		for _, hf := range fields {
+			c.blk.emit(hf)
+		}
+		if c.blk.invalid != nil || c.blk.truncated {
+			return
+		}
 		st := &h2stream{c: c, id: 1, declared: -1}
 		st.bcond.L = &st.bmu
-		r, err := c.newRequest(st, mh)
+		r, err := c.newRequest(st, &c.blk)
 		if err != nil {
 			return
+		}
+		for k, vv := range r.Header {
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					t.Fatalf("accepted %s value %q", k, v)
+				}
+			}
 		}
 		if !validToken([]byte(r.Method)) || r.Method == http.MethodConnect {
 			t.Fatalf("accepted method %q", r.Method)

@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // run serves the stream's request and completes its response.
@@ -365,9 +364,9 @@ func (w *h2writer) sendHeaders(code int, end, flush bool) {
 // status and the header map. It runs under the connection's write lock.
 func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
 	c := w.st.c
-	c.hbuf.Reset()
-	enc := c.henc
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(code)})
+	enc := c.hpe
+	buf := enc.begin(c.hbuf[:0])
+	buf = enc.status(buf, code)
 	date := false
 	for k, vv := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
@@ -376,18 +375,19 @@ func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
 		if k == "Date" {
 			date = true
 		}
-		name := lowerH2(k)
+		wn := wireH2(k)
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			buf = enc.field(buf, wn.name, wn.static, v)
 		}
 	}
 	if !date && code >= 200 {
-		enc.WriteField(hpack.HeaderField{Name: "date", Value: time.Now().UTC().Format(http.TimeFormat)})
+		buf = enc.field(buf, "date", hpackStaticName["date"], time.Now().UTC().Format(http.TimeFormat))
 	}
-	return writeHeaderBlock(c.fr, w.st.id, end, c.hbuf.Bytes(), maxFrame)
+	c.hbuf = buf
+	return writeHeaderBlock(c.fr, w.st.id, end, buf, maxFrame)
 }
 
 // sendTrailers ends the stream with the trailer fields.
@@ -396,19 +396,21 @@ func (w *h2writer) sendTrailers() {
 	c := st.c
 	maxFrame := c.peerFrameSize()
 	err := c.write(func() error {
-		c.hbuf.Reset()
+		buf := c.hpe.begin(c.hbuf[:0])
 		for k, vv := range w.header {
 			name, ok := strings.CutPrefix(k, http.TrailerPrefix)
 			if !ok || !httpguts.ValidHeaderFieldName(name) || isH2ConnectionField(name) {
 				continue
 			}
+			wn := wireH2(http.CanonicalHeaderKey(name))
 			for _, v := range vv {
 				if httpguts.ValidHeaderFieldValue(v) {
-					c.henc.WriteField(hpack.HeaderField{Name: strings.ToLower(name), Value: v})
+					buf = c.hpe.field(buf, wn.name, wn.static, v)
 				}
 			}
 		}
-		return writeHeaderBlock(c.fr, st.id, true, c.hbuf.Bytes(), maxFrame)
+		c.hbuf = buf
+		return writeHeaderBlock(c.fr, st.id, true, buf, maxFrame)
 	}, true)
 	if err != nil {
 		w.fail(err)
@@ -532,13 +534,6 @@ func isH2ConnectionField(k string) bool {
 	return false
 }
 
-func statusString(code int) string {
-	if code == http.StatusOK {
-		return "200"
-	}
-	return strconv.Itoa(code)
-}
-
 // h2Common maps the lowercase wire names of common fields to their
 // canonical form and back, so most fields cost no allocation either way.
 var h2Common = func() map[string]string {
@@ -561,10 +556,24 @@ var h2Common = func() map[string]string {
 	return m
 }()
 
-var h2Lower = func() map[string]string {
-	m := map[string]string{}
+// h2WireName is a header key's HTTP/2 form: its lowercase name and that
+// name's index in the HPACK static table (0 if none).
+type h2WireName struct {
+	name   string
+	static uint8
+}
+
+// h2Wire maps the canonical keys of common fields, and of every name in
+// the static table, to their wire form.
+var h2Wire = func() map[string]h2WireName {
+	m := map[string]h2WireName{}
 	for low, k := range h2Common {
-		m[k] = low
+		m[k] = h2WireName{low, hpackStaticName[low]}
+	}
+	for low, idx := range hpackStaticName {
+		if low[0] != ':' {
+			m[http.CanonicalHeaderKey(low)] = h2WireName{low, idx}
+		}
 	}
 	return m
 }()
@@ -577,10 +586,11 @@ func canonicalH2(name string) string {
 	return http.CanonicalHeaderKey(name)
 }
 
-// lowerH2 returns the wire name of a header key.
-func lowerH2(k string) string {
-	if l, ok := h2Lower[k]; ok {
-		return l
+// wireH2 returns the wire form of a header key.
+func wireH2(k string) h2WireName {
+	if w, ok := h2Wire[k]; ok {
+		return w
 	}
-	return strings.ToLower(k)
+	low := strings.ToLower(k)
+	return h2WireName{low, hpackStaticName[low]}
 }
