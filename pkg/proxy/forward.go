@@ -192,13 +192,27 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		return p.tunnel(w, r, resp, bc)
 	}
 
-	h := w.Header()
-	copyResponseHeader(h, resp.Header)
-	for k := range resp.Trailer {
-		h.Add("Trailer", k)
+	// The backend's header fields go to the client without a copy when the
+	// writer can send them as they are (the HTTP/2 server's); they must
+	// then be done with before the connection, whose response they belong
+	// to, goes back to the pool.
+	uw, direct := w.(upstreamHeaderWriter)
+	direct = direct && len(resp.Trailer) == 0 && connectionListed(resp.Header["Connection"]) == nil
+	if direct {
+		uw.useUpstreamHeader(resp.Header)
+	} else {
+		h := w.Header()
+		copyResponseHeader(h, resp.Header)
+		for k := range resp.Trailer {
+			h.Add("Trailer", k)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	if drained, err := p.copyBody(w, resp); err != nil {
+	drained, err := p.copyBody(w, resp)
+	if direct {
+		uw.releaseUpstreamHeader()
+	}
+	if err != nil {
 		if drained && !resp.Close && stop() {
 			// The client went away after the backend's whole answer was
 			// read: the connection is as good as ever.
@@ -218,8 +232,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		released = true
 		panic(http.ErrAbortHandler)
 	}
-	for k, vv := range resp.Trailer {
-		h[http.TrailerPrefix+k] = vv
+	if len(resp.Trailer) > 0 {
+		h := w.Header()
+		for k, vv := range resp.Trailer {
+			h[http.TrailerPrefix+k] = vv
+		}
 	}
 	if resp.Close || !stop() {
 		bc.c.Close()
@@ -227,6 +244,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		b.pool.put(bc)
 	}
 	return attempt{outcome: okOutcome(replayed)}
+}
+
+// upstreamHeaderWriter is a ResponseWriter that can send a backend's
+// response header fields without their being copied into Header() first
+// (see h2writer.useUpstreamHeader).
+type upstreamHeaderWriter interface {
+	useUpstreamHeader(h http.Header)
+	releaseUpstreamHeader()
 }
 
 // readResponse reads the backend's final response, passing 1xx

@@ -492,7 +492,7 @@ func (c *h2conn) onHeaders(f *h2block) error {
 		return nil
 	}
 	st.req = req
-	st.w = h2writer{st: st, header: make(http.Header, 8), length: -1}
+	st.w = h2writer{st: st, length: -1}
 	c.handlers.Add(1)
 	go st.run()
 	return nil

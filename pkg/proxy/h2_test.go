@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +146,60 @@ func TestH2HeldAndCancelled(t *testing.T) {
 	}
 	if n := be.hits.Load(); n != 1 {
 		t.Errorf("backend saw %d requests; want 1 (the cancelled one never)", n)
+	}
+}
+
+// The backend's response header reaches an HTTP/2 client as the backend
+// sent it, without its hop-by-hop fields, on every response of a
+// connection (the encoder's table in step): sent directly (the backend's
+// map, no copy) or copied first (a Connection header naming a field; a
+// body-less answer whose headers go out after the backend connection is
+// released).
+func TestH2ResponseHeaders(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Keep-Alive", "timeout=5")
+		h.Set("Proxy-Connection", "keep-alive")
+		h.Set("Content-Type", "text/x-test")
+		h["X-Multi"] = []string{"a", "b"}
+		h.Set("X-Path", r.URL.Path)
+		switch r.URL.Path {
+		case "/named":
+			h.Set("Connection", "X-Secret")
+			h.Set("X-Secret", "hop")
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c := h2cClient(t)
+	for i := range 3 {
+		for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/named"}, {"GET", "/204"}, {"HEAD", "/"}} {
+			req, _ := http.NewRequest(tc.method, px.url+tc.path, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			h := resp.Header
+			what := fmt.Sprintf("round %d %s %s", i, tc.method, tc.path)
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("%s: %s; want HTTP/2", what, resp.Proto)
+			}
+			if h.Get("Content-Type") != "text/x-test" || h.Get("X-Path") != tc.path ||
+				!slices.Equal(h["X-Multi"], []string{"a", "b"}) || h.Get("Date") == "" {
+				t.Errorf("%s: end-to-end fields lost: %v", what, h)
+			}
+			for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Connection", "X-Secret"} {
+				if v, ok := h[k]; ok {
+					t.Errorf("%s: hop-by-hop %s: %q forwarded", what, k, v)
+				}
+			}
+		}
 	}
 }
 

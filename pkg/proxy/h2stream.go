@@ -164,7 +164,8 @@ func (b *h2body) Close() error { return nil }
 // Flush), together with whatever other streams wrote meanwhile.
 type h2writer struct {
 	st     *h2stream
-	header http.Header
+	header http.Header // made when first asked for
+	up     http.Header // the backend's response header, sent as it is (see useUpstreamHeader)
 
 	status      int
 	wroteHeader bool
@@ -176,7 +177,46 @@ type h2writer struct {
 	err         error
 }
 
-func (w *h2writer) Header() http.Header { return w.header }
+func (w *h2writer) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+// useUpstreamHeader makes h, a backend's response header, the response's
+// fields (with those of Header() that h does not have), without copying
+// it into Header(); hop-by-hop fields are left out on the way out. The
+// caller must not have anything in h that the response should not carry
+// besides the hop-by-hop fields (no Trailer, nothing a Connection header
+// names), and must call releaseUpstreamHeader before h changes.
+func (w *h2writer) useUpstreamHeader(h http.Header) { w.up = h }
+
+// releaseUpstreamHeader ends the use of the upstream header: if the
+// response headers are not out yet, its end-to-end fields are copied into
+// Header() for when they go.
+func (w *h2writer) releaseUpstreamHeader() {
+	if w.up == nil {
+		return
+	}
+	if !w.headersSent {
+		h := w.Header()
+		for k, vv := range w.up {
+			if !isHop(k) {
+				h[k] = vv
+			}
+		}
+	}
+	w.up = nil
+}
+
+// field returns the values of k in the response's header fields.
+func (w *h2writer) field(k string) []string {
+	if vv, ok := w.up[k]; ok {
+		return vv
+	}
+	return w.header[k]
+}
 
 func (w *h2writer) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -215,7 +255,7 @@ func (w *h2writer) prepare() {
 	}
 	w.bodyOK = w.st.req.Method != http.MethodHead && w.status >= 200 &&
 		w.status != http.StatusNoContent && w.status != http.StatusNotModified
-	if cl := w.header["Content-Length"]; len(cl) == 1 {
+	if cl := w.field("Content-Length"); len(cl) == 1 {
 		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
 			w.length = n
 		}
@@ -369,25 +409,39 @@ func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
 	buf = enc.status(buf, code)
 	date := false
 	for k, vv := range w.header {
+		if w.up != nil {
+			if _, over := w.up[k]; over {
+				continue // the backend's value, sent below
+			}
+		}
 		if strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
-		if k == "Date" {
-			date = true
+		date = date || k == "Date"
+		buf = w.encodeField(buf, k, vv)
+	}
+	for k, vv := range w.up {
+		if isHop(k) || !httpguts.ValidHeaderFieldName(k) {
+			continue
 		}
-		wn := wireH2(k)
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			buf = enc.field(buf, wn.name, wn.static, v)
-		}
+		date = date || k == "Date"
+		buf = w.encodeField(buf, k, vv)
 	}
 	if !date && code >= 200 {
 		buf = enc.field(buf, "date", hpackStaticName["date"], time.Now().UTC().Format(http.TimeFormat))
 	}
 	c.hbuf = buf
 	return writeHeaderBlock(c.fr, w.st.id, end, buf, maxFrame)
+}
+
+func (w *h2writer) encodeField(buf []byte, k string, vv []string) []byte {
+	wn := wireH2(k)
+	for _, v := range vv {
+		if httpguts.ValidHeaderFieldValue(v) {
+			buf = w.st.c.hpe.field(buf, wn.name, wn.static, v)
+		}
+	}
+	return buf
 }
 
 // sendTrailers ends the stream with the trailer fields.
