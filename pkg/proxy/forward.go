@@ -96,7 +96,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		}
 	}()
 
-	bc, err := b.pool.get(ctx, !idempotent(r.Method) || !body.empty())
+	now := time.Now()
+	bc, err := b.pool.get(ctx, !idempotent(r.Method) || !body.empty(), now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return attempt{outcome: outcomeClientGone}
@@ -123,7 +124,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 	// headers; deadline changes cost a timer update each, so a busy
 	// connection keeps the one it has while it is at most 1/64 of the
 	// timeout older than a fresh one would be.
-	bc.bound(time.Now(), p.cfg.BackendTimeout)
+	if !bc.reused {
+		now = time.Now() // after the dial
+	}
+	bc.bound(now, p.cfg.BackendTimeout)
 	bc.read = 0
 	sentBefore := body.read.Load()
 	werr := writeRequest(bc.bw, r, uri, body)

@@ -93,8 +93,7 @@ func newPool(network, addr string, cfg *Config) *pool {
 // can be sent again (idempotent, no body) skips the check, a syscall: if
 // the connection turns out closed, forward resends it, and calls suspect
 // so that the other idle connections of the pool are checked for a while.
-func (p *pool) get(ctx context.Context, mustBeOpen bool) (*bconn, error) {
-	now := time.Now()
+func (p *pool) get(ctx context.Context, mustBeOpen bool, now time.Time) (*bconn, error) {
 	check := mustBeOpen || now.UnixNano() < p.suspectUntil.Load()
 	for {
 		p.mu.Lock()

@@ -146,7 +146,7 @@ func (rt *router) pick(tried []*backend) *backend {
 	if n == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
+	var now int64 // read only if some backend was marked down: a clock read per request adds up
 	start := int(rt.rr.Add(1))
 	var best, bestDown *backend
 	var bestN, bestDownN int64
@@ -156,6 +156,9 @@ func (rt *router) pick(tried []*backend) *backend {
 			continue
 		}
 		o := b.outstanding.Load()
+		if du := b.downUntil.Load(); du != 0 && now == 0 {
+			now = time.Now().UnixNano()
+		}
 		if b.isDown(now) {
 			if bestDown == nil || o < bestDownN {
 				bestDown, bestDownN = b, o
