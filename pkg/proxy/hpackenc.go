@@ -58,21 +58,10 @@ func (e *hpackEncoder) begin(dst []byte) []byte {
 
 // status appends the :status pseudo-header.
 func (e *hpackEncoder) status(dst []byte, code int) []byte {
-	switch code {
-	case 200:
-		return append(dst, 0x80|8)
-	case 204:
-		return append(dst, 0x80|9)
-	case 206:
-		return append(dst, 0x80|10)
-	case 304:
-		return append(dst, 0x80|11)
-	case 400:
-		return append(dst, 0x80|12)
-	case 404:
-		return append(dst, 0x80|13)
-	case 500:
-		return append(dst, 0x80|14)
+	for i, c := range hpackStaticStatus {
+		if c == code {
+			return append(dst, 0x80|byte(8+i)) // indexed: static entries 8-14
+		}
 	}
 	var b [3]byte
 	if code < 100 || code > 999 {
@@ -198,6 +187,9 @@ var hpackStatic = [...]string{
 }
 
 const hpackStaticLen = len(hpackStatic)
+
+// hpackStaticStatus is the :status values of static entries 8 to 14.
+var hpackStaticStatus = [...]int{200, 204, 206, 304, 400, 404, 500}
 
 // hpackStaticName maps a name to its first index in the static table.
 var hpackStaticName = func() map[string]uint8 {
