@@ -1,6 +1,10 @@
 package proxy
 
-import "golang.org/x/net/http2/hpack"
+import (
+	"strings"
+
+	"golang.org/x/net/http2/hpack"
+)
 
 // hpackEncoder writes the header blocks of one HTTP/2 connection's
 // responses (RFC 7541). It replaces x/net's hpack.Encoder on the hot path,
@@ -107,7 +111,9 @@ func (e *hpackEncoder) field(dst []byte, name string, static uint8, value string
 	}
 	dst = appendHpackString(dst, value, true)
 	e.evict(size)
-	e.dyn = append(e.dyn, hpackEntry{name, value})
+	// Copies: name and value may be substrings of a whole response head,
+	// which an entry would otherwise keep in memory for as long as it lives.
+	e.dyn = append(e.dyn, hpackEntry{strings.Clone(name), strings.Clone(value)})
 	e.size += size
 	return dst
 }
