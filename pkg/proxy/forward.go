@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -268,6 +269,11 @@ func (p *Proxy) readResponse(w http.ResponseWriter, bc *bconn, r *http.Request) 
 			if resp, err = http.ReadResponse(bc.br, r); err != nil {
 				return nil, err
 			}
+		}
+		if resp.StatusCode < 100 || resp.StatusCode > 999 {
+			// net/http's reader takes any three digits ("099"), which no
+			// response writer can send: the backend failed.
+			return nil, fmt.Errorf("backend sent status %d", resp.StatusCode)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil

@@ -186,11 +186,22 @@ func (c *h2conn) readLoop() error {
 		if !first {
 			c.idleDeadline()
 		}
-		f, err := c.fr.ReadFrame()
+		fh, err := c.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+				if fh.Type == http2.FrameHeaders || fh.Type == http2.FrameData {
+					// The Framer's stream errors for these are padding as long
+					// as the payload, a connection error (RFC 9113 sections 6.1
+					// and 6.2): going on would leave the HPACK decoder or the
+					// connection's window out of step with the client.
+					return http2.ConnectionError(http2.ErrCodeProtocol)
+				}
 				c.resetStream(se.StreamID, se.Code)
 				continue
 			}
@@ -349,13 +360,15 @@ func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
 }
 
 // onBlockFragment decodes a piece of the header block being read; the
-// last one acts on the whole block. As x/net's Framer does, it ends the
-// connection when the pieces keep coming after the block went over its
-// size limit or held an invalid field: decoding what will be thrown away
-// is work a peer could make us do without end.
+// last one acts on the whole block. Like x/net's Framer, it ends the
+// connection when a piece is more than four times the room left under the
+// size limit (so a block over the limit by a little still gets its 431),
+// or keeps coming after the block went over the limit or held an invalid
+// field: decoding what will be thrown away is work a peer could make us
+// do without end.
 func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
 	b := &c.blk
-	if int64(len(frag)) > 2*int64(b.max-b.size) || (b.invalid != nil && !ended) {
+	if b.id == 0 || int64(len(frag)) > 4*int64(b.max-b.size) || (b.invalid != nil && !ended) {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if _, err := c.hdec.Write(frag); err != nil {
@@ -364,6 +377,7 @@ func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
 	if !ended {
 		return nil
 	}
+	defer func() { b.id = 0 }() // no block open until the next HEADERS
 	if err := c.hdec.Close(); err != nil {
 		return http2.ConnectionError(http2.ErrCodeCompression)
 	}
@@ -448,6 +462,13 @@ func (c *h2conn) onHeaders(f *h2block) error {
 		// Trailers: they end the body.
 		if st.remoteEnd.Load() || !f.endStream {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if len(f.fields) > 0 && strings.HasPrefix(f.fields[0].Name, ":") {
+			// Pseudo-headers come first, and none may be in trailers: a
+			// malformed request (RFC 9113 section 8.1).
+			c.p.m.badInput.WithLabelValues("malformed").Inc()
+			c.resetStream(id, http2.ErrCodeProtocol)
+			return nil
 		}
 		st.trailers(f)
 		return nil
@@ -715,9 +736,6 @@ func (st *h2stream) trailers(f *h2block) {
 	st.bmu.Lock()
 	if st.trailerKeys != nil {
 		for _, hf := range f.fields {
-			if strings.HasPrefix(hf.Name, ":") {
-				continue // pseudo-headers in trailers: dropped (RFC 9113 section 8.1)
-			}
 			k := canonicalH2(hf.Name)
 			if st.trailerKeys[k] && httpguts.ValidTrailerHeader(k) {
 				if st.trailerVals == nil {

@@ -458,3 +458,125 @@ func backendConns(t *testing.T, p *Proxy, addr string) int {
 	defer b.pool.mu.Unlock()
 	return len(b.pool.idle)
 }
+
+// rawH2 is a hand-driven HTTP/2 client connection, for sending what a
+// well-behaved client library will not.
+type rawH2 struct {
+	fr  *http2.Framer
+	buf bytes.Buffer
+	enc *hpack.Encoder
+}
+
+func dialRawH2(t *testing.T, addr string) *rawH2 {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, h2Preface)
+	r := &rawH2{fr: http2.NewFramer(conn, conn)}
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	r.enc = hpack.NewEncoder(&r.buf)
+	r.fr.WriteSettings()
+	return r
+}
+
+// block encodes name, value pairs as a header block.
+func (r *rawH2) block(fields ...string) []byte {
+	r.buf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		r.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return bytes.Clone(r.buf.Bytes())
+}
+
+// until reads frames until the response headers of stream id, a GOAWAY or
+// a read error, and tells what came: "RST 3 PROTOCOL_ERROR", "200 on 5",
+// "GOAWAY PROTOCOL_ERROR".
+func (r *rawH2) until(t *testing.T, id uint32) []string {
+	t.Helper()
+	var got []string
+	for range 100 {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			return append(got, "read error: "+err.Error())
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			got = append(got, fmt.Sprintf("RST %d %v", f.StreamID, f.ErrCode))
+		case *http2.GoAwayFrame:
+			return append(got, fmt.Sprintf("GOAWAY %v", f.ErrCode))
+		case *http2.MetaHeadersFrame:
+			got = append(got, fmt.Sprintf("%s on %d", f.PseudoValue("status"), f.StreamID))
+			if f.StreamID == id {
+				return got
+			}
+		}
+	}
+	return got
+}
+
+var rawGET = []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
+
+// A header block over MaxHeaderBytes, even sent as one frame three times
+// the limit, gets 431 on its stream; the connection goes on.
+func TestH2OversizeHeaderBlock(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", nil)
+	px := startProxy(t, Config{Backends: []string{be.addr}, MaxHeaderBytes: 16 << 10})
+	r := dialRawH2(t, px.addr)
+	big := strings.Repeat("|", 16<<10) // '|' takes more than 8 bits in Huffman code: sent raw
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block(append(rawGET, "x-a", big, "x-b", big, "x-c", big)...), EndStream: true, EndHeaders: true})
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: r.block(rawGET...), EndStream: true, EndHeaders: true})
+	if got := r.until(t, 3); !slices.Equal(got, []string{"431 on 1", "200 on 3"}) {
+		t.Errorf("got %v; want 431 on stream 1, then 200 on stream 3", got)
+	}
+}
+
+// HEADERS whose padding is as long as its payload is a connection error
+// (RFC 9113 section 6.2): carrying on would decode its CONTINUATION out of
+// step with the client's HPACK table.
+func TestH2BadPaddingEndsConnection(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", nil)
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	r := dialRawH2(t, px.addr)
+	frag := r.block(append(rawGET, "x-first", "one")...)
+	r.fr.WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersPadded|http2.FlagHeadersEndStream, 1, append([]byte{200}, frag[:4]...))
+	r.fr.WriteContinuation(1, true, frag[4:])
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: r.block(rawGET...), EndStream: true, EndHeaders: true})
+	if got := r.until(t, 3); !slices.Equal(got, []string{"GOAWAY PROTOCOL_ERROR"}) {
+		t.Errorf("got %v; want GOAWAY(PROTOCOL_ERROR)", got)
+	}
+	if n := be.hits.Load(); n != 0 {
+		t.Errorf("backend saw %d requests; want none", n)
+	}
+}
+
+// Trailers with a pseudo-header, or an invalid field, make the request
+// malformed: its stream is reset, the connection goes on.
+func TestH2MalformedTrailers(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	r := dialRawH2(t, px.addr)
+	for id, trailer := range map[uint32][]string{1: {":path", "/evil", "x-t", "v"}, 3: {"X-T", "v"}} {
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/", "trailer", "x-t"), EndHeaders: true})
+		r.fr.WriteData(id, false, []byte("abc"))
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(trailer...), EndStream: true, EndHeaders: true})
+	}
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: r.block(rawGET...), EndStream: true, EndHeaders: true})
+	got := r.until(t, 5)
+	for _, want := range []string{"RST 1 PROTOCOL_ERROR", "RST 3 PROTOCOL_ERROR", "200 on 5"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("got %v; want %q among them", got, want)
+		}
+	}
+	for _, s := range got {
+		if strings.HasSuffix(s, " on 1") || strings.HasSuffix(s, " on 3") {
+			t.Errorf("got %v: a malformed request was answered", got)
+		}
+	}
+}

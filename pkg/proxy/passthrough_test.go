@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -269,5 +270,45 @@ func TestEarlyAnswerToAnUpload(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "too big for me") {
 		t.Errorf("got %d %q; want the backend's own 413", resp.StatusCode, b)
+	}
+}
+
+// A backend status below 100 ("099", which net/http's reader takes) is a
+// backend failure: 502, no handler panic, the connection closed.
+func TestBackendStatusBelow100(t *testing.T) {
+	dir := sockDir(t)
+	ln, err := net.Listen("unix", dir+"/odd.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			closed <- err
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			closed <- err
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 099 Odd\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = br.ReadByte()
+		closed <- err
+	}()
+	px := startProxy(t, Config{Backends: []string{"unix://" + dir + "/odd.sock"}})
+	resp, _ := get(t, client(t), px.url+"/")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d; want 502", resp.StatusCode)
+	}
+	if err := <-closed; err != io.EOF {
+		t.Errorf("backend connection: %v; want it closed by the proxy (EOF)", err)
+	}
+	if n := metricValue(t, px.p, "zdqueue_panics_total"); n != 0 {
+		t.Errorf("%v handler panics", n)
 	}
 }
