@@ -18,6 +18,7 @@ import (
 type h1writer struct {
 	hc     *h1conn
 	header http.Header
+	up     http.Header // the backend's response header, sent as it is (see useUpstreamHeader)
 	req    *http.Request
 
 	status      int
@@ -28,6 +29,7 @@ type h1writer struct {
 	length      int64 // declared Content-Length, -1 for none
 	written     int64
 	closeAfter  bool
+	dropLength  bool // the Content-Length field is not sent (invalid, or trailers follow)
 	err         error
 }
 
@@ -37,6 +39,36 @@ func (w *h1writer) reset(r *http.Request) {
 }
 
 func (w *h1writer) Header() http.Header { return w.header }
+
+// useUpstreamHeader makes h, a backend's response header, the response's
+// fields (with those of Header() that h does not have), without copying
+// it into Header(); hop-by-hop fields are left out when the head is
+// written. The caller must not have anything in h that the response
+// should not carry besides the hop-by-hop fields (no Trailer, nothing a
+// Connection header names), and must call releaseUpstreamHeader before h
+// changes.
+func (w *h1writer) useUpstreamHeader(h http.Header) { w.up = h }
+
+// releaseUpstreamHeader ends the use of the upstream header: if the head
+// is not written yet, its end-to-end fields are copied into Header() for
+// when it is.
+func (w *h1writer) releaseUpstreamHeader() {
+	if w.up == nil {
+		return
+	}
+	if !w.headOut {
+		copyResponseHeader(w.header, w.up)
+	}
+	w.up = nil
+}
+
+// field returns the values of k in the response's header fields.
+func (w *h1writer) field(k string) []string {
+	if vv, ok := w.up[k]; ok && !isHop(k) {
+		return vv
+	}
+	return w.header[k]
+}
 
 func (w *h1writer) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -185,16 +217,16 @@ func (w *h1writer) writeHead(hasBody bool) {
 	delete(h, "Transfer-Encoding")
 	addLength := false
 	if w.bodyOK {
-		if cl, ok := h["Content-Length"]; ok {
+		if cl := w.field("Content-Length"); cl != nil {
 			n, err := strconv.ParseInt(strings.TrimSpace(firstOf(cl)), 10, 64)
 			if err != nil || n < 0 || len(cl) != 1 {
-				delete(h, "Content-Length")
+				w.dropLength = true
 			} else {
 				w.length = n
 			}
 		}
 		if _, ok := h["Trailer"]; ok {
-			delete(h, "Content-Length")
+			w.dropLength = true
 			w.length = -1
 		}
 		switch {
@@ -208,7 +240,7 @@ func (w *h1writer) writeHead(hasBody bool) {
 	w.writeStatusLine(w.status)
 	w.writeFields()
 	bw := w.hc.out()
-	if _, ok := h["Date"]; !ok {
+	if w.field("Date") == nil {
 		bw.WriteString("Date: ")
 		bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat))
 		bw.WriteString("\r\n")
@@ -256,20 +288,37 @@ func (w *h1writer) writeStatusLine(code int) {
 // are not tokens, with any CR or LF in a value made a space (as net/http
 // does).
 func (w *h1writer) writeFields() {
-	bw := w.hc.out()
 	for k, vv := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+		if w.up != nil {
+			if _, over := w.up[k]; over && !isHop(k) {
+				continue // the backend's value, written below
+			}
+		}
+		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
-		for _, v := range vv {
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(trimOWS(v))
-			bw.WriteString("\r\n")
+		w.writeField(k, vv)
+	}
+	for k, vv := range w.up {
+		if !isHop(k) {
+			w.writeField(k, vv)
 		}
+	}
+}
+
+func (w *h1writer) writeField(k string, vv []string) {
+	if !httpguts.ValidHeaderFieldName(k) || (w.dropLength && k == "Content-Length") {
+		return
+	}
+	bw := w.hc.out()
+	for _, v := range vv {
+		if strings.ContainsAny(v, "\r\n") {
+			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+		}
+		bw.WriteString(k)
+		bw.WriteString(": ")
+		bw.WriteString(trimOWS(v))
+		bw.WriteString("\r\n")
 	}
 }
 

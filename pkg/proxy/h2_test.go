@@ -149,13 +149,13 @@ func TestH2HeldAndCancelled(t *testing.T) {
 	}
 }
 
-// The backend's response header reaches an HTTP/2 client as the backend
-// sent it, without its hop-by-hop fields, on every response of a
-// connection (the encoder's table in step): sent directly (the backend's
-// map, no copy) or copied first (a Connection header naming a field; a
-// body-less answer whose headers go out after the backend connection is
-// released).
-func TestH2ResponseHeaders(t *testing.T) {
+// The backend's response header reaches HTTP/1.1 and HTTP/2 clients as the
+// backend sent it, without its hop-by-hop fields, on every response of a
+// connection (the HPACK encoder's table in step): sent directly (the
+// backend's map, no copy) or copied first (a Connection header naming a
+// field; a body-less answer whose head goes out after the backend
+// connection is released).
+func TestResponseHeaders(t *testing.T) {
 	dir := sockDir(t)
 	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -175,28 +175,32 @@ func TestH2ResponseHeaders(t *testing.T) {
 		io.WriteString(w, "ok")
 	})
 	px := startProxy(t, Config{Backends: []string{be.addr}})
-	c := h2cClient(t)
-	for i := range 3 {
-		for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/named"}, {"GET", "/204"}, {"HEAD", "/"}} {
-			req, _ := http.NewRequest(tc.method, px.url+tc.path, nil)
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			h := resp.Header
-			what := fmt.Sprintf("round %d %s %s", i, tc.method, tc.path)
-			if resp.ProtoMajor != 2 {
-				t.Fatalf("%s: %s; want HTTP/2", what, resp.Proto)
-			}
-			if h.Get("Content-Type") != "text/x-test" || h.Get("X-Path") != tc.path ||
-				!slices.Equal(h["X-Multi"], []string{"a", "b"}) || h.Get("Date") == "" {
-				t.Errorf("%s: end-to-end fields lost: %v", what, h)
-			}
-			for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Connection", "X-Secret"} {
-				if v, ok := h[k]; ok {
-					t.Errorf("%s: hop-by-hop %s: %q forwarded", what, k, v)
+	for proto, c := range map[int]*http.Client{1: client(t), 2: h2cClient(t)} {
+		for i := range 3 {
+			for _, tc := range []struct{ method, path string }{{"GET", "/"}, {"GET", "/named"}, {"GET", "/204"}, {"HEAD", "/"}} {
+				req, _ := http.NewRequest(tc.method, px.url+tc.path, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				h := resp.Header
+				what := fmt.Sprintf("HTTP/%d round %d %s %s", proto, i, tc.method, tc.path)
+				if resp.ProtoMajor != proto {
+					t.Fatalf("%s: answered over %s", what, resp.Proto)
+				}
+				if h.Get("Content-Type") != "text/x-test" || h.Get("X-Path") != tc.path ||
+					!slices.Equal(h["X-Multi"], []string{"a", "b"}) || h.Get("Date") == "" {
+					t.Errorf("%s: end-to-end fields lost: %v", what, h)
+				}
+				for _, k := range []string{"Keep-Alive", "Proxy-Connection", "Connection", "X-Secret"} {
+					if v, ok := h[k]; ok {
+						t.Errorf("%s: hop-by-hop %s: %q forwarded", what, k, v)
+					}
+				}
+				if want := map[string]string{"/": "ok", "/named": "ok"}[tc.path]; tc.method == "GET" && string(body) != want {
+					t.Errorf("%s: body %q; want %q", what, body, want)
 				}
 			}
 		}
