@@ -368,19 +368,10 @@ func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
 // do without end.
 func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
 	b := &c.blk
-	if b.id == 0 || int64(len(frag)) > 4*int64(b.max-b.size) || (b.invalid != nil && !ended) {
-		return http2.ConnectionError(http2.ErrCodeProtocol)
-	}
-	if _, err := c.hdec.Write(frag); err != nil {
-		return http2.ConnectionError(http2.ErrCodeCompression)
-	}
-	if !ended {
-		return nil
+	if err := b.decode(c.hdec, frag, ended); err != nil || !ended {
+		return err
 	}
 	defer func() { b.id = 0 }() // no block open until the next HEADERS
-	if err := c.hdec.Close(); err != nil {
-		return http2.ConnectionError(http2.ErrCodeCompression)
-	}
 	if b.invalid != nil {
 		// A malformed request (RFC 9113 section 8.1.1): its stream is reset,
 		// and counts as opened (and closed) so that its late frames are
@@ -409,6 +400,24 @@ type h2block struct {
 	truncated bool  // over max: the fields are dropped, the request gets 431
 	invalid   error // a field no request may carry: the stream is reset
 	regular   bool  // a regular field was seen (pseudo-headers come first)
+}
+
+// decode takes one fragment of the block through dec (whose emit function
+// is b.emit), ended when it is the last; the error is the connection
+// error to answer with.
+func (b *h2block) decode(dec *hpack.Decoder, frag []byte, ended bool) error {
+	if b.id == 0 || int64(len(frag)) > 4*int64(b.max-b.size) || (b.invalid != nil && !ended) {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if _, err := dec.Write(frag); err != nil {
+		return http2.ConnectionError(http2.ErrCodeCompression)
+	}
+	if ended {
+		if err := dec.Close(); err != nil {
+			return http2.ConnectionError(http2.ErrCodeCompression)
+		}
+	}
+	return nil
 }
 
 func (b *h2block) start(id uint32, endStream bool) {
