@@ -192,11 +192,7 @@ func TestH1StreamClientGone(t *testing.T) {
 		t.Fatalf("first event: %q %v", line, err)
 	}
 	c.Close()
-	select {
-	case <-ended:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the backend's request did not end after the client left")
-	}
+	within(t, ended, 10*time.Second, "the backend's request did not end after the client left")
 }
 
 // A graceful stop lets a request in flight finish, its answer saying

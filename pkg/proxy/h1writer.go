@@ -16,10 +16,9 @@ import (
 // Content-Length is chunked only when it has a body to chunk; it goes out
 // with the body in one write when both fit the buffer.
 type h1writer struct {
-	hc     *h1conn
-	header http.Header
-	up     http.Header // the backend's response header, sent as it is (see useUpstreamHeader)
-	req    *http.Request
+	hc *h1conn
+	respFields
+	req *http.Request
 
 	status      int
 	wroteHeader bool // the status is decided
@@ -35,40 +34,14 @@ type h1writer struct {
 
 func (w *h1writer) reset(r *http.Request) {
 	clear(w.header)
-	*w = h1writer{hc: w.hc, header: w.header, req: r, length: -1, closeAfter: r.Close}
+	*w = h1writer{hc: w.hc, respFields: respFields{header: w.header}, req: r, length: -1, closeAfter: r.Close}
 }
 
 func (w *h1writer) Header() http.Header { return w.header }
 
-// useUpstreamHeader makes h, a backend's response header, the response's
-// fields (with those of Header() that h does not have), without copying
-// it into Header(); hop-by-hop fields are left out when the head is
-// written. The caller must not have anything in h that the response
-// should not carry besides the hop-by-hop fields (no Trailer, nothing a
-// Connection header names), and must call releaseUpstreamHeader before h
-// changes.
-func (w *h1writer) useUpstreamHeader(h http.Header) { w.up = h }
-
-// releaseUpstreamHeader ends the use of the upstream header: if the head
-// is not written yet, its end-to-end fields are copied into Header() for
-// when it is.
-func (w *h1writer) releaseUpstreamHeader() {
-	if w.up == nil {
-		return
-	}
-	if !w.headOut {
-		copyResponseHeader(w.header, w.up)
-	}
-	w.up = nil
-}
-
-// field returns the values of k in the response's header fields.
-func (w *h1writer) field(k string) []string {
-	if vv, ok := w.up[k]; ok && !isHop(k) {
-		return vv
-	}
-	return w.header[k]
-}
+// releaseUpstreamHeader ends the use of the upstream header (see
+// respFields.useUpstreamHeader).
+func (w *h1writer) releaseUpstreamHeader() { w.release(w.headOut, w.header) }
 
 func (w *h1writer) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -289,15 +262,9 @@ func (w *h1writer) writeStatusLine(code int) {
 // does).
 func (w *h1writer) writeFields() {
 	for k, vv := range w.header {
-		if w.up != nil {
-			if _, over := w.up[k]; over && !isHop(k) {
-				continue // the backend's value, written below
-			}
+		if !w.overridden(k) && !strings.HasPrefix(k, http.TrailerPrefix) {
+			w.writeField(k, vv)
 		}
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			continue
-		}
-		w.writeField(k, vv)
 	}
 	for k, vv := range w.up {
 		if !isHop(k) {

@@ -300,11 +300,7 @@ func TestH2GracefulStop(t *testing.T) {
 	if got := <-done; got != "late" {
 		t.Errorf("stream in flight at stop: %q", got)
 	}
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("stop did not finish after the last stream")
-	}
+	within(t, stopped, 10*time.Second, "stop did not finish after the last stream")
 }
 
 // A request's trailers (announced in its Trailer header) reach the

@@ -40,7 +40,7 @@ func (st *h2stream) refuse(code int) {
 	c := st.c
 	defer c.handlers.Done()
 	defer st.cleanup()
-	st.w = h2writer{st: st, header: make(http.Header), length: -1}
+	st.w = h2writer{st: st, length: -1}
 	st.req = &http.Request{Method: http.MethodGet, ProtoMajor: 2}
 	c.p.plainError(&st.w, code, http.StatusText(code))
 	st.w.finish()
@@ -163,9 +163,8 @@ func (b *h2body) Close() error { return nil }
 // connection's buffer; the response is flushed when it completes (or on
 // Flush), together with whatever other streams wrote meanwhile.
 type h2writer struct {
-	st     *h2stream
-	header http.Header // made when first asked for
-	up     http.Header // the backend's response header, sent as it is (see useUpstreamHeader)
+	st         *h2stream
+	respFields // header made when first asked for
 
 	status      int
 	wroteHeader bool
@@ -184,38 +183,13 @@ func (w *h2writer) Header() http.Header {
 	return w.header
 }
 
-// useUpstreamHeader makes h, a backend's response header, the response's
-// fields (with those of Header() that h does not have), without copying
-// it into Header(); hop-by-hop fields are left out on the way out. The
-// caller must not have anything in h that the response should not carry
-// besides the hop-by-hop fields (no Trailer, nothing a Connection header
-// names), and must call releaseUpstreamHeader before h changes.
-func (w *h2writer) useUpstreamHeader(h http.Header) { w.up = h }
-
-// releaseUpstreamHeader ends the use of the upstream header: if the
-// response headers are not out yet, its end-to-end fields are copied into
-// Header() for when they go.
+// releaseUpstreamHeader ends the use of the upstream header (see
+// respFields.useUpstreamHeader).
 func (w *h2writer) releaseUpstreamHeader() {
-	if w.up == nil {
-		return
+	if w.up != nil && !w.headersSent {
+		w.Header() // made for the copy
 	}
-	if !w.headersSent {
-		h := w.Header()
-		for k, vv := range w.up {
-			if !isHop(k) {
-				h[k] = vv
-			}
-		}
-	}
-	w.up = nil
-}
-
-// field returns the values of k in the response's header fields.
-func (w *h2writer) field(k string) []string {
-	if vv, ok := w.up[k]; ok {
-		return vv
-	}
-	return w.header[k]
+	w.release(w.headersSent, w.header)
 }
 
 func (w *h2writer) WriteHeader(code int) {
@@ -409,12 +383,7 @@ func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
 	buf = enc.status(buf, code)
 	date := false
 	for k, vv := range w.header {
-		if w.up != nil {
-			if _, over := w.up[k]; over {
-				continue // the backend's value, sent below
-			}
-		}
-		if strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
+		if w.overridden(k) || strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		date = date || k == "Date"

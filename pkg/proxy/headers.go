@@ -33,6 +33,56 @@ func copyResponseHeader(dst, src http.Header) {
 	}
 }
 
+// respFields are a response writer's header fields: its own map (what
+// Header() returns) and, while the writer sends a backend's response as
+// it is, the backend's header map. The fast-path writers share them.
+type respFields struct {
+	header http.Header // Header()'s map
+	up     http.Header // the backend's response header, sent as it is (see useUpstreamHeader)
+}
+
+// useUpstreamHeader makes h, a backend's response header, the response's
+// fields (with those of Header() that h does not have), without copying
+// it into Header(); hop-by-hop fields are left out on the way out. The
+// caller must not have anything in h that the response should not carry
+// besides the hop-by-hop fields (no Trailer, nothing a Connection header
+// names), and must call releaseUpstreamHeader before h changes.
+func (f *respFields) useUpstreamHeader(h http.Header) { f.up = h }
+
+// release ends the use of the upstream header; when the fields are not
+// sent yet, its end-to-end fields are copied into own (Header()'s map) for
+// when they are.
+func (f *respFields) release(sent bool, own http.Header) {
+	if f.up == nil {
+		return
+	}
+	if !sent {
+		copyResponseHeader(own, f.up)
+	}
+	f.up = nil
+}
+
+// field returns the values of k in the response's fields.
+func (f *respFields) field(k string) []string {
+	if vv, ok := f.up[k]; ok && !isHop(k) {
+		return vv
+	}
+	return f.header[k]
+}
+
+// overridden reports whether Header()'s field k gives way to the
+// backend's: the fields to send are Header()'s that are not overridden,
+// then the backend's that are not hop-by-hop. (Writers loop over the two
+// maps themselves: a callback here made each HTTP/2 stream's goroutine
+// grow its stack once more, a copy per request.)
+func (f *respFields) overridden(k string) bool {
+	if f.up == nil {
+		return false
+	}
+	_, over := f.up[k]
+	return over && !isHop(k)
+}
+
 // connectionListed returns the fields named in Connection header values
 // (canonicalised), which are hop-by-hop too; nil when there are none
 // besides the usual keep-alive and close.

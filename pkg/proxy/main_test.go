@@ -182,6 +182,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// within waits for ch to deliver (or be closed) for at most d, failing the
+// test with what as the reason after that.
+func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatal(what)
+		panic("unreachable")
+	}
+}
+
 // metric returns the value of a sample line in /metrics text, e.g.
 // `zdqueue_requests_total{outcome="proxied"}`, or -1.
 func metricValue(t *testing.T, p *Proxy, series string) float64 {

@@ -168,11 +168,7 @@ func TestLeastOutstanding(t *testing.T) {
 			}
 		}
 	}()
-	select {
-	case <-entered:
-	case <-time.After(15 * time.Second):
-		t.Fatal("slow backend never got a request")
-	}
+	within(t, entered, 15*time.Second, "slow backend never got a request")
 	before := slow.hits.Load()
 	for i := 0; i < 20; i++ {
 		_, body := get(t, c, px.url+"/x")

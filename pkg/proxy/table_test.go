@@ -122,12 +122,8 @@ func TestStalePooledConnection(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != "ok" {
 			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, b)
 		}
-		select { // the backend has closed the pooled connection
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("backend never closed its connection")
-		}
-		time.Sleep(2 * time.Millisecond) // the connection is idle in the pool for a while, as in life
+		within(t, closed, 10*time.Second, "backend never closed its connection") // the backend has closed the pooled connection
+		time.Sleep(2 * time.Millisecond)                                         // the connection is idle in the pool for a while, as in life
 	}
 	// GETs back to back race the backend's close; they are idempotent and
 	// are resent when the race is lost.
