@@ -21,7 +21,7 @@ import (
 //	POST /_zero-downtime/pause           hold new requests (?backend=ADDR for one)
 //	POST /_zero-downtime/resume          replay and pass through (?backend=ADDR)
 //	GET  /metrics                        Prometheus text
-//	GET  /healthz                        200 "ok", or 503 "degraded" when no backend is ready
+//	GET  /healthz                        200 "ok", or 503 "degraded: REASON" when no backend is ready
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_zero-downtime/status", func(w http.ResponseWriter, r *http.Request) {
@@ -59,7 +59,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		st := p.Status()
 		if st.Health == "degraded" {
-			http.Error(w, "degraded: no backend is ready", http.StatusServiceUnavailable)
+			http.Error(w, "degraded: "+st.HealthReason, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok\n")

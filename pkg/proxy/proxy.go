@@ -36,6 +36,7 @@ type Proxy struct {
 	mu          sync.Mutex
 	pausedSince time.Time
 	lastTable   tableInfo
+	tablePath   string // the worker table WatchTable follows; "" for none
 
 	force     chan struct{} // closed by ForceStop
 	forceOnce sync.Once

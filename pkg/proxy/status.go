@@ -13,9 +13,10 @@ import (
 type Status struct {
 	ReloadInProgress  bool            `json:"reload_in_progress" msgpack:"reload_in_progress"`
 	Strategy          string          `json:"strategy" msgpack:"strategy"`
-	Listeners         []string        `json:"listeners" msgpack:"listeners"` // tcp/ADDR, tls/ADDR, udp/ADDR (HTTP/3), unix/PATH
-	Health            string          `json:"health" msgpack:"health"`       // healthy, reloading or degraded
-	Paused            bool            `json:"paused" msgpack:"paused"`       // an operator paused
+	Listeners         []string        `json:"listeners" msgpack:"listeners"`         // tcp/ADDR, tls/ADDR, udp/ADDR (HTTP/3), unix/PATH
+	Health            string          `json:"health" msgpack:"health"`               // healthy, reloading or degraded
+	HealthReason      string          `json:"health_reason" msgpack:"health_reason"` // why degraded (or reloading); "" when healthy
+	Paused            bool            `json:"paused" msgpack:"paused"`               // an operator paused
 	Holding           bool            `json:"holding" msgpack:"holding"`
 	ActiveConnections int64           `json:"active_connections" msgpack:"active_connections"`
 	RequestsInFlight  int64           `json:"requests_in_flight" msgpack:"requests_in_flight"`
@@ -107,6 +108,7 @@ func (p *Proxy) Status() Status {
 		t := TableStatus(p.lastTable)
 		st.Table = &t
 	}
+	tablePath := p.tablePath
 	p.mu.Unlock()
 
 	st.ReloadInProgress = st.WorkerStats.Draining > 0 || st.Holding ||
@@ -114,12 +116,37 @@ func (p *Proxy) Status() Status {
 	switch {
 	case st.WorkerStats.Ready == 0 && !st.Paused:
 		st.Health = "degraded"
+		st.HealthReason = degradedReason(st, tablePath)
 	case st.ReloadInProgress:
 		st.Health = "reloading"
+		switch {
+		case st.Holding:
+			st.HealthReason = "holding requests"
+		case st.WorkerStats.Draining > 0:
+			st.HealthReason = "a backend is draining"
+		default:
+			st.HealthReason = "the worker table says zd-run is reloading"
+		}
 	default:
 		st.Health = "healthy"
 	}
 	return st
+}
+
+// degradedReason says why no backend is ready.
+func degradedReason(st Status, tablePath string) string {
+	switch {
+	case tablePath != "" && st.Table == nil:
+		if why := tableMissing(tablePath); why != "" {
+			return "no backend is ready: no worker table: " + why
+		}
+		return "no backend is ready: the worker table " + tablePath + " has not been read (see the log)"
+	case st.WorkerStats.Total == 0 && tablePath == "":
+		return "no backend is ready: none configured"
+	case st.WorkerStats.Total == 0:
+		return "no backend is ready: the worker table lists no ready worker"
+	}
+	return "no backend is ready"
 }
 
 func backendStatus(b *backend, held int) BackendStatus {

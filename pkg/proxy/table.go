@@ -2,6 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/zdtools/zd/pkg/workertable"
@@ -11,7 +16,17 @@ import (
 // zd-run) until ctx ends: ready workers become backends, draining ones stay
 // known but get no new requests, the rest are dropped once their requests
 // finish. Static Config.Backends are kept alongside.
+//
+// A table that is not there yet is waited for; the start is logged at warn
+// level with the reason (no such folder, or no such file yet), and Status
+// reports it as the health reason until the table is read.
 func (p *Proxy) WatchTable(ctx context.Context, path string) error {
+	p.mu.Lock()
+	p.tablePath = path
+	p.mu.Unlock()
+	if why := tableMissing(path); why != "" {
+		p.log.Warn("no backends from the worker table yet: "+why, "path", path)
+	}
 	return workertable.Watch(ctx, path, func(t *workertable.Table) {
 		p.applyTable(path, t)
 	})
@@ -44,4 +59,23 @@ func (p *Proxy) applyTable(path string, t *workertable.Table) {
 	p.lastTable = tableInfo{Path: path, Generation: t.Generation, Health: t.Health, Loaded: time.Now()}
 	p.mu.Unlock()
 	p.log.Info("worker table applied", "generation", t.Generation, "health", t.Health, "backends", len(specs))
+}
+
+// tableMissing says why the worker table at path cannot be read now, or ""
+// when the file is there.
+func tableMissing(path string) string {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Sprintf("its folder %s does not exist: start zd-run with the same --name or --state-dir, or point --backends-from at zd-run's state dir", dir)
+		}
+		return fmt.Sprintf("its folder %s cannot be read: %v", dir, errors.Unwrap(err))
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Sprintf("%s does not exist yet: zd-run writes it once it starts workers with --worker-listen", path)
+		}
+		return fmt.Sprintf("%s cannot be read: %v", path, errors.Unwrap(err))
+	}
+	return ""
 }

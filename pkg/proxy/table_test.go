@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,5 +136,47 @@ func TestStalePooledConnection(t *testing.T) {
 	}
 	if v := metricValue(t, px.p, `zdqueue_requests_total{outcome="backend_error"}`); v != 0 {
 		t.Errorf("backend errors = %v; want 0", v)
+	}
+}
+
+// A worker table whose folder or file is missing leaves zd-queue with no
+// backends; its health says why, and the table is picked up once it appears.
+func TestWorkerTableMissingIsExplained(t *testing.T) {
+	dir := sockDir(t)
+	a := newTestBackend(t, dir, "a", nil)
+	stateDir := filepath.Join(dir, "st")
+	path := filepath.Join(stateDir, "workers.msgpack")
+	px := startProxy(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- px.p.WatchTable(ctx, path) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchTable: %v", err)
+		}
+	}()
+	waitFor(t, "the table path known", func() bool { return strings.Contains(px.p.Status().HealthReason, "worker table") })
+	if st := px.p.Status(); st.Health != "degraded" || !strings.Contains(st.HealthReason, "its folder "+stateDir+" does not exist") {
+		t.Errorf("no folder: health %q, reason %q", st.Health, st.HealthReason)
+	}
+	if err := os.Mkdir(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if st := px.p.Status(); !strings.Contains(st.HealthReason, path+" does not exist yet") {
+		t.Errorf("no file: reason %q", st.HealthReason)
+	}
+	rec := httptest.NewRecorder()
+	px.p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if body := rec.Body.String(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, "degraded: no backend is ready: no worker table: "+path+" does not exist yet") {
+		t.Errorf("/healthz = %d %q", rec.Code, body)
+	}
+	if err := workertable.Store(path, &workertable.Table{Generation: 1, Health: workertable.HealthHealthy,
+		Workers: []workertable.Worker{{Slot: 0, Generation: 1, PID: 1, State: workertable.StateReady, Backend: a.addr}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the table applied", func() bool { return px.p.Status().Health == "healthy" })
+	if st := px.p.Status(); st.HealthReason != "" {
+		t.Errorf("healthy with reason %q", st.HealthReason)
 	}
 }

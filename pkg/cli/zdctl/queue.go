@@ -89,6 +89,7 @@ func queueCall(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, arg
 // --json prints everything zd-queue sent.
 type queueStatusView struct {
 	Health            string `msgpack:"health"`
+	HealthReason      string `msgpack:"health_reason"`
 	Paused            bool   `msgpack:"paused"`
 	Holding           bool   `msgpack:"holding"`
 	ActiveConnections int64  `msgpack:"active_connections"`
@@ -150,6 +151,9 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, a
 		state = "holding (no ready backend)"
 	}
 	fmt.Fprintf(w, "zd-queue: %s, %s\n", st.Health, state)
+	if st.HealthReason != "" {
+		fmt.Fprintf(w, "why: %s\n", st.HealthReason)
+	}
 	fmt.Fprintf(w, "held: %d requests, %d bytes; replayed %d; in flight %d; connections %d\n",
 		st.BufferedRequests, st.BufferedBytes, st.ReplayedRequests, st.RequestsInFlight, st.ActiveConnections)
 	if len(st.Buffer.Rejected) > 0 {
