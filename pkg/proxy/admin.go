@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
 // AdminHandler serves the admin endpoints:
@@ -100,25 +101,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// SelfTestResult is what SelfTest did and saw.
-type SelfTestResult struct {
-	OK         bool     `json:"ok" msgpack:"ok"`
-	Steps      []string `json:"steps" msgpack:"steps"`
-	Backend    string   `json:"backend,omitempty" msgpack:"backend,omitempty"`
-	Status     int      `json:"status,omitempty" msgpack:"status,omitempty"`
-	HeldMS     float64  `json:"held_ms" msgpack:"held_ms"`
-	ReplayedMS float64  `json:"replay_ms" msgpack:"replay_ms"`
-	Error      string   `json:"error,omitempty" msgpack:"error,omitempty"`
-}
-
 // SelfTest proves the hold-and-replay path on the live proxy: it holds a
 // synthetic request (GET /_zero-downtime/self-test, header
 // Zd-Self-Test: 1) in the buffer as if traffic were paused, checks it is
 // held, releases it, and checks that a backend answered it. Real traffic is
 // not paused. It needs a ready backend; any HTTP answer from the backend
 // (even 404) counts as replayed.
-func (p *Proxy) SelfTest(ctx context.Context) SelfTestResult {
-	var res SelfTestResult
+func (p *Proxy) SelfTest(ctx context.Context) queueapi.SelfTestResult {
+	var res queueapi.SelfTestResult
 	step := func(f string, a ...any) { res.Steps = append(res.Steps, fmt.Sprintf(f, a...)) }
 	if p.rt.routableCount() == 0 {
 		res.Error = "no ready backend to replay to"

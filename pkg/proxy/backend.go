@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
 // backend is one upstream worker socket with its own keep-alive pool.
@@ -107,13 +109,13 @@ func (b *backend) routable() bool { return !b.draining.Load() && !b.paused.Load(
 func (b *backend) stateName() string {
 	switch {
 	case b.removed.Load():
-		return "removed"
+		return queueapi.BackendRemoved
 	case b.draining.Load():
-		return "draining"
+		return queueapi.BackendDraining
 	case b.paused.Load():
-		return "paused"
+		return queueapi.BackendPaused
 	case b.isDown(time.Now().UnixNano()):
-		return "down"
+		return queueapi.BackendDown
 	}
-	return "ready"
+	return queueapi.BackendReady
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
 // rawExchange writes req on a fresh connection and returns the status line
@@ -146,14 +147,14 @@ func TestGarbageOnAdminAndControl(t *testing.T) {
 	if err := control.Call(ctx, sockPath, "frobnicate", nil, nil); control.CodeOf(err) != control.CodeUnknownOp {
 		t.Errorf("unknown op: %v", err)
 	}
-	if err := control.Call(ctx, sockPath, "drain", map[string]any{"backend": 42}, nil); control.CodeOf(err) != control.CodeBadRequest {
+	if err := control.Call(ctx, sockPath, queueapi.OpDrain, map[string]any{"backend": 42}, nil); control.CodeOf(err) != control.CodeBadRequest {
 		t.Errorf("drain with a bad backend: %v", err)
 	}
-	if err := control.Call(ctx, sockPath, "pause", map[string]any{"backend": "unix:///nope.sock"}, nil); control.CodeOf(err) != control.CodeNotFound {
+	if err := control.Call(ctx, sockPath, queueapi.OpPause, map[string]any{"backend": "unix:///nope.sock"}, nil); control.CodeOf(err) != control.CodeNotFound {
 		t.Errorf("pause of an unknown backend: %v", err)
 	}
-	var st Status
-	if err := control.Call(ctx, sockPath, "status", nil, &st); err != nil || st.WorkerStats.Ready != 1 {
+	var st queueapi.Status
+	if err := control.Call(ctx, sockPath, queueapi.OpStatus, nil, &st); err != nil || st.WorkerStats.Ready != 1 {
 		t.Errorf("status after garbage: %+v, %v", st.WorkerStats, err)
 	}
 	resp, err := http.Get("http://" + ln.Addr().String() + "/_zero-downtime/status")
@@ -164,16 +165,16 @@ func TestGarbageOnAdminAndControl(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("admin status after garbage: %d", resp.StatusCode)
 	}
-	var res DrainResult
-	if err := control.Call(ctx, sockPath, "drain", DrainArgs{Backend: be.addr, TimeoutMS: 1000}, &res); err != nil || !res.Drained {
+	var res queueapi.DrainResult
+	if err := control.Call(ctx, sockPath, queueapi.OpDrain, queueapi.DrainArgs{Backend: be.addr, TimeoutMS: 1000}, &res); err != nil || !res.Drained {
 		t.Errorf("drain over the socket: %+v, %v", res, err)
 	}
-	if err := control.Call(ctx, sockPath, "resume", BackendArgs{Backend: be.addr}, nil); err != nil {
+	if err := control.Call(ctx, sockPath, queueapi.OpResume, queueapi.BackendArgs{Backend: be.addr}, nil); err != nil {
 		t.Errorf("resume over the socket: %v", err)
 	}
 	events := 0
-	err = control.CallStream(ctx, sockPath, "watch", WatchArgs{IntervalMS: 50, Count: 2}, func(raw msgpack.RawMessage) error {
-		var ev Status
+	err = control.CallStream(ctx, sockPath, queueapi.OpWatch, queueapi.WatchArgs{IntervalMS: 50, Count: 2}, func(raw msgpack.RawMessage) error {
+		var ev queueapi.Status
 		if err := msgpack.Unmarshal(raw, &ev); err != nil {
 			return err
 		}
@@ -186,8 +187,8 @@ func TestGarbageOnAdminAndControl(t *testing.T) {
 	if err != nil || events != 2 {
 		t.Errorf("watch: %d events, %v; want 2", events, err)
 	}
-	var sr SelfTestResult
-	if err := control.Call(ctx, sockPath, "self-test", nil, &sr); err != nil || !sr.OK {
+	var sr queueapi.SelfTestResult
+	if err := control.Call(ctx, sockPath, queueapi.OpSelfTest, nil, &sr); err != nil || !sr.OK {
 		t.Errorf("self-test: %+v, %v", sr, err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/queue"
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
 // result is one client request's answer.
@@ -360,7 +361,7 @@ func TestDrainWaitsForInFlight(t *testing.T) {
 			t.Fatalf("draining backend got a new request (%q)", body)
 		}
 	}
-	done := make(chan DrainResult)
+	done := make(chan queueapi.DrainResult)
 	go func() {
 		r, _ := px.p.Drain(t.Context(), a.addr, 10*time.Second)
 		done <- r

@@ -6,61 +6,23 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
-// Control ops served on queue.sock (see README.md, section zd-queue):
-//
-//	status                            → Status
-//	pause   {backend?}                → Status          hold all new requests, or stop routing to one backend
-//	resume  {backend?}                → Status          replay held requests; for a backend also ends a drain
-//	flush                             → {flushed: N}    answer every held request with 503 + Retry-After
-//	drain   {backend, timeout_ms}     → DrainResult     route nothing new to backend, wait until it has nothing in flight
-//	watch   {interval_ms?, count?}    → events: Status  stream status until the client hangs up (or count events)
-//	self-test                         → SelfTestResult  hold a synthetic request and replay it
-const (
-	OpStatus   = "status"
-	OpPause    = "pause"
-	OpResume   = "resume"
-	OpFlush    = "flush"
-	OpDrain    = "drain"
-	OpWatch    = "watch"
-	OpSelfTest = "self-test"
-)
-
-// BackendArgs are the args of pause and resume.
-type BackendArgs struct {
-	Backend string `msgpack:"backend,omitempty"`
-}
-
-// DrainArgs are the args of drain.
-type DrainArgs struct {
-	Backend   string `msgpack:"backend"`
-	TimeoutMS int64  `msgpack:"timeout_ms,omitempty"` // default 30000
-}
-
-// WatchArgs are the args of watch.
-type WatchArgs struct {
-	IntervalMS int64 `msgpack:"interval_ms,omitempty"` // default 1000, at least 50
-	Count      int   `msgpack:"count,omitempty"`       // 0: until the client hangs up
-}
-
-// FlushResult is the result of flush.
-type FlushResult struct {
-	Flushed int `msgpack:"flushed" json:"flushed"`
-}
-
-// Handle answers one control request; it is a control.Handler.
+// Handle answers one control request on queue.sock; it is a
+// control.Handler. The ops and their args and results are pkg/queueapi's
+// (README.md, section zd-queue, describes them for operators).
 func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stream) (any, error) {
 	switch req.Op {
-	case OpStatus:
+	case queueapi.OpStatus:
 		return p.Status(), nil
-	case OpPause, OpResume:
-		var a BackendArgs
+	case queueapi.OpPause, queueapi.OpResume:
+		var a queueapi.BackendArgs
 		if err := req.Decode(&a); err != nil {
 			return nil, err
 		}
 		f := p.Pause
-		if req.Op == OpResume {
+		if req.Op == queueapi.OpResume {
 			f = p.Resume
 		}
 		if err := f(a.Backend); err != nil {
@@ -70,10 +32,10 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 			return nil, err
 		}
 		return p.Status(), nil
-	case OpFlush:
-		return FlushResult{Flushed: p.Flush()}, nil
-	case OpDrain:
-		var a DrainArgs
+	case queueapi.OpFlush:
+		return queueapi.FlushResult{Flushed: p.Flush()}, nil
+	case queueapi.OpDrain:
+		var a queueapi.DrainArgs
 		if err := req.Decode(&a); err != nil {
 			return nil, err
 		}
@@ -96,8 +58,8 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 				"drain %s: %d requests still in flight after %dms", res.Backend, res.InFlight, res.WaitedMS)
 		}
 		return res, nil
-	case OpWatch:
-		var a WatchArgs
+	case queueapi.OpWatch:
+		var a queueapi.WatchArgs
 		if err := req.Decode(&a); err != nil {
 			return nil, err
 		}
@@ -118,7 +80,7 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 			}
 		}
 		return nil, nil
-	case OpSelfTest:
+	case queueapi.OpSelfTest:
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		return p.SelfTest(ctx), nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/queue"
+	"github.com/zdtools/zd/pkg/queueapi"
 )
 
 // Proxy is zd-queue's engine. Create it with New, serve clients with Serve
@@ -215,32 +216,24 @@ func (p *Proxy) Resume(backend string) error {
 // many there were.
 func (p *Proxy) Flush() int { return p.q.Flush() }
 
-// DrainResult is what Drain reports.
-type DrainResult struct {
-	Backend  string `json:"backend" msgpack:"backend"`
-	Drained  bool   `json:"drained" msgpack:"drained"`     // nothing in flight any more
-	InFlight int64  `json:"in_flight" msgpack:"in_flight"` // requests still in flight at the end
-	WaitedMS int64  `json:"waited_ms" msgpack:"waited_ms"`
-}
-
 // Drain stops giving backend new requests and waits until it has none in
 // flight, or until timeout. A drained backend stays out of routing until it
 // leaves the backend set or Resume(backend) is called. An unknown backend is
 // already drained (it never gets requests) and reports Drained at once.
-func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration) (DrainResult, error) {
+func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration) (queueapi.DrainResult, error) {
 	start := time.Now()
 	b := p.rt.lookup(backend)
 	if b == nil {
 		if _, _, _, err := ParseBackend(backend); err != nil {
-			return DrainResult{}, err
+			return queueapi.DrainResult{}, err
 		}
-		return DrainResult{Backend: backend, Drained: true}, nil
+		return queueapi.DrainResult{Backend: backend, Drained: true}, nil
 	}
 	b.draining.Store(true)
 	p.rt.poke()
 	p.dropGoneBackends(nil)
 	p.syncQueue()
-	res := DrainResult{Backend: b.id}
+	res := queueapi.DrainResult{Backend: b.id}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(2 * time.Millisecond)

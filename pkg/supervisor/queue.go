@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 	"github.com/zdtools/zd/pkg/statedir"
 )
 
@@ -39,15 +40,15 @@ func (s *Supervisor) drainQueue(ctx context.Context, w *worker) {
 	s.flushTable() // zd-queue routes by the table: it must know the replacement first
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout+2*time.Second)
 	defer cancel()
-	args := map[string]any{"backend": backend, "timeout_ms": s.cfg.DrainTimeout.Milliseconds()}
+	args := queueapi.DrainArgs{Backend: backend, TimeoutMS: s.cfg.DrainTimeout.Milliseconds()}
 	s.emit("drain", w, "zd-queue: draining backend "+backend)
-	if err := control.Call(ctx, sock, "drain", args, nil); err != nil {
+	if err := control.Call(ctx, sock, queueapi.OpDrain, args, nil); err != nil {
 		s.log.Warn("zd-queue drain failed; stopping the worker anyway", "backend", backend, "err", err)
 	}
 }
 
-// queueCall sends op to zd-queue if it runs; it reports whether zd-queue
-// took it.
+// queueCall sends op (a queueapi.Op*) to zd-queue if it runs; it reports
+// whether zd-queue took it.
 func (s *Supervisor) queueCall(ctx context.Context, op string, args any) bool {
 	sock := s.queueSocket()
 	if sock == "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 	"github.com/zdtools/zd/pkg/runapi"
 	"github.com/zdtools/zd/pkg/sdnotify"
 )
@@ -430,10 +431,10 @@ func (s *Supervisor) blueGreen(ctx context.Context, gen int, release string) err
 // socket), stop the old generation, start the new, wait until it is ready,
 // resume. If the new generation fails, the old release is started again.
 func (s *Supervisor) exclusive(ctx context.Context, gen int, release string, oldGen int, oldRelease string) error {
-	paused := s.queueCall(ctx, "pause", nil)
+	paused := s.queueCall(ctx, queueapi.OpPause, nil)
 	defer func() {
 		if paused {
-			s.queueCall(s.ctx, "resume", nil)
+			s.queueCall(s.ctx, queueapi.OpResume, nil)
 		}
 	}()
 	s.mu.Lock()

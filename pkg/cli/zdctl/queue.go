@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 	"github.com/zdtools/zd/pkg/statedir"
 )
 
@@ -28,17 +29,17 @@ func queueCommand() *cli.Command {
 		{Name: "status", Usage: "show backends, held requests and counters", Flags: []cli.Flag{jsonFlag, timeoutFlag},
 			Action: func(ctx context.Context, c *cli.Command) error {
 				io := rootIO(c)
-				return queueStatus(ctx, c, io, "status", nil)
+				return queueStatus(ctx, c, io, queueapi.OpStatus, "")
 			}},
 		{Name: "pause", Usage: "hold new requests (with --backend: route nothing to that backend)", Flags: []cli.Flag{jsonFlag, backendFlag, timeoutFlag},
 			Action: func(ctx context.Context, c *cli.Command) error {
 				io := rootIO(c)
-				return queueStatus(ctx, c, io, "pause", map[string]any{"backend": c.String("backend")})
+				return queueStatus(ctx, c, io, queueapi.OpPause, c.String("backend"))
 			}},
 		{Name: "resume", Usage: "replay held requests and pass traffic through (with --backend: route to it again, ending a drain)", Flags: []cli.Flag{jsonFlag, backendFlag, timeoutFlag},
 			Action: func(ctx context.Context, c *cli.Command) error {
 				io := rootIO(c)
-				return queueStatus(ctx, c, io, "resume", map[string]any{"backend": c.String("backend")})
+				return queueStatus(ctx, c, io, queueapi.OpResume, c.String("backend"))
 			}},
 		{Name: "flush", Usage: "answer every held request with 503 + Retry-After", Flags: []cli.Flag{jsonFlag, timeoutFlag},
 			Action: func(ctx context.Context, c *cli.Command) error { io := rootIO(c); return queueFlush(ctx, c, io) }},
@@ -85,37 +86,13 @@ func queueCall(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, arg
 	return callError(err, sock)
 }
 
-// queueStatusView is the part of zd-queue's status zdctl prints for people;
-// --json prints everything zd-queue sent.
-type queueStatusView struct {
-	Health            string `msgpack:"health"`
-	HealthReason      string `msgpack:"health_reason"`
-	Paused            bool   `msgpack:"paused"`
-	Holding           bool   `msgpack:"holding"`
-	ActiveConnections int64  `msgpack:"active_connections"`
-	RequestsInFlight  int64  `msgpack:"requests_in_flight"`
-	BufferedRequests  int    `msgpack:"buffered_requests"`
-	BufferedBytes     int64  `msgpack:"buffered_bytes"`
-	ReplayedRequests  uint64 `msgpack:"replayed_requests"`
-	Buffer            struct {
-		Rejected map[string]uint64 `msgpack:"rejected"`
-	} `msgpack:"buffer"`
-	Backends []struct {
-		Addr       string `msgpack:"addr"`
-		State      string `msgpack:"state"`
-		InFlight   int64  `msgpack:"in_flight"`
-		Served     uint64 `msgpack:"served"`
-		Failures   uint64 `msgpack:"connect_failures"`
-		Slot       int    `msgpack:"slot"`
-		Generation int    `msgpack:"generation"`
-		PID        int    `msgpack:"pid"`
-		Held       int    `msgpack:"held"`
-	} `msgpack:"backends"`
-}
-
-func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, args map[string]any) error {
-	if args != nil && args["backend"] == "" {
-		args = nil
+// queueStatus calls status, pause or resume (for one backend when backend
+// is set) and prints the Status zd-queue answers with; --json prints
+// everything zd-queue sent, fields this zdctl does not know included.
+func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend string) error {
+	var args any
+	if backend != "" {
+		args = queueapi.BackendArgs{Backend: backend}
 	}
 	if c.Bool("json") {
 		var raw map[string]any
@@ -124,21 +101,21 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, a
 		}
 		return writeJSON(io.Stdout, jsonable(raw))
 	}
-	var st queueStatusView
+	var st queueapi.Status
 	if err := queueCall(ctx, c, io, op, args, &st); err != nil {
 		return err
 	}
 	w := io.Stdout
 	switch op {
-	case "pause":
-		if b, _ := args["backend"].(string); b != "" {
-			fmt.Fprintf(w, "paused backend %s: it gets no new requests\n", b)
+	case queueapi.OpPause:
+		if backend != "" {
+			fmt.Fprintf(w, "paused backend %s: it gets no new requests\n", backend)
 		} else {
 			fmt.Fprintln(w, "paused: new requests are held until 'zdctl queue resume'")
 		}
-	case "resume":
-		if b, _ := args["backend"].(string); b != "" {
-			fmt.Fprintf(w, "resumed backend %s\n", b)
+	case queueapi.OpResume:
+		if backend != "" {
+			fmt.Fprintf(w, "resumed backend %s\n", backend)
 		} else {
 			fmt.Fprintln(w, "resumed: held requests are being replayed")
 		}
@@ -186,10 +163,8 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op string, a
 }
 
 func queueFlush(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
-	var res struct {
-		Flushed int `msgpack:"flushed" json:"flushed"`
-	}
-	if err := queueCall(ctx, c, io, "flush", nil, &res); err != nil {
+	var res queueapi.FlushResult
+	if err := queueCall(ctx, c, io, queueapi.OpFlush, nil, &res); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -208,17 +183,12 @@ func queueDrain(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	if err != nil {
 		return err
 	}
-	var res struct {
-		Backend  string `msgpack:"backend" json:"backend"`
-		Drained  bool   `msgpack:"drained" json:"drained"`
-		InFlight int64  `msgpack:"in_flight" json:"in_flight"`
-		WaitedMS int64  `msgpack:"waited_ms" json:"waited_ms"`
-	}
+	var res queueapi.DrainResult
 	// The call itself may take the whole timeout: give the socket a little more.
 	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
 	defer cancel()
 	sock := queueSock(c, io)
-	err = control.Call(ctx, sock, "drain", map[string]any{"backend": b, "timeout_ms": timeout.Milliseconds()}, &res)
+	err = control.Call(ctx, sock, queueapi.OpDrain, queueapi.DrainArgs{Backend: b, TimeoutMS: timeout.Milliseconds()}, &res)
 	if errors.Is(err, control.ErrNotRunning) {
 		return &cmdkit.Error{Code: cmdkit.ExitNotRunning, Message: "zd-queue is not running (nothing answers on " + sock + ")",
 			Hint: "start it, or give the --name or --state-dir it runs with"}
@@ -234,14 +204,8 @@ func queueDrain(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 }
 
 func queueSelfTest(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
-	var res struct {
-		OK      bool     `msgpack:"ok" json:"ok"`
-		Steps   []string `msgpack:"steps" json:"steps"`
-		Backend string   `msgpack:"backend" json:"backend,omitempty"`
-		Status  int      `msgpack:"status" json:"status,omitempty"`
-		Error   string   `msgpack:"error" json:"error,omitempty"`
-	}
-	if err := queueCall(ctx, c, io, "self-test", nil, &res); err != nil {
+	var res queueapi.SelfTestResult
+	if err := queueCall(ctx, c, io, queueapi.OpSelfTest, nil, &res); err != nil {
 		return err
 	}
 	if c.Bool("json") {

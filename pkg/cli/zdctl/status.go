@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/control"
+	"github.com/zdtools/zd/pkg/queueapi"
 	"github.com/zdtools/zd/pkg/runapi"
 	"github.com/zdtools/zd/pkg/statedir"
 	"github.com/zdtools/zd/pkg/ui"
@@ -39,7 +40,7 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		out := statusOut{Status: st}
 		if _, err := os.Stat(qsock); err == nil {
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := control.Call(qctx, qsock, "status", nil, &out.Queue); err != nil {
+			if err := control.Call(qctx, qsock, queueapi.OpStatus, nil, &out.Queue); err != nil {
 				out.Queue = map[string]any{"error": err.Error()}
 			}
 			cancel()
@@ -48,9 +49,9 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	ui.Status(io.Stdout, st, uiOptions(io.Stdout, io))
 	if _, err := os.Stat(qsock); err == nil {
-		var q queueStatusView
+		var q queueapi.Status
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := control.Call(qctx, qsock, "status", nil, &q)
+		err := control.Call(qctx, qsock, queueapi.OpStatus, nil, &q)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(io.Stdout, "queue: %v\n", err)
