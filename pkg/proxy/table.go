@@ -21,15 +21,27 @@ import (
 // level with the reason (no such folder, or no such file yet), and Status
 // reports it as the health reason until the table is read.
 func (p *Proxy) WatchTable(ctx context.Context, path string) error {
-	p.mu.Lock()
-	p.tablePath = path
-	p.mu.Unlock()
-	if why := tableMissing(path); why != "" {
-		p.log.Warn("no backends from the worker table yet: "+why, "path", path)
-	}
+	p.ExpectTable(path)
 	return workertable.Watch(ctx, path, func(t *workertable.Table) {
 		p.applyTable(path, t)
 	})
+}
+
+// ExpectTable records that backends come from the worker table at path, so
+// that Status explains their absence from now on, and warns once if the
+// table is missing. WatchTable calls it; call it first to have status right
+// before the watch has started.
+func (p *Proxy) ExpectTable(path string) {
+	p.mu.Lock()
+	known := p.tablePath == path
+	p.tablePath = path
+	p.mu.Unlock()
+	if known {
+		return
+	}
+	if why := tableMissing(path); why != "" {
+		p.log.Warn("no backends from the worker table yet: "+why, "path", path)
+	}
 }
 
 func (p *Proxy) applyTable(path string, t *workertable.Table) {

@@ -92,6 +92,10 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 	}
 	defer os.Remove(pidPath)
 
+	if o.backendsFrom != "" {
+		p.ExpectTable(filepath.Join(o.backendsFrom, statedir.WorkersFile)) // status explains a missing table from the start
+	}
+
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	bg, bgCancel := context.WithCancel(context.Background())
