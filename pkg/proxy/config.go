@@ -67,7 +67,7 @@ type Config struct {
 	ShutdownGrace time.Duration
 
 	// NoFastPath serves HTTP/1.1 and HTTP/2 (and TLS) with net/http's
-	// server alone instead of zd-queue's own (h1.go, h2.go). For
+	// server alone instead of zd-queue's own (fastserver.go). For
 	// comparison and as a way out should the fast path misbehave.
 	NoFastPath bool
 	// NoFastH2 leaves HTTP/2 (h2c with prior knowledge, h2 over TLS) to

@@ -5,14 +5,52 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 )
+
+// An HTTP/2 stream: its handler goroutine, its context, and its
+// http.ResponseWriter (the frames it writes are in h2write.go).
+
+// h2stream is one request/response exchange. It is also its request's
+// context (see Done).
+type h2stream struct {
+	c    *h2conn
+	id   uint32
+	req  *http.Request
+	w    h2writer
+	url  url.URL
+	body h2body
+
+	cmu    sync.Mutex
+	doneCh chan struct{} // made when first asked for
+	ctxErr error
+
+	sendWin int64 // under c.fmu
+
+	// Request body, filled by the reader goroutine.
+	bmu         sync.Mutex
+	bcond       sync.Cond
+	buf         []byte
+	bodyErr     error           // io.EOF once END_STREAM came, or why the body ended
+	trailerKeys map[string]bool // announced trailer fields (set before the handler starts)
+	trailerVals http.Header     // received trailer values, until the reader hands them over
+	deadline    *time.Timer     // body read deadline (handler goroutine only)
+	recvWin     atomic.Int64    // what the peer may still send on the stream
+	declared    int64           // content-length, -1 unknown
+	received    int64           // reader goroutine only
+	unacked     atomic.Int64    // consumed, not yet given back with WINDOW_UPDATE
+	remoteEnd   atomic.Bool     // END_STREAM received
+	reset       atomic.Bool
+	done        atomic.Bool // the handler finished
+}
 
 // run serves the stream's request and completes its response.
 func (st *h2stream) run() {
@@ -126,38 +164,6 @@ func (st *h2stream) cancelCtx() {
 		}
 	}
 }
-
-// h2body is a request body arriving in DATA frames.
-type h2body struct{ st *h2stream }
-
-func (b *h2body) Read(p []byte) (int, error) {
-	st := b.st
-	st.bmu.Lock()
-	for len(st.buf) == 0 && st.bodyErr == nil {
-		st.bcond.Wait()
-	}
-	if len(st.buf) > 0 && len(p) > 0 {
-		n := copy(p, st.buf)
-		st.buf = st.buf[n:]
-		if len(st.buf) == 0 {
-			st.buf = nil
-		}
-		st.bmu.Unlock()
-		st.c.giveBack(st, int64(n))
-		return n, nil
-	}
-	err := st.bodyErr
-	if err == io.EOF && st.trailerVals != nil {
-		for k, vv := range st.trailerVals {
-			st.req.Trailer[k] = vv
-		}
-		st.trailerVals = nil
-	}
-	st.bmu.Unlock()
-	return 0, err
-}
-
-func (b *h2body) Close() error { return nil }
 
 // h2writer is a stream's http.ResponseWriter. Frames go into the
 // connection's buffer; the response is flushed when it completes (or on
@@ -356,264 +362,4 @@ func (w *h2writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
-}
-
-// sendHeaders writes a HEADERS frame (and CONTINUATIONs) with the status
-// and the header map.
-func (w *h2writer) sendHeaders(code int, end, flush bool) {
-	st := w.st
-	c := st.c
-	if st.reset.Load() {
-		w.fail(errStreamClosed)
-		return
-	}
-	maxFrame := c.peerFrameSize()
-	err := c.write(func() error { return w.encodeHeaders(code, end, maxFrame) }, flush)
-	if err != nil {
-		w.fail(err)
-	}
-}
-
-// encodeHeaders writes the HEADERS (and CONTINUATION) frames for the
-// status and the header map. It runs under the connection's write lock.
-func (w *h2writer) encodeHeaders(code int, end bool, maxFrame int) error {
-	c := w.st.c
-	enc := c.hpe
-	buf := enc.begin(c.hbuf[:0])
-	buf = enc.status(buf, code)
-	date := false
-	for k, vv := range w.header {
-		if w.overridden(k) || strings.HasPrefix(k, http.TrailerPrefix) || isH2ConnectionField(k) || !httpguts.ValidHeaderFieldName(k) {
-			continue
-		}
-		date = date || k == "Date"
-		buf = w.encodeField(buf, k, vv)
-	}
-	for k, vv := range w.up {
-		if isHop(k) || !httpguts.ValidHeaderFieldName(k) {
-			continue
-		}
-		date = date || k == "Date"
-		buf = w.encodeField(buf, k, vv)
-	}
-	if !date && code >= 200 {
-		buf = enc.field(buf, "date", hpackStaticName["date"], time.Now().UTC().Format(http.TimeFormat))
-	}
-	c.hbuf = buf
-	return writeHeaderBlock(c.fr, w.st.id, end, buf, maxFrame)
-}
-
-func (w *h2writer) encodeField(buf []byte, k string, vv []string) []byte {
-	wn := wireH2(k)
-	for _, v := range vv {
-		if httpguts.ValidHeaderFieldValue(v) {
-			buf = w.st.c.hpe.field(buf, wn.name, wn.static, v)
-		}
-	}
-	return buf
-}
-
-// sendTrailers ends the stream with the trailer fields.
-func (w *h2writer) sendTrailers() {
-	st := w.st
-	c := st.c
-	maxFrame := c.peerFrameSize()
-	err := c.write(func() error {
-		buf := c.hpe.begin(c.hbuf[:0])
-		for k, vv := range w.header {
-			name, ok := strings.CutPrefix(k, http.TrailerPrefix)
-			if !ok || !httpguts.ValidHeaderFieldName(name) || isH2ConnectionField(name) {
-				continue
-			}
-			wn := wireH2(http.CanonicalHeaderKey(name))
-			for _, v := range vv {
-				if httpguts.ValidHeaderFieldValue(v) {
-					buf = c.hpe.field(buf, wn.name, wn.static, v)
-				}
-			}
-		}
-		c.hbuf = buf
-		return writeHeaderBlock(c.fr, st.id, true, buf, maxFrame)
-	}, true)
-	if err != nil {
-		w.fail(err)
-	}
-}
-
-// writeHeaderBlock writes a header block as HEADERS plus CONTINUATION
-// frames of at most maxFrame bytes.
-func writeHeaderBlock(fr *http2.Framer, id uint32, end bool, block []byte, maxFrame int) error {
-	first := true
-	for first || len(block) > 0 {
-		frag := block
-		if len(frag) > maxFrame {
-			frag = frag[:maxFrame]
-		}
-		block = block[len(frag):]
-		var err error
-		if first {
-			err = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
-			first = false
-		} else {
-			err = fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sendData writes b as DATA frames within the peer's windows, waiting
-// (after a flush) for window when there is none.
-func (w *h2writer) sendData(b []byte, end bool) (int, error) {
-	st := w.st
-	c := st.c
-	if len(b) == 0 {
-		if !end {
-			return 0, nil
-		}
-		if st.reset.Load() {
-			return 0, errStreamClosed
-		}
-		err := c.write(func() error { return c.fr.WriteData(st.id, true, nil) }, true)
-		if err != nil {
-			w.fail(err)
-		}
-		return 0, err
-	}
-	sent := 0
-	for len(b) > 0 {
-		n, err := c.takeWindow(st, len(b))
-		if err != nil {
-			w.fail(err)
-			return sent, err
-		}
-		chunk := b[:n]
-		b = b[n:]
-		last := end && len(b) == 0
-		if err := c.write(func() error { return c.fr.WriteData(st.id, last, chunk) }, false); err != nil {
-			w.fail(err)
-			return sent, err
-		}
-		sent += n
-	}
-	return sent, nil
-}
-
-// takeWindow reserves up to want bytes of send window for st, waiting
-// for WINDOW_UPDATE when there is none.
-func (c *h2conn) takeWindow(st *h2stream, want int) (int, error) {
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	for {
-		if st.reset.Load() || c.closedSend {
-			return 0, errStreamClosed
-		}
-		if st.sendWin > 0 && c.connSendWin > 0 {
-			n := int64(min(want, c.peerMaxFrame))
-			n = min(n, st.sendWin, c.connSendWin)
-			st.sendWin -= n
-			c.connSendWin -= n
-			return int(n), nil
-		}
-		// Out of window: the client must see what was sent to give more.
-		c.fmu.Unlock()
-		c.requestFlush()
-		c.fmu.Lock()
-		if st.reset.Load() || c.closedSend || (st.sendWin > 0 && c.connSendWin > 0) {
-			continue
-		}
-		c.fcond.Wait()
-	}
-}
-
-// tryWindow reserves exactly n bytes of send window for st if both
-// windows have them and n fits one frame; it never waits.
-func (c *h2conn) tryWindow(st *h2stream, n int) bool {
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	if c.closedSend || n > c.peerMaxFrame || st.sendWin < int64(n) || c.connSendWin < int64(n) {
-		return false
-	}
-	st.sendWin -= int64(n)
-	c.connSendWin -= int64(n)
-	return true
-}
-
-func (c *h2conn) peerFrameSize() int {
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	return c.peerMaxFrame
-}
-
-// isH2ConnectionField reports the fields HTTP/2 forbids (RFC 9113
-// section 8.2.2); the proxy never sends them on.
-func isH2ConnectionField(k string) bool {
-	switch k {
-	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
-// h2Common maps the lowercase wire names of common fields to their
-// canonical form and back, so most fields cost no allocation either way.
-var h2Common = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
-		"Access-Control-Allow-Origin", "Age", "Alt-Svc", "Authorization", "Cache-Control",
-		"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-		"Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag", "Expect",
-		"Expires", "From", "Host", "If-Match", "If-Modified-Since", "If-None-Match",
-		"If-Range", "If-Unmodified-Since", "Last-Modified", "Link", "Location", "Max-Forwards",
-		"Origin", "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Range", "Referer",
-		"Refresh", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Te",
-		"Trailer", "User-Agent", "Vary", "Via", "Www-Authenticate", "X-Content-Type-Options",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Priority", "X-Request-Id",
-		"Zd-Backend", "Cache-Status", "Early-Data",
-	} {
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
-// h2WireName is a header key's HTTP/2 form: its lowercase name and that
-// name's index in the HPACK static table (0 if none).
-type h2WireName struct {
-	name   string
-	static uint8
-}
-
-// h2Wire maps the canonical keys of common fields, and of every name in
-// the static table, to their wire form.
-var h2Wire = func() map[string]h2WireName {
-	m := map[string]h2WireName{}
-	for low, k := range h2Common {
-		m[k] = h2WireName{low, hpackStaticName[low]}
-	}
-	for low, idx := range hpackStaticName {
-		if low[0] != ':' {
-			m[http.CanonicalHeaderKey(low)] = h2WireName{low, idx}
-		}
-	}
-	return m
-}()
-
-// canonicalH2 returns the canonical key of a lowercase wire field name.
-func canonicalH2(name string) string {
-	if k, ok := h2Common[name]; ok {
-		return k
-	}
-	return http.CanonicalHeaderKey(name)
-}
-
-// wireH2 returns the wire form of a header key.
-func wireH2(k string) h2WireName {
-	if w, ok := h2Wire[k]; ok {
-		return w
-	}
-	low := strings.ToLower(k)
-	return h2WireName{low, hpackStaticName[low]}
 }

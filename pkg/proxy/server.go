@@ -93,13 +93,13 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 
 	errc := make(chan error, len(ls.TCP)+len(ls.UDP)+1)
 	var wg sync.WaitGroup
-	var fast *h1server
+	var fast *fastServer
 	if len(ls.TCP) > 0 && !p.cfg.NoFastPath {
-		// HTTP/1.1 and HTTP/2 on the fast path (h1.go, h2.go), the rest
+		// HTTP/1.1 and HTTP/2 on the fast path (fastserver.go, h1conn.go, h2conn.go), the rest
 		// handed to net/http through the feed. With TLS the fast path does
 		// the handshake; net/http gets connections already decrypted.
 		feed := newConnFeed(ls.TCP[0].Addr())
-		fast = newH1Server(p, feed)
+		fast = newFastServer(p, feed)
 		fast.tls = srv.TLSConfig
 		srv.ConnContext = handedTLS
 		wg.Add(1)
@@ -156,7 +156,7 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 }
 
 // shutdown stops accepting and drains clients within ShutdownGrace.
-func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *h1server, ls Listeners) {
+func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, ls Listeners) {
 	p.stopping.Store(true)
 	srv.SetKeepAlivesEnabled(false)
 	// Held requests would only wait out the grace period and then lose

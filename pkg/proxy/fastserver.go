@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// The fast server: it accepts the connections of one Serve call, does
+// the TLS handshake when serving HTTPS, and serves each connection on the
+// fast path (HTTP/1.1 in h1conn.go, HTTP/2 in h2conn.go) until it is
+// handed to net/http (handover.go) or ends. A graceful stop goes through
+// here too: closeIdle and shutdown.
+
+// aLongTimeAgo is a deadline in the past: it makes a blocked read return.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// fastServer is the set of fast-path connections of one Serve call.
+type fastServer struct {
+	p    *Proxy
+	feed *connFeed   // where connections left to net/http go
+	tls  *tls.Config // serve HTTPS: handshake first, h2 or http/1.1 by ALPN
+
+	mu    sync.Mutex
+	conns map[*h1conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// Connection states, for a graceful stop: an idle connection (waiting for
+// a request) may be closed at any time; an active one finishes its request.
+const (
+	h1Active int32 = iota
+	h1Idle
+	h1Closed
+)
+
+func newFastServer(p *Proxy, feed *connFeed) *fastServer {
+	return &fastServer{p: p, feed: feed, conns: map[*h1conn]struct{}{}}
+}
+
+// serve accepts on l until it is closed. Connections start on the fast
+// path.
+func (s *fastServer) serve(l net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.p.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
+				// Out of fds or the like: wait, as net/http does, instead
+				// of spinning or giving up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.p.log.Warn("accept failed; retrying", "addr", l.Addr(), "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		hc := s.newConn(c)
+		if hc == nil {
+			continue
+		}
+		go hc.serve()
+	}
+}
+
+func isTemporaryAccept(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+func (s *fastServer) newConn(c net.Conn) *h1conn {
+	if s.tls != nil {
+		c = tls.Server(c, s.tls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hc := &h1conn{s: s, p: s.p, c: c, ctx: ctx, cancel: cancel, remote: c.RemoteAddr().String()}
+	hc.state.Store(h1Active)
+	hc.cr.hc = hc
+	hc.w.hc = hc
+	hc.w.header = make(http.Header, 16)
+	hc.hdr = make(http.Header, 16)
+	hc.tmpl = (&http.Request{}).WithContext(ctx)
+	s.mu.Lock()
+	if s.p.stopping.Load() {
+		s.mu.Unlock()
+		cancel()
+		c.Close()
+		return nil
+	}
+	s.conns[hc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	return hc
+}
+
+func (s *fastServer) forget(hc *h1conn) {
+	s.mu.Lock()
+	delete(s.conns, hc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// closeIdle closes the HTTP/1.1 connections that have waited for a
+// request for at least minIdle, and the HTTP/2 ones with no stream open
+// after GOAWAY, and reports how many connections remain.
+func (s *fastServer) closeIdle(minIdle time.Duration) int {
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for hc := range s.conns {
+		if h2 := hc.h2.Load(); h2 != nil {
+			// HTTP/2: GOAWAY tells the client which streams were
+			// taken; the connection ends when its last one does.
+			if h2.goAwayAsked.CompareAndSwap(false, true) {
+				go h2.goAwayNow(http2.ErrCodeNo)
+			}
+			if h2.active.Load() == 0 {
+				hc.c.Close()
+			}
+			continue
+		}
+		if now-hc.idleSince.Load() >= int64(minIdle) && hc.state.CompareAndSwap(h1Idle, h1Closed) {
+			hc.c.Close()
+		}
+	}
+	return len(s.conns)
+}
+
+// closeAll closes every connection, busy or not.
+func (s *fastServer) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for hc := range s.conns {
+		hc.state.Store(h1Closed)
+		hc.c.Close()
+	}
+}
+
+// shutdown ends the connections until none is left or ctx ends. HTTP/1.1
+// has no way to tell a client to stop sending on a connection, and
+// closing one the client is about to reuse loses its next request: so a
+// request still arriving is answered with Connection: close, and an idle
+// connection is closed only once it has been idle a while (a client that
+// reuses connections has sent by then), at most half the grace period.
+func (s *fastServer) shutdown(ctx context.Context) error {
+	minIdle := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		minIdle = min(minIdle, time.Until(dl)/2)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for s.closeIdle(minIdle) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

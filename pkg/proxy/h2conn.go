@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The HTTP/2 fast path (h2c with prior knowledge, or h2 chosen by ALPN
+// over TLS; RFC 9113).
+//
+// net/http's HTTP/2 server passes every frame a handler writes through its
+// serve goroutine over channels, and costs about three times what a whole
+// HAProxy hop does per request. h2conn keeps the x/net Framer (frame
+// parsing and checks, HPACK) and does the rest itself: one reader
+// goroutine per connection, one goroutine per stream running the proxy,
+// frames written straight to a shared buffer under a lock, and one flush
+// for however many responses finish together (a finishing stream skips
+// the flush when another is waiting to write: the last one flushes).
+//
+// Flow control: the peer's windows (connection and stream) bound what is
+// sent; before a stream waits for window it flushes, so the peer can see
+// the data it is to acknowledge. Request bodies are bounded by the windows
+// we advertise (h2StreamWindow per stream, h2ConnWindow per connection),
+// which are opened again as the proxy reads the body.
+
+const (
+	h2Preface       = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	h2MaxStreams    = 250
+	h2StreamWindow  = 1 << 20
+	h2ConnWindow    = 1 << 20
+	h2MaxReadFrame  = 1 << 20
+	h2DefaultWindow = 65535
+	h2MaxWindow     = 1<<31 - 1
+	h2WindowRefill  = 32 << 10 // consumed bytes worth a WINDOW_UPDATE
+)
+
+var errStreamClosed = errors.New("http2: stream closed")
+
+// h2conn is one client HTTP/2 connection.
+type h2conn struct {
+	p      *Proxy
+	c      net.Conn
+	hc     *h1conn // the fast-path connection it grew from (state, shutdown)
+	remote string
+	tls    *tls.ConnectionState // nil for h2c
+	fr     *http2.Framer
+
+	// Reading header blocks (read loop only): the HPACK decoder and the
+	// block being decoded, reused for every block.
+	hdec *hpack.Decoder
+	blk  h2block
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Writing: everything below wmu is used under it.
+	wmu     sync.Mutex
+	bw      *bufio.Writer
+	hpe     *hpackEncoder
+	hbuf    []byte // header block being encoded
+	werr    error
+	waiting atomic.Int32  // writers waiting for wmu: the last one asks for the flush
+	kick    chan struct{} // wakes the flusher
+	flushWG sync.WaitGroup
+
+	// Sending flow control, under fmu; fcond wakes streams waiting for
+	// window.
+	fmu          sync.Mutex
+	fcond        *sync.Cond
+	connSendWin  int64
+	initSendWin  int64
+	peerMaxFrame int
+	closedSend   bool // the connection is done: nobody waits for window
+
+	// Streams, under smu.
+	smu         sync.Mutex
+	streams     map[uint32]*h2stream
+	maxID       uint32 // highest client stream id seen
+	goAway      bool   // GOAWAY sent: no new streams
+	handlers    sync.WaitGroup
+	active      atomic.Int32
+	connRecv    atomic.Int64 // what the peer may still send on the connection
+	connUnack   atomic.Int64 // consumed, not yet given back with WINDOW_UPDATE
+	dlArmed     atomic.Bool  // an idle read deadline is set
+	goAwayAsked atomic.Bool  // a graceful stop asked for GOAWAY
+}
+
+// serveH2 runs an HTTP/2 connection whose preface is at the start of br.
+func (hc *h1conn) serveH2() {
+	hc.br.Discard(len(h2Preface))
+	c := &h2conn{p: hc.p, c: hc.c, hc: hc, remote: hc.remote, streams: map[uint32]*h2stream{},
+		connSendWin: h2DefaultWindow, initSendWin: h2DefaultWindow, peerMaxFrame: 16384}
+	c.connRecv.Store(h2ConnWindow)
+	c.tls = hc.tlsState
+	c.ctx, c.cancel = context.WithCancel(hc.ctx)
+	defer c.cancel()
+	hc.h2.Store(c)
+	c.fcond = sync.NewCond(&c.fmu)
+	c.bw = bufio.NewWriterSize(hc.c, 16<<10)
+	c.fr = http2.NewFramer(c.bw, hc.br)
+	c.fr.SetMaxReadFrameSize(h2MaxReadFrame)
+	c.fr.MaxHeaderListSize = uint32(hc.p.cfg.MaxHeaderBytes)
+	c.hdec = hpack.NewDecoder(4096, c.blk.emit)
+	c.hdec.SetMaxStringLength(hc.p.cfg.MaxHeaderBytes)
+	c.blk.max = uint32(hc.p.cfg.MaxHeaderBytes)
+	c.hpe = newHpackEncoder()
+
+	c.wmu.Lock()
+	c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(hc.p.cfg.MaxHeaderBytes)},
+	)
+	c.fr.WriteWindowUpdate(0, h2ConnWindow-h2DefaultWindow)
+	c.werr = c.bw.Flush()
+	c.wmu.Unlock()
+	c.kick = make(chan struct{}, 1)
+	c.flushWG.Add(1)
+	go c.flusher()
+
+	err := c.readLoop()
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+		c.goAwayNow(http2.ErrCode(ce))
+	}
+	c.closeAll()
+}
+
+// readLoop reads and acts on frames until the connection ends.
+func (c *h2conn) readLoop() error {
+	first := true
+	c.c.SetReadDeadline(time.Now().Add(c.p.cfg.ReadHeaderTimeout))
+	for {
+		if !first {
+			c.idleDeadline()
+		}
+		fh, err := c.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+				if fh.Type == http2.FrameHeaders || fh.Type == http2.FrameData {
+					// The Framer's stream errors for these are padding as long
+					// as the payload, a connection error (RFC 9113 sections 6.1
+					// and 6.2): going on would leave the HPACK decoder or the
+					// connection's window out of step with the client.
+					return http2.ConnectionError(http2.ErrCodeProtocol)
+				}
+				c.resetStream(se.StreamID, se.Code)
+				continue
+			}
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				return http2.ConnectionError(http2.ErrCodeFrameSize)
+			}
+			return err
+		}
+		if first {
+			if _, ok := f.(*http2.SettingsFrame); !ok {
+				return http2.ConnectionError(http2.ErrCodeProtocol)
+			}
+			first = false
+		}
+		if err := c.handleFrame(f); err != nil {
+			return err
+		}
+	}
+}
+
+// idleDeadline bounds the wait for the next frame: IdleTimeout while no
+// stream is open, none while one is (streams have their own bounds).
+func (c *h2conn) idleDeadline() {
+	if c.active.Load() == 0 {
+		if c.p.stopping.Load() {
+			c.goAwayNow(http2.ErrCodeNo)
+		}
+		if !c.dlArmed.Swap(true) {
+			c.c.SetReadDeadline(time.Now().Add(c.p.cfg.IdleTimeout))
+		}
+		return
+	}
+	if c.dlArmed.Swap(false) {
+		c.c.SetReadDeadline(time.Time{})
+	}
+}
+
+func (c *h2conn) handleFrame(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.HeadersFrame:
+		c.blk.start(f.StreamID, f.StreamEnded())
+		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
+	case *http2.ContinuationFrame:
+		// The Framer lets a CONTINUATION through only right after the
+		// HEADERS or CONTINUATION of the same stream that did not end the
+		// block.
+		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
+	case *http2.DataFrame:
+		return c.onData(f)
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		if err := c.onSettings(f); err != nil {
+			return err
+		}
+		return c.write(func() error { return c.fr.WriteSettingsAck() }, true)
+	case *http2.WindowUpdateFrame:
+		return c.onWindowUpdate(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		return c.write(func() error { return c.fr.WritePing(true, f.Data) }, true)
+	case *http2.RSTStreamFrame:
+		st, idle := c.lookup(f.StreamID)
+		if idle {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if st != nil {
+			st.abort(fmt.Errorf("client reset the stream (%v)", f.ErrCode))
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		c.smu.Lock()
+		c.goAway = true
+		c.smu.Unlock()
+		if c.active.Load() == 0 {
+			return io.EOF
+		}
+		return nil
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // PRIORITY, unknown frame types: nothing to do
+}
+
+func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
+	return f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			c.fmu.Lock()
+			delta := int64(s.Val) - c.initSendWin
+			c.initSendWin = int64(s.Val)
+			c.smu.Lock()
+			for _, st := range c.streams {
+				st.sendWin += delta
+				if st.sendWin > h2MaxWindow {
+					c.smu.Unlock()
+					c.fmu.Unlock()
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+			c.smu.Unlock()
+			c.fcond.Broadcast()
+			c.fmu.Unlock()
+		case http2.SettingMaxFrameSize:
+			c.fmu.Lock()
+			c.peerMaxFrame = int(s.Val)
+			c.fmu.Unlock()
+		case http2.SettingHeaderTableSize:
+			c.wmu.Lock()
+			c.hpe.setMaxSize(s.Val)
+			c.wmu.Unlock()
+		}
+		return nil
+	})
+}
+
+// lookup returns the open stream id, if any, and whether id is idle (never
+// opened: frames other than HEADERS on it are a protocol error).
+func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.streams[id], id > c.maxID
+}
+
+// goAwayNow tells the client no new streams will be taken.
+func (c *h2conn) goAwayNow(code http2.ErrCode) {
+	c.smu.Lock()
+	if c.goAway && code == http2.ErrCodeNo {
+		c.smu.Unlock()
+		return
+	}
+	c.goAway = true
+	last := c.maxID
+	c.smu.Unlock()
+	c.write(func() error { return c.fr.WriteGoAway(last, code, nil) }, true)
+}
+
+// closeAll ends the connection: open streams are cancelled, their
+// handlers waited for.
+func (c *h2conn) closeAll() {
+	c.cancel()
+	c.fmu.Lock()
+	c.closedSend = true
+	c.fcond.Broadcast()
+	c.fmu.Unlock()
+	c.smu.Lock()
+	for _, st := range c.streams {
+		st.abort(errStreamClosed)
+	}
+	c.smu.Unlock()
+	c.handlers.Wait()
+	c.flushWG.Wait()
+	c.flushNow() // a last GOAWAY or reset
+}
+
+// finishStream forgets st.
+func (c *h2conn) finishStream(st *h2stream) {
+	c.smu.Lock()
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+		c.active.Add(-1)
+	}
+	left := c.active.Load()
+	goAway := c.goAway
+	c.smu.Unlock()
+	if left == 0 {
+		if goAway || c.p.stopping.Load() {
+			// Done after GOAWAY: end the connection (the reader's next
+			// read fails).
+			c.goAwayNow(http2.ErrCodeNo)
+			c.c.SetReadDeadline(aLongTimeAgo)
+			return
+		}
+		c.dlArmed.Store(true)
+		c.c.SetReadDeadline(time.Now().Add(c.p.cfg.IdleTimeout))
+	}
+}
