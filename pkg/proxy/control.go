@@ -50,6 +50,9 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 			timeout = 30 * time.Second
 		}
 		res, err := p.Drain(ctx, a.Backend, timeout)
+		if errors.Is(err, ErrUnknownBackend) {
+			return nil, control.Errorf(control.CodeNotFound, "see the backends with 'zdctl queue status'", "%s", err.Error())
+		}
 		if err != nil {
 			return nil, err
 		}

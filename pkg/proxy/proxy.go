@@ -218,8 +218,9 @@ func (p *Proxy) Flush() int { return p.q.Flush() }
 
 // Drain stops giving backend new requests and waits until it has none in
 // flight, or until timeout. A drained backend stays out of routing until it
-// leaves the backend set or Resume(backend) is called. An unknown backend is
-// already drained (it never gets requests) and reports Drained at once.
+// leaves the backend set or Resume(backend) is called. An unknown backend
+// is an error wrapping ErrUnknownBackend: a mistyped address must not pass
+// for a drained one.
 func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration) (queueapi.DrainResult, error) {
 	start := time.Now()
 	b := p.rt.lookup(backend)
@@ -227,7 +228,7 @@ func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration
 		if _, _, _, err := ParseBackend(backend); err != nil {
 			return queueapi.DrainResult{}, err
 		}
-		return queueapi.DrainResult{Backend: backend, Drained: true}, nil
+		return queueapi.DrainResult{}, fmt.Errorf("drain backend %s: %w", backend, ErrUnknownBackend)
 	}
 	b.draining.Store(true)
 	p.rt.poke()

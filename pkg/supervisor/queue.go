@@ -42,7 +42,13 @@ func (s *Supervisor) drainQueue(ctx context.Context, w *worker) {
 	defer cancel()
 	args := queueapi.DrainArgs{Backend: backend, TimeoutMS: s.cfg.DrainTimeout.Milliseconds()}
 	s.emit("drain", w, "zd-queue: draining backend "+backend)
-	if err := control.Call(ctx, sock, queueapi.OpDrain, args, nil); err != nil {
+	err := control.Call(ctx, sock, queueapi.OpDrain, args, nil)
+	if control.CodeOf(err) == control.CodeNotFound {
+		// zd-queue never routed to it (never ready, or the table not read yet): nothing to drain.
+		s.log.Debug("zd-queue does not know the backend; nothing to drain", "backend", backend)
+		return
+	}
+	if err != nil {
 		s.log.Warn("zd-queue drain failed; stopping the worker anyway", "backend", backend, "err", err)
 	}
 }

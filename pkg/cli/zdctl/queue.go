@@ -193,6 +193,10 @@ func queueDrain(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		return &cmdkit.Error{Code: cmdkit.ExitNotRunning, Message: "zd-queue is not running (nothing answers on " + sock + ")",
 			Hint: "start it, or give the --name or --state-dir it runs with"}
 	}
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.CodeNotFound {
+		return &cmdkit.Error{Code: cmdkit.ExitUsage, Message: ce.Message, Hint: ce.Hint}
+	}
 	if err != nil {
 		return callError(err, sock)
 	}
