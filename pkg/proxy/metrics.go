@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"sort"
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -91,19 +94,22 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// backendCollector reports per-backend state and load at scrape time.
+// backendCollector reports per-backend state and load at scrape time. A
+// worker's series are labelled by its slot (backend="slot:N"), not by its
+// socket, whose name changes with every generation: a reload must not start
+// new series. Other backends are labelled by their address.
 type backendCollector struct{ p *Proxy }
 
 var (
 	descBackendUp = prometheus.NewDesc("zdqueue_backend_state",
-		"1 for the backend's current state: ready, paused, draining, down (refused recently) or removed (finishing its requests).",
+		"Backends of the slot (or address) in each state now: ready, paused, draining, down (refused recently) or removed (finishing its requests).",
 		[]string{"backend", "state"}, nil)
 	descBackendInFlight = prometheus.NewDesc("zdqueue_backend_in_flight",
-		"Requests in flight on the backend.", []string{"backend"}, nil)
+		"Requests in flight on the slot's (or address's) backends.", []string{"backend"}, nil)
 	descBackendServed = prometheus.NewDesc("zdqueue_backend_requests_total",
-		"Requests the backend finished.", []string{"backend"}, nil)
+		"Requests the slot's (or address's) backends finished, across reloads.", []string{"backend"}, nil)
 	descBackendHeld = prometheus.NewDesc("zdqueue_backend_held_requests",
-		"Requests pinned to the backend and held in its buffer now.", []string{"backend"}, nil)
+		"Requests pinned to the slot's (or address's) backends and held in the buffer now.", []string{"backend"}, nil)
 )
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -115,10 +121,81 @@ func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	held := c.p.q.Stats().HeldByBackend
-	for _, b := range c.p.rt.all() {
-		ch <- prometheus.MustNewConstMetric(descBackendHeld, prometheus.GaugeValue, float64(held[b.id]), b.id)
-		ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, 1, b.id, b.stateName())
-		ch <- prometheus.MustNewConstMetric(descBackendInFlight, prometheus.GaugeValue, float64(b.outstanding.Load()), b.id)
-		ch <- prometheus.MustNewConstMetric(descBackendServed, prometheus.CounterValue, float64(b.served.Load()), b.id)
+	for _, g := range c.p.rt.metricGroups(held) {
+		ch <- prometheus.MustNewConstMetric(descBackendHeld, prometheus.GaugeValue, float64(g.held), g.label)
+		for _, st := range g.states {
+			ch <- prometheus.MustNewConstMetric(descBackendUp, prometheus.GaugeValue, float64(st.n), g.label, st.name)
+		}
+		ch <- prometheus.MustNewConstMetric(descBackendInFlight, prometheus.GaugeValue, float64(g.inFlight), g.label)
+		ch <- prometheus.MustNewConstMetric(descBackendServed, prometheus.CounterValue, float64(g.served), g.label)
 	}
+}
+
+// metricGroup is what the backends sharing one metric label add up to.
+type metricGroup struct {
+	label          string
+	held, inFlight int64
+	served         uint64
+	states         []stateCount
+}
+
+type stateCount struct {
+	name string
+	n    int
+}
+
+// metricLabel is b's backend label: slot:N for a worker from the table,
+// else its address. Call with the router's lock held (slot and worker are
+// set under it).
+func (b *backend) metricLabel() string {
+	if b.worker {
+		return "slot:" + strconv.Itoa(b.slot)
+	}
+	return b.id
+}
+
+// metricGroups sums the backends (current, finishing and forgotten) by
+// metric label, in label order.
+func (rt *router) metricGroups(held map[string]int) []*metricGroup {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	byLabel := map[string]*metricGroup{}
+	group := func(label string) *metricGroup {
+		g := byLabel[label]
+		if g == nil {
+			g = &metricGroup{label: label}
+			byLabel[label] = g
+		}
+		return g
+	}
+	add := func(b *backend) {
+		g := group(b.metricLabel())
+		g.held += int64(held[b.id])
+		g.inFlight += b.outstanding.Load()
+		g.served += b.served.Load()
+		name := b.stateName()
+		for i := range g.states {
+			if g.states[i].name == name {
+				g.states[i].n++
+				return
+			}
+		}
+		g.states = append(g.states, stateCount{name, 1})
+	}
+	for _, b := range rt.byID {
+		add(b)
+	}
+	for _, b := range rt.gone {
+		add(b)
+	}
+	for label, n := range rt.retired {
+		group(label).served += n
+	}
+	out := make([]*metricGroup, 0, len(byLabel))
+	for _, g := range byLabel {
+		sort.Slice(g.states, func(i, j int) bool { return g.states[i].name < g.states[j].name })
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].label < out[j].label })
+	return out
 }

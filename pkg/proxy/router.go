@@ -32,10 +32,13 @@ type router struct {
 	rr      atomic.Uint32
 	version atomic.Uint64
 	changed chan struct{} // closed and replaced on every change
+	// retired sums the requests served by backends forgotten since, by
+	// metric label, so a slot's counter never goes down across reloads.
+	retired map[string]uint64
 }
 
 func newRouter(cfg *Config) *router {
-	rt := &router{cfg: cfg, byID: map[string]*backend{}, gone: map[string]*backend{}, changed: make(chan struct{})}
+	rt := &router{cfg: cfg, byID: map[string]*backend{}, gone: map[string]*backend{}, changed: make(chan struct{}), retired: map[string]uint64{}}
 	empty := []*backend{}
 	rt.snap.Store(&empty)
 	return rt
@@ -111,6 +114,7 @@ func (rt *router) reapLocked() {
 		if b.outstanding.Load() == 0 {
 			b.pool.closeIdle(true)
 			delete(rt.gone, id)
+			rt.retired[b.metricLabel()] += b.served.Load()
 		}
 	}
 }

@@ -180,3 +180,64 @@ func TestWorkerTableMissingIsExplained(t *testing.T) {
 		t.Errorf("healthy with reason %q", st.HealthReason)
 	}
 }
+
+// Workers' series are labelled by slot: a reload to a new generation (a new
+// socket) keeps the same series, and the slot's request counter goes on
+// counting instead of starting again.
+func TestBackendMetricsKeepSlotLabels(t *testing.T) {
+	dir := sockDir(t)
+	a := newTestBackend(t, dir, "a", nil)
+	b := newTestBackend(t, dir, "b", nil)
+	path := filepath.Join(dir, "workers.msgpack")
+	store := func(gen int, ws ...workertable.Worker) {
+		t.Helper()
+		if err := workertable.Store(path, &workertable.Table{Generation: gen, Health: workertable.HealthHealthy, Workers: ws}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, workertable.Worker{Slot: 0, Generation: 1, PID: 11, State: workertable.StateReady, Backend: a.addr})
+	px := startProxy(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- px.p.WatchTable(ctx, path) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchTable: %v", err)
+		}
+	}()
+	c := client(t)
+	waitFor(t, "generation 1", func() bool { return px.p.rt.routableCount() == 1 })
+	for i := 0; i < 3; i++ {
+		get(t, c, px.url)
+	}
+	if v := metricValue(t, px.p, `zdqueue_backend_requests_total{backend="slot:0"}`); v != 3 {
+		t.Errorf("slot 0 served %v after 3 requests; want 3", v)
+	}
+	store(2, workertable.Worker{Slot: 0, Generation: 2, PID: 12, State: workertable.StateReady, Backend: b.addr})
+	waitFor(t, "a forgotten", func() bool { return len(px.p.Status().Backends) == 1 })
+	for i := 0; i < 2; i++ {
+		if _, body := get(t, c, px.url); body != "backend b\n" {
+			t.Fatalf("generation 2: %q", body)
+		}
+	}
+	if v := metricValue(t, px.p, `zdqueue_backend_requests_total{backend="slot:0"}`); v != 5 {
+		t.Errorf("slot 0 served %v after 5 requests over two generations; want 5", v)
+	}
+	if v := metricValue(t, px.p, `zdqueue_backend_state{backend="slot:0",state="ready"}`); v != 1 {
+		t.Errorf("slot 0 ready = %v; want 1", v)
+	}
+	mfs, err := px.p.m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "backend" && l.GetValue() != "slot:0" {
+					t.Errorf("%s has backend=%q; want only slot:0", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
