@@ -4,6 +4,7 @@ package zdqueue
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/urfave/cli/v3"
@@ -57,11 +58,20 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.IntFlag{Name: "max-idle-per-backend", Value: d.MaxIdlePerBackend, Usage: "idle keep-alive connections kept per backend (size it above the requests in flight per backend)", Sources: env("ZD_MAX_IDLE_PER_BACKEND")},
 			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
 			&cli.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
+			&cli.BoolFlag{Name: "check", Usage: "validate every flag, the certificate and key, the addresses, the state dir and the worker table's folder, print a one-line summary and exit 0 (2 naming the problem); opens no socket"},
 		}, cmdkit.StateFlags("queue.sock"), cmdkit.LogFlags()),
 		Action: func(ctx context.Context, c *cli.Command) error {
 			o, err := parseOptions(c, io)
 			if err != nil {
 				return err
+			}
+			if c.Bool("check") {
+				summary, err := check(o, io.Getenv)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(io.Stdout, summary)
+				return nil
 			}
 			return run(ctx, o, io)
 		},

@@ -235,13 +235,9 @@ func openListeners(o *options) (proxy.Listeners, error) {
 // listen opens one address: HOST:PORT, :PORT or a listenfd spec
 // (tcp://..., udp://..., unix:///...).
 func listen(addr, network string) (any, error) {
-	spec := addr
-	if !strings.Contains(addr, "://") {
-		spec = network + "://" + hostPort(addr)
-	}
-	s, err := listenfd.ParseSpec(spec)
+	s, err := listenSpec(addr, network)
 	if err != nil {
-		return nil, cmdkit.UsageError("use :8080, 127.0.0.1:8080 or "+listenfd.Syntax, "listen %q: %v", addr, err)
+		return nil, err
 	}
 	f, err := s.Listen()
 	if err != nil {
