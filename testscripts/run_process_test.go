@@ -74,7 +74,7 @@ func TestRunRespawnAndDegraded(t *testing.T) {
 		unix.Kill(w.PID, unix.SIGKILL)
 	}
 	st = r.waitFor("degraded after the respawn limit", 30*time.Second, func(st runapi.Status) bool {
-		return st.Health == runapi.HealthDegraded && strings.Contains(st.HealthReason, "respawn limit")
+		return st.Health == runapi.HealthDegraded && strings.Contains(string(st.HealthReason), "respawn limit")
 	})
 	out, _, code := r.zdctl("health")
 	if code != 5 || !strings.Contains(out, "degraded") {

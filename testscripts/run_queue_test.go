@@ -22,7 +22,7 @@ func TestRunBehindZdQueue(t *testing.T) {
 		"--", "zd-echo", "-grace", "0s", "-idle-wait", "0s")
 	st := r.waitHealthy()
 	for _, w := range st.Workers {
-		if !strings.HasPrefix(w.Backend, "unix://"+r.dir+"/w") {
+		if !strings.HasPrefix(string(w.Backend), "unix://"+r.dir+"/w") {
 			t.Fatalf("worker %d backend %q; want unix://%s/w{slot}.{gen}.sock", w.Slot, w.Backend, r.dir)
 		}
 	}
@@ -83,7 +83,7 @@ func TestRunBehindZdQueue(t *testing.T) {
 	t.Logf("behind zd-queue over 5 reloads: %d requests, %d failed", ok, failed)
 	st = r.waitFor("generation 6", 10*time.Second, func(st runapi.Status) bool { return st.Generation == 6 })
 	for _, w := range st.Workers {
-		if _, err := os.Stat(strings.TrimPrefix(w.Backend, "unix://")); err != nil {
+		if _, err := os.Stat(strings.TrimPrefix(string(w.Backend), "unix://")); err != nil {
 			t.Errorf("backend socket of worker %d: %v", w.Slot, err)
 		}
 	}

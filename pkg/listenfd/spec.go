@@ -11,7 +11,7 @@ import (
 )
 
 // Syntax is the address syntax ParseSpec accepts, quoted in its errors.
-const Syntax = "[NAME=]tcp|tcp4|tcp6|udp|udp4|udp6://HOST:PORT or [NAME=]unix|unixpacket|unixgram:///ABS/PATH or unix://@ABSTRACT, " +
+const Syntax = "[NAME=]tcp|tcp4|tcp6|udp|udp4|udp6://HOST:PORT, [NAME=]HOST:PORT or [NAME=]:PORT (TCP), or [NAME=]unix|unixpacket|unixgram:///ABS/PATH or unix://@ABSTRACT, " +
 	"options as ?backlog=N&reuseaddr=0|1&reuseport=0|1&v6only=0|1&mode=0660"
 
 // MaxNameLen is the longest LISTEN_FDNAMES name systemd accepts (FDNAME_MAX).
@@ -59,8 +59,9 @@ func ValidName(name string) error {
 
 // ParseSpec parses an address like "web=tcp://:8080?backlog=512",
 // "tcp6://[::1]:0?v6only=1", "unix:///run/app.sock?mode=0660" or
-// "unix://@app". It returns the Spec or an error naming what is wrong and
-// quoting the valid syntax (Syntax).
+// "unix://@app". A bare "HOST:PORT" or ":PORT" (with an optional NAME=) is
+// TCP, as everywhere else an address is written. It returns the Spec or an
+// error naming what is wrong and quoting the valid syntax (Syntax).
 func ParseSpec(s string) (Spec, error) {
 	sp, err := parseSpec(s)
 	if err != nil {
@@ -73,7 +74,14 @@ func parseSpec(s string) (Spec, error) {
 	var sp Spec
 	i := strings.Index(s, "://")
 	if i < 0 {
-		return sp, errors.New("no scheme:// (like tcp:// or unix://)")
+		name, addr := "", s
+		if j := strings.IndexByte(s, '='); j >= 0 {
+			name, addr = s[:j+1], s[j+1:]
+		}
+		if _, _, err := net.SplitHostPort(addr); err == nil && !strings.ContainsAny(addr, "/?") {
+			return parseSpec(name + "tcp://" + addr)
+		}
+		return sp, errors.New("no scheme:// (like tcp:// or unix://) and not HOST:PORT")
 	}
 	head, rest := s[:i], s[i+3:]
 	if j := strings.LastIndexByte(head, '='); j >= 0 {

@@ -16,6 +16,9 @@ func TestParseSpec(t *testing.T) {
 	}{
 		{"tcp://127.0.0.1:8080", Spec{Network: "tcp", Address: "127.0.0.1:8080", ReuseAddr: true}, ""},
 		{"tcp://:8080", Spec{Network: "tcp", Address: ":8080", ReuseAddr: true}, ""},
+		{":8080", Spec{Network: "tcp", Address: ":8080", ReuseAddr: true}, "tcp://:8080"},
+		{"127.0.0.1:80", Spec{Network: "tcp", Address: "127.0.0.1:80", ReuseAddr: true}, "tcp://127.0.0.1:80"},
+		{"web=[::1]:80", Spec{Name: "web", Network: "tcp", Address: "[::1]:80", ReuseAddr: true}, "web=tcp://[::1]:80"},
 		{"web=tcp://localhost:080", Spec{Name: "web", Network: "tcp", Address: "localhost:80", ReuseAddr: true}, "web=tcp://localhost:80"},
 		{"tcp4://0.0.0.0:1", Spec{Network: "tcp4", Address: "0.0.0.0:1", ReuseAddr: true}, ""},
 		{"tcp6://[::1]:0?v6only=1", Spec{Network: "tcp6", Address: "[::1]:0", ReuseAddr: true, V6Only: ptr(true)}, ""},
@@ -59,7 +62,8 @@ func TestParseSpecErrors(t *testing.T) {
 	long := "unix:///" + strings.Repeat("x", 107)
 	tests := []struct{ in, want string }{
 		{"", "no scheme://"},
-		{"127.0.0.1:80", "no scheme://"},
+		{"localhost", "no scheme://"},
+		{"/run/app.sock", "no scheme://"},
 		{"://x", "empty scheme"},
 		{"http://:80", `unknown scheme "http"`},
 		{"tcp://", "no HOST:PORT after tcp://"},

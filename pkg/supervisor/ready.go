@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,22 +29,43 @@ func ParseReady(s string) (ReadySpec, error) {
 	}
 	switch kind {
 	case "tcp":
+		arg = strings.TrimPrefix(arg, "//") // tcp://HOST:PORT, as --listen writes it
 		if _, _, err := net.SplitHostPort(strings.NewReplacer("{slot}", "0", "{gen}", "0").Replace(arg)); err != nil {
-			return ReadySpec{}, fmt.Errorf("bad readiness %q: %w", s, err)
+			return ReadySpec{}, fmt.Errorf("bad readiness %q: %q is not HOST:PORT (like tcp:127.0.0.1:8080 or tcp::8080)", s, arg)
 		}
 		return ReadySpec{Kind: kind, Arg: arg}, nil
 	case "http", "https":
+		u, err := url.Parse(strings.NewReplacer("{slot}", "0", "{gen}", "0").Replace(s))
+		if err != nil || u.Host == "" || u.Opaque != "" {
+			return ReadySpec{}, fmt.Errorf("bad readiness %q: want a URL with a host, like http://127.0.0.1:8080/healthz", s)
+		}
 		return ReadySpec{Kind: "http", Arg: s}, nil
 	case "exec":
+		if strings.TrimSpace(arg) == "" {
+			return ReadySpec{}, fmt.Errorf("bad readiness %q: want a command, like exec:./healthcheck", s)
+		}
 		return ReadySpec{Kind: kind, Arg: arg}, nil
 	case "delay":
-		d, err := time.ParseDuration(arg)
-		if err != nil || d < 0 {
-			return ReadySpec{}, fmt.Errorf("bad readiness %q: want a duration like delay:2s", s)
+		d, err := parseDelay(arg)
+		if err != nil {
+			return ReadySpec{}, fmt.Errorf("bad readiness %q: want seconds or a duration, like delay:2 or delay:500ms", s)
 		}
 		return ReadySpec{Kind: kind, Wait: d}, nil
 	}
 	return ReadySpec{}, fmt.Errorf("bad readiness %q (want notify, tcp:ADDR, http:URL, exec:CMD or delay:DUR)", s)
+}
+
+// parseDelay reads delay:DUR as every duration flag is read: a bare number
+// of seconds or a Go duration, not negative.
+func parseDelay(s string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f < 1e9 {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("not a duration")
+	}
+	return d, nil
 }
 
 // String gives the flag form.

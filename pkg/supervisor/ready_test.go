@@ -69,3 +69,37 @@ func TestReadyProbeTimeout(t *testing.T) {
 		t.Errorf("generation %d after the abort; want 1", st.Generation)
 	}
 }
+
+// --ready is validated whole at parse time, so zd-run --check refuses what
+// could never pass (http:foo has no host).
+func TestParseReady(t *testing.T) {
+	for _, c := range []struct {
+		in, want string // want: the String() form, or "error"
+	}{
+		{"notify", "notify"},
+		{"tcp:127.0.0.1:80", "tcp:127.0.0.1:80"},
+		{"tcp://127.0.0.1:80", "tcp:127.0.0.1:80"},
+		{"tcp::9{slot}0", "tcp::9{slot}0"},
+		{"http://127.0.0.1:80/healthz", "http://127.0.0.1:80/healthz"},
+		{"https://[::1]:8443/", "https://[::1]:8443/"},
+		{"http:foo", "error"},
+		{"http:///path", "error"},
+		{"tcp:foo", "error"},
+		{"exec: ", "error"},
+		{"delay:2", "delay:2s"},
+		{"delay:1.5", "delay:1.5s"},
+		{"delay:500ms", "delay:500ms"},
+		{"delay:-1", "error"},
+		{"delay:soon", "error"},
+		{"smoke:signals", "error"},
+	} {
+		spec, err := ParseReady(c.in)
+		got := "error"
+		if err == nil {
+			got = spec.String()
+		}
+		if got != c.want {
+			t.Errorf("ParseReady(%q) = %q (%v); want %q", c.in, got, err, c.want)
+		}
+	}
+}

@@ -17,9 +17,12 @@ import (
 // Reload replaces every worker with a new generation of the command as it
 // resolves now, with args.Strategy (default --strategy). It returns when the
 // old generation is gone, or with a *control.Error: CodeBusy when another
-// reload runs ("reload already in progress"), CodeUnavailable during a stop,
-// CodeAborted when the new generation failed (its workers are stopped; the
-// old generation keeps serving; the error says which worker and why).
+// reload runs ("reload already in progress"), CodeUnavailable during a stop
+// or when the command resolves to the release the last rollback rolled back
+// from (unless args.Force), CodeBadRequest for --exclusive with handoff,
+// CodeTimeout when args.TimeoutMS ran out, CodeAborted when the new
+// generation failed (its workers are stopped; the old generation keeps
+// serving; the error says which worker and why).
 func (s *Supervisor) Reload(ctx context.Context, args runapi.ReloadArgs) (runapi.ReloadResult, error) {
 	strategy := NormalizeStrategy(args.Strategy)
 	if strategy == "" {
@@ -29,6 +32,9 @@ func (s *Supervisor) Reload(ctx context.Context, args runapi.ReloadArgs) (runapi
 		return runapi.ReloadResult{}, control.Errorf(control.CodeBadRequest, "use rolling, blue-green or handoff", "%v", err)
 	}
 	if strategy == runapi.StrategyHandoff {
+		if args.Exclusive {
+			return runapi.ReloadResult{Strategy: strategy}, errExclusiveHandoff
+		}
 		return s.Upgrade(ctx)
 	}
 	release, err := s.resolveRelease()
@@ -36,32 +42,61 @@ func (s *Supervisor) Reload(ctx context.Context, args runapi.ReloadArgs) (runapi
 		return runapi.ReloadResult{Strategy: strategy}, control.Errorf(control.CodeAborted,
 			"check the command path (a dangling 'current' symlink?); the old generation keeps serving", "%v", err)
 	}
-	return s.reloadTo(ctx, strategy, release, args)
+	s.mu.Lock()
+	from, fromGen := s.rolledBackFrom, s.gen
+	s.mu.Unlock()
+	if from != "" && release == from && !args.Force {
+		return runapi.ReloadResult{Strategy: strategy, Release: runapi.Text(release)}, control.Errorf(control.CodeUnavailable,
+			"point the command's link at another release, or deploy this one again on purpose: zdctl reload --force",
+			"reload refused: the command resolves to %s, the release rolled back from (generation %d serves the one before)", release, fromGen)
+	}
+	return s.reloadTo(ctx, strategy, release, args, "")
 }
 
-// Rollback reloads to the release of the generation before the current
-// one's release, with the given strategy.
+// errExclusiveHandoff refuses the one combination of reload flags that
+// makes no sense.
+var errExclusiveHandoff = control.Errorf(control.CodeBadRequest,
+	"--exclusive replaces the workers, a handoff replaces zd-run and keeps them: drop one of the two",
+	"reload refused: --exclusive cannot be combined with the handoff strategy")
+
+// Rollback reloads to an earlier release with the given strategy (rolling
+// or blue-green; default --strategy, rolling when that is handoff):
+// args.Target "" is the release before the current one, a number that
+// generation's release, an absolute path a release directory or
+// executable. On success the release rolled back from is remembered (a
+// plain Reload refuses it) and the symlink the command resolves through is
+// re-pointed to the release rolled back to while it still leads to the
+// release rolled back from; the result's Link says what happened to it.
 func (s *Supervisor) Rollback(ctx context.Context, args runapi.ReloadArgs) (runapi.ReloadResult, error) {
+	if NormalizeStrategy(args.Strategy) == runapi.StrategyHandoff {
+		return runapi.ReloadResult{Strategy: runapi.StrategyHandoff}, control.Errorf(control.CodeBadRequest,
+			"a rollback replaces the workers; use --strategy rolling or blue-green",
+			"rollback refused: the handoff strategy replaces zd-run only and keeps the workers on their release")
+	}
 	strategy := s.effectiveStrategy(args.Strategy)
 	if strategy == runapi.StrategyHandoff {
 		strategy = runapi.StrategyRolling // a rollback replaces workers, never zd-run itself
 	}
 	s.mu.Lock()
 	cur := s.releaseOf(s.gen)
-	prev := ""
-	for i := len(s.gens) - 1; i >= 0; i-- {
-		if s.gens[i].Gen < s.gen && s.gens[i].Release != cur {
-			prev = s.gens[i].Release
-			break
-		}
-	}
+	gen := s.gen
+	prev, err := s.rollbackTarget(args.Target, cur)
 	s.mu.Unlock()
-	if prev == "" {
+	switch {
+	case err != nil && args.Target == "":
 		return runapi.ReloadResult{Strategy: strategy}, control.Errorf(control.CodeNotFound,
 			"rollback needs an earlier generation with another release (deploy with 'ln -sfn releases/N current && zdctl reload')",
 			"no previous release: every generation so far ran %s", cur)
+	case err != nil:
+		return runapi.ReloadResult{Strategy: strategy}, control.Errorf(control.CodeBadRequest,
+			"give a generation that served (zdctl status shows the current one), or the absolute path of a release directory or executable",
+			"rollback to %s: %v", args.Target, err)
+	case prev == cur:
+		return runapi.ReloadResult{Strategy: strategy}, control.Errorf(control.CodeBadRequest,
+			"name another release; zdctl status shows the one serving",
+			"rollback to %s: generation %d serves %s already", args.Target, gen, cur)
 	}
-	return s.reloadTo(ctx, strategy, prev, args)
+	return s.reloadTo(ctx, strategy, prev, args, cur)
 }
 
 func (s *Supervisor) releaseOf(gen int) string {
@@ -82,13 +117,20 @@ func (s *Supervisor) lockReload(what string) (gen int, err error) {
 	}
 	if s.reloading {
 		return 0, control.Errorf(control.CodeBusy, "wait for it to finish (zdctl status shows reload_in_progress), then try again",
-			"%s refused: reload already in progress (generation %d)", what, s.reloadGen)
+			"%s refused: reload already in progress (%s)", what, s.reloadWhat)
 	}
 	s.reloading = true
-	s.reloadGen = s.nextGen()
-	s.lastGen = s.reloadGen // never reused, even when this reload aborts
 	s.reloadFail = make(chan struct{})
 	s.reloadErr = nil
+	if what == "upgrade" {
+		// zd-run replaces itself and keeps the workers: no generation.
+		s.reloadGen, s.reloadWhat = -1, "upgrading zd-run in place"
+		return s.gen, nil
+	}
+	s.reloadGen = s.nextGen()
+	s.lastGen = s.reloadGen // never reused, even when this reload aborts
+	verb := map[string]string{"reload": "reloading", "rollback": "rolling back", "replacement": "replacing a worker"}[what]
+	s.reloadWhat = fmt.Sprintf("%s to generation %d", verb, s.reloadGen)
 	return s.reloadGen, nil
 }
 
@@ -110,8 +152,14 @@ func (s *Supervisor) unlockReload() {
 	s.mu.Unlock()
 }
 
-func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, args runapi.ReloadArgs) (runapi.ReloadResult, error) {
-	gen, err := s.lockReload("reload")
+// reloadTo reloads to release; from is the release a rollback rolls back
+// from ("" for a reload).
+func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, args runapi.ReloadArgs, from string) (runapi.ReloadResult, error) {
+	what := "reload"
+	if from != "" {
+		what = "rollback"
+	}
+	gen, err := s.lockReload(what)
 	if err != nil {
 		return runapi.ReloadResult{Strategy: strategy}, err
 	}
@@ -129,8 +177,9 @@ func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, arg
 	s.mu.Unlock()
 	s.cfg.Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(sdnotify.MonotonicUsec(), 10) +
 		"\nSTATUS=reloading to generation " + strconv.Itoa(gen))
-	s.emit("reload", nil, fmt.Sprintf("%s reload to generation %d (%s)", strategy, gen, release))
-	s.log.Info("reload", "strategy", strategy, "generation", gen, "release", release)
+	s.emit("reload", nil, fmt.Sprintf("%s %s to generation %d (%s)", strategy, what, gen, release))
+	logArgs := []any{"strategy", strategy, "generation", gen, "release", release, "serving_generation", oldGen, "serving_release", oldRelease}
+	s.log.Info(what+" started", logArgs...)
 	s.publish()
 
 	switch {
@@ -141,7 +190,7 @@ func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, arg
 	default:
 		err = s.rolling(rctx, gen, release, oldGen, oldRelease)
 	}
-	res := runapi.ReloadResult{Strategy: strategy, Generation: gen, Release: release,
+	res := runapi.ReloadResult{Strategy: strategy, Generation: gen, Release: runapi.Text(release),
 		DurationMS: float64(time.Since(start).Microseconds()) / 1000}
 	if args.Exclusive {
 		res.Strategy = strategy + "+exclusive"
@@ -153,17 +202,36 @@ func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, arg
 		s.gens = append(s.gens, genRecord{Gen: gen, Release: release})
 		s.degraded = ""
 		clear(s.slotCrashes)
+		switch {
+		case from != "":
+			s.rolledBackFrom = from
+		case release != oldRelease:
+			s.rolledBackFrom = "" // another release deployed: the guard has done its job
+		}
 	}
 	s.mu.Unlock()
+	if err == nil && from != "" {
+		res.RolledBackFrom = runapi.Text(from)
+		if l, ok, lerr := s.commandLink(); ok {
+			res.Link = l.repoint(release, from)
+			if res.Link.Error == "" {
+				s.log.Info("rollback: link re-pointed", "link", l.Path, "was", res.Link.Was, "now", res.Link.Now)
+			} else {
+				s.log.Warn("rollback: link not re-pointed", "link", l.Path, "target", res.Link.Was, "why", string(res.Link.Error))
+			}
+		} else if lerr != nil {
+			s.log.Warn("rollback: cannot find the command's link", "err", lerr)
+		}
+	}
 	if err != nil {
-		cerr := abortError(err, gen)
-		res.Error, res.Hint = cerr.Message, cerr.Hint
+		cerr := abortError(err, gen, time.Duration(args.TimeoutMS)*time.Millisecond)
+		res.Error, res.Hint = runapi.Text(cerr.Message), runapi.Text(cerr.Hint)
 		err = cerr
-		s.log.Warn("reload aborted", "generation", gen, "err", cerr.Message)
-		s.emit("abort", nil, "reload aborted: "+cerr.Message)
+		s.log.Warn(what+" aborted", append(logArgs, "duration", time.Since(start).Round(time.Millisecond), "err", cerr.Message)...)
+		s.emit("abort", nil, what+" aborted: "+cerr.Message)
 	} else {
-		s.log.Info("reload done", "generation", gen, "duration", time.Since(start).Round(time.Millisecond))
-		s.emit("done", nil, fmt.Sprintf("generation %d serving; reload took %v", gen, time.Since(start).Round(time.Millisecond)))
+		s.log.Info(what+" done", append(logArgs[:6], "duration", time.Since(start).Round(time.Millisecond))...)
+		s.emit("done", nil, fmt.Sprintf("generation %d serving; %s took %v", gen, what, time.Since(start).Round(time.Millisecond)))
 	}
 	s.mu.Lock()
 	r := res
@@ -174,10 +242,16 @@ func (s *Supervisor) reloadTo(ctx context.Context, strategy, release string, arg
 	return res, err
 }
 
-func abortError(err error, gen int) *control.Error {
+// abortError is the error of a failed reload to gen; timeout is the
+// reload's own bound (0 none), which running out is CodeTimeout.
+func abortError(err error, gen int, timeout time.Duration) *control.Error {
 	var ce *control.Error
 	if errors.As(err, &ce) {
 		return ce
+	}
+	if timeout > 0 && errors.Is(err, context.DeadlineExceeded) {
+		return control.Errorf(control.CodeTimeout, "the old generation keeps serving; raise --timeout, or check why the new workers are slow (zd-run's log)",
+			"reload to generation %d aborted: not done within --timeout %v", gen, timeout)
 	}
 	hint := "the old generation keeps serving; fix the release and reload again, or run zdctl rollback"
 	var we *WorkerError

@@ -2,7 +2,10 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +32,7 @@ func (s *Supervisor) Handler(carry func() (map[string]*os.File, error)) control.
 			if err := req.Decode(&args); err != nil {
 				return nil, err
 			}
-			s.Stop(args.Now)
+			s.StopBy(args.Now, peerName(req.Peer))
 			return runapi.StopResult{Stopping: true}, nil
 		case runapi.OpWatch:
 			return nil, s.watchEvents(ctx, st)
@@ -81,6 +84,8 @@ func (s *Supervisor) streamReload(ctx context.Context, st control.Stream, op str
 	switch {
 	case op == runapi.OpRollback:
 		res, err = s.Rollback(ctx, args)
+	case s.effectiveStrategy(args.Strategy) == runapi.StrategyHandoff && args.Exclusive:
+		err = errExclusiveHandoff
 	case s.effectiveStrategy(args.Strategy) == runapi.StrategyHandoff:
 		var extra map[string]*os.File
 		if carry != nil {
@@ -110,6 +115,16 @@ func (s *Supervisor) streamReload(ctx context.Context, st control.Stream, op str
 		return nil, err
 	}
 	return res, nil
+}
+
+// peerName names a run.sock client for the log: its command name (from
+// /proc, usually "zdctl"), pid and uid.
+func peerName(p control.Cred) string {
+	name := "run.sock client"
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/comm"); err == nil && len(b) > 1 {
+		name = strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%s (pid %d, uid %d)", name, p.PID, p.UID)
 }
 
 // watchEvents streams every event until the client goes away.

@@ -52,6 +52,7 @@ type Supervisor struct {
 	gens         []genRecord     // every generation started, oldest first
 	reloading    bool
 	reloadGen    int
+	reloadWhat   string        // what the reload lock is held for, for health and refusals
 	reloadFail   chan struct{} // closed when a worker of reloadGen dies during the reload
 	reloadErr    error
 	reloadCancel context.CancelFunc
@@ -62,10 +63,14 @@ type Supervisor struct {
 	slotCrashes  []int
 	degraded     string
 	lastReload   *runapi.ReloadResult
-	upgrades     int
-	started      time.Time
-	subs         map[chan runapi.Event]struct{}
-	early        map[int][]sdnotify.Message // notifications that arrived before their worker was recorded
+	// rolledBackFrom is the release the last rollback left: a plain reload
+	// refuses to deploy it again (see Reload).
+	rolledBackFrom string
+	stopStarted    time.Time
+	upgrades       int
+	started        time.Time
+	subs           map[chan runapi.Event]struct{}
+	early          map[int][]sdnotify.Message // notifications that arrived before their worker was recorded
 }
 
 type genRecord struct {
@@ -209,12 +214,30 @@ func (s *Supervisor) startFirst(ctx context.Context) error {
 
 // Stop asks Run to stop: drain every worker (now=false) or KILL them
 // (now=true). A second graceful Stop during a stop forces it.
-func (s *Supervisor) Stop(now bool) {
+func (s *Supervisor) Stop(now bool) { s.StopBy(now, "") }
+
+// StopBy is Stop, logging who asked ("signal TERM", "zdctl (pid 42, uid
+// 0)"; "" says nothing about it).
+func (s *Supervisor) StopBy(now bool, by string) {
+	if by == "" {
+		by = "the caller"
+	}
 	s.mu.Lock()
 	already := s.stopping
+	if !already {
+		s.stopStarted = time.Now()
+	}
 	s.stopping = true
 	cancel, startCancel := s.reloadCancel, s.startCancel
 	s.mu.Unlock()
+	switch {
+	case !already:
+		s.log.Info("stop requested", "by", by, "now", now)
+	case now:
+		s.log.Warn("stop forced: killing the workers", "by", by)
+	default:
+		s.log.Info("stop requested again; already stopping", "by", by)
+	}
 	if cancel != nil {
 		cancel()
 	}
@@ -250,6 +273,10 @@ func (s *Supervisor) shutdown(now bool) {
 	for _, w := range s.workers {
 		live = append(live, w)
 	}
+	begun := s.stopStarted
+	if begun.IsZero() {
+		begun = time.Now()
+	}
 	s.mu.Unlock()
 	s.emit("stopping", nil, fmt.Sprintf("stopping %d workers", len(live)))
 	var wg sync.WaitGroup
@@ -260,6 +287,7 @@ func (s *Supervisor) shutdown(now bool) {
 	wg.Wait()
 	s.publish()
 	s.close()
+	s.log.Info("stopped", "workers", len(live), "duration", time.Since(begun).Round(time.Millisecond))
 }
 
 func (s *Supervisor) close() {
@@ -388,6 +416,7 @@ func (s *Supervisor) onExit(w *worker, ws unix.WaitStatus) {
 func (s *Supervisor) respawnPlan(w *worker) (bool, time.Duration) {
 	if s.cfg.NoRespawn {
 		s.degraded = fmt.Sprintf("worker %d exited and --no-respawn is set", w.slot)
+		s.log.Warn("not respawned (--no-respawn); slot left empty", "slot", w.slot, "generation", w.gen)
 		return false, 0
 	}
 	now := time.Now()
@@ -401,6 +430,9 @@ func (s *Supervisor) respawnPlan(w *worker) (bool, time.Duration) {
 	if len(s.restarts) >= s.cfg.RespawnLimit {
 		s.degraded = fmt.Sprintf("respawn limit reached (%d restarts in %v); slot %d left empty",
 			len(s.restarts), s.cfg.RespawnWindow, w.slot)
+		s.log.Error("respawn limit reached; slot left empty", "slot", w.slot, "generation", w.gen, "release", w.release,
+			"restarts", len(s.restarts), "window", s.cfg.RespawnWindow,
+			"hint", "fix the release and zdctl reload (or zdctl rollback); --respawn-limit and --respawn-window set the limit")
 		return false, 0
 	}
 	s.restarts = append(s.restarts, now)

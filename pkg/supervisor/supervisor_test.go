@@ -224,7 +224,7 @@ func TestRespawnLimit(t *testing.T) {
 		})
 	}
 	st = h.waitFor("degraded", func(s runapi.Status) bool { return s.Health == runapi.HealthDegraded && len(s.Workers) == 0 })
-	if !strings.Contains(st.HealthReason, "respawn limit") {
+	if !strings.Contains(string(st.HealthReason), "respawn limit") {
 		t.Errorf("health reason %q; want the respawn limit", st.HealthReason)
 	}
 }

@@ -168,7 +168,7 @@ func (s *Supervisor) healthReasonLocked() (string, string) {
 	case s.stopping:
 		return runapi.HealthStopping, "stopping"
 	case s.reloading:
-		return runapi.HealthReloading, fmt.Sprintf("reloading to generation %d", s.reloadGen)
+		return runapi.HealthReloading, s.reloadWhat
 	}
 	for slot, w := range s.slots {
 		if w == nil || w.state != StateReady {
@@ -210,16 +210,19 @@ func (s *Supervisor) Status() runapi.Status {
 		Release: s.releaseOf(s.gen), StateDir: s.cfg.StateDir, Upgrades: s.upgrades,
 		UptimeSeconds: time.Since(s.started).Seconds(),
 	}
-	st.Health, st.HealthReason = s.healthReasonLocked()
-	if st.Health == runapi.HealthHealthy {
-		st.HealthReason = ""
+	var reason string
+	st.Health, reason = s.healthReasonLocked()
+	if st.Health != runapi.HealthHealthy {
+		st.HealthReason = runapi.Text(reason)
 	}
 	for i := len(s.gens) - 1; i >= 0; i-- {
 		if s.gens[i].Gen < s.gen && s.gens[i].Release != st.Release {
-			st.PreviousRelease = s.gens[i].Release
+			st.PreviousRelease = runapi.Text(s.gens[i].Release)
 			break
 		}
 	}
+	st.RolledBackFrom = runapi.Text(s.rolledBackFrom)
+	st.Workers, st.Listeners = []runapi.Worker{}, []string{}
 	if s.lastReload != nil {
 		r := *s.lastReload
 		st.LastReload = &r
@@ -227,8 +230,8 @@ func (s *Supervisor) Status() runapi.Status {
 	st.WorkerStats.Desired = s.cfg.Workers
 	now := time.Now()
 	for _, w := range s.sortedWorkersLocked() {
-		rw := runapi.Worker{Slot: w.slot, Generation: w.gen, PID: w.pid, State: w.state, Backend: backendAddr(w.backend),
-			Release: w.release, StartedAt: w.startedAt.UnixMilli(), Restarts: w.restarts, Status: w.status,
+		rw := runapi.Worker{Slot: w.slot, Generation: w.gen, PID: w.pid, State: w.state, Backend: runapi.Text(backendAddr(w.backend)),
+			Release: w.release, StartedAt: w.startedAt.UnixMilli(), Restarts: w.restarts, Status: runapi.Text(w.status),
 			UptimeS: now.Sub(w.startedAt).Seconds()}
 		if !w.readyAt.IsZero() {
 			rw.ReadyAt = w.readyAt.UnixMilli()
@@ -255,6 +258,9 @@ func (s *Supervisor) Status() runapi.Status {
 		total += st.Workers[i].RSSBytes
 	}
 	st.MemoryUsageMB = float64(total) / (1 << 20)
+	if p, err := s.resolveRelease(); err == nil {
+		st.ResolvesTo = runapi.Text(p)
+	}
 	st.ActiveConnections = s.activeConnections()
 	return st
 }

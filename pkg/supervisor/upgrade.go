@@ -42,6 +42,9 @@ type carriedState struct {
 	Degraded   string               `msgpack:"degraded"`
 	LastReload *runapi.ReloadResult `msgpack:"last_reload"`
 	Workers    []carriedWorker      `msgpack:"workers"`
+	// RolledBackFrom: added after version 1 shipped; an image without it
+	// ignores it, an image with it reads "" from one without.
+	RolledBackFrom string `msgpack:"rolled_back_from"`
 }
 
 type carriedWorker struct {
@@ -80,7 +83,7 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	fail := func(code, hint, format string, a ...any) (runapi.ReloadResult, error) {
 		s.unlockReload()
 		e := control.Errorf(code, hint, format, a...)
-		res.Error, res.Hint = e.Message, e.Hint
+		res.Error, res.Hint = runapi.Text(e.Message), runapi.Text(e.Hint)
 		s.emit("abort", nil, "upgrade aborted: "+e.Message)
 		s.publish()
 		return res, e
@@ -92,7 +95,7 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 	}
 	s.mu.Lock()
 	st := carriedState{Version: 1, Gen: s.gen, LastGen: s.lastGen, Gens: s.gens, Upgrades: s.upgrades + 1, Started: s.started,
-		Restarts: s.restarts, Degraded: s.degraded, LastReload: s.lastReload}
+		Restarts: s.restarts, Degraded: s.degraded, LastReload: s.lastReload, RolledBackFrom: s.rolledBackFrom}
 	for _, w := range s.workers {
 		st.Workers = append(st.Workers, carriedWorker{Slot: w.slot, Gen: w.gen, PID: w.pid, Current: s.slots[w.slot] == w,
 			Release: w.release, Backend: w.backend, BackendFS: w.backendFS, BackendIno: w.backendIno, State: w.state, StartedAt: w.startedAt,
@@ -164,8 +167,14 @@ func (s *Supervisor) UpgradeWith(ctx context.Context, extra map[string]*os.File,
 		env = append(env, kv)
 	}
 	env = append(env, UpgradeEnv+"="+strings.Join(fds, ","))
-	res.ReloadSuccessful = true
+	res.ReloadSuccessful, res.Upgraded = true, true
 	res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	s.mu.Lock()
+	res.Generation, res.Release = s.gen, runapi.Text(s.releaseOf(s.gen))
+	s.mu.Unlock()
+	if p, err := s.resolveRelease(); err == nil && runapi.Text(p) != res.Release {
+		res.ResolvesTo = runapi.Text(p)
+	}
 	s.log.Info("upgrade: re-executing in place", "binary", s.cfg.SelfPath, "pid", os.Getpid())
 	s.cfg.Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(sdnotify.MonotonicUsec(), 10) + "\nSTATUS=upgrading zd-run")
 	if beforeExec != nil {
@@ -262,7 +271,7 @@ func (s *Supervisor) adopted() bool {
 	}
 	s.mu.Lock()
 	s.gen, s.lastGen, s.gens, s.upgrades, s.started = st.Gen, st.LastGen, st.Gens, st.Upgrades, st.Started
-	s.restarts, s.degraded, s.lastReload = st.Restarts, st.Degraded, st.LastReload
+	s.restarts, s.degraded, s.lastReload, s.rolledBackFrom = st.Restarts, st.Degraded, st.LastReload, st.RolledBackFrom
 	var starting []*worker
 	for _, c := range st.Workers {
 		w := &worker{slot: c.Slot, gen: c.Gen, pid: c.PID, release: c.Release, backend: c.Backend, backendFS: c.BackendFS, backendIno: c.BackendIno,

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/charmbracelet/lipgloss"
 	"github.com/zdtools/zd/pkg/runapi"
 )
 
@@ -36,7 +37,7 @@ func TestStatusTerminal(t *testing.T) {
 	var b bytes.Buffer
 	Status(&b, sample, Options{Terminal: true})
 	out := b.String()
-	for _, want := range []string{"SLOT", "RESTARTS", "4242", "degraded", "1h02m", "╭"} {
+	for _, want := range []string{"SLOT", "RESTARTS", "4242", "degraded", "1h02m", "──"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal status lacks %q:\n%s", want, out)
 		}
@@ -58,6 +59,33 @@ func TestDuration(t *testing.T) {
 	}{{0, "0s"}, {59.9, "59s"}, {61, "1m01s"}, {3600, "1h00m"}, {49 * 3600, "2d01h"}, {-1, "-"}} {
 		if got := Duration(c.sec); got != c.want {
 			t.Errorf("Duration(%v) = %q; want %q", c.sec, got, c.want)
+		}
+	}
+}
+
+// zdctl status fits an 80-column terminal, in both renderings, even with
+// long release paths and STATUS= lines.
+func TestStatusFits80Columns(t *testing.T) {
+	st := sample
+	long := "/srv/deploy/applications/shop-frontend/releases/20261201-2315-4f3a9c1/bin/shop-frontend"
+	st.Release, st.RolledBackFrom, st.ResolvesTo = long, runapi.Text(long+"x"), runapi.Text(long+"y")
+	st.Listeners = []string{"http=tcp://0.0.0.0:8080", "admin=unix:///run/zd/shop/admin.sock"}
+	st.Workers = []runapi.Worker{
+		{Slot: 0, PID: 4194301, Generation: 12, State: "draining", UptimeS: 7200, RSSBytes: 1 << 30, Restarts: 12, Release: long,
+			Status: "serving 1234 connections, warming caches for tenant eu-west-1 and more"},
+		{Slot: 1, PID: 4194302, Generation: 13, State: "starting", Release: strings.Replace(long, "4f3a9c1", "9e8d7c6", 1)},
+	}
+	st.LastReload = &runapi.ReloadResult{Strategy: "blue-green", Generation: 13, Error: runapi.Text("worker 1 (pid 4194302) of generation 13 exited before it was ready (exit status 1)")}
+	for _, opt := range []Options{{}, {Terminal: true}} {
+		var b bytes.Buffer
+		Status(&b, st, opt)
+		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			if w := lipgloss.Width(line); w > Width {
+				t.Errorf("terminal=%v: line of %d columns:\n%s\nin:\n%s", opt.Terminal, w, line, b.String())
+			}
+		}
+		if !strings.Contains(b.String(), "4f3a9c1 ") || !strings.Contains(b.String(), "9e8d7c6 ") {
+			t.Errorf("terminal=%v: the release's end is cut:\n%s", opt.Terminal, b.String())
 		}
 	}
 }

@@ -2,6 +2,7 @@ package cmdkit
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"strings"
@@ -27,6 +28,7 @@ func OSIO() IO {
 // reports any error on io.Stderr and returns the exit code. It wires the tree
 // so that the cli library never exits the process and so that usage errors
 // (unknown flags, bad values, unknown commands) become exit code 2 with a hint.
+// A boolean flag takes its value as --flag=false or --flag false.
 func Run(ctx context.Context, cmd *cli.Command, args []string, io IO) int {
 	cmd.Writer = io.Stdout
 	cmd.ErrWriter = io.Stderr
@@ -36,14 +38,22 @@ func Run(ctx context.Context, cmd *cli.Command, args []string, io IO) int {
 	cmd.Suggest = true
 	cmd.ExitErrHandler = func(context.Context, *cli.Command, error) {}
 	setUsageHandlers(cmd, cmd.Name)
-	err := cmd.Run(ctx, args)
+	err := cmd.Run(ctx, joinBoolValues(cmd, args))
+	var ze *Error
+	if err != nil && !errors.As(err, &ze) {
+		// A bad value in an environment variable does not pass through
+		// OnUsageError.
+		if msg := usageMessage(err.Error()); msg != err.Error() {
+			err = UsageError("fix the value, or unset the variable", "%s", msg)
+		}
+	}
 	return Report(io.Stderr, cmd.Name, err)
 }
 
 func setUsageHandlers(cmd *cli.Command, root string) {
 	if cmd.OnUsageError == nil {
 		cmd.OnUsageError = func(_ context.Context, c *cli.Command, err error, _ bool) error {
-			return UsageError("run '"+c.FullName()+" --help' to see the usage", "%s", err.Error())
+			return UsageError("run '"+c.FullName()+" --help' to see the usage", "%s", usageMessage(err.Error()))
 		}
 	}
 	if len(cmd.Commands) > 0 && cmd.Action == nil {

@@ -67,7 +67,8 @@ func callError(err error, sock string) error {
 		return &cmdkit.Error{Code: code, Message: ce.Message, Hint: ce.Hint}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: err.Error(), Hint: "raise --timeout"}
+		return &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: "no answer from zd-run on " + sock + " in time",
+			Hint: "raise --timeout; if zd-run seems stuck, its log says what it was doing"}
 	}
 	return cmdkit.Wrap(err, cmdkit.ExitFailure, "")
 }
@@ -77,9 +78,12 @@ func parseTimeout(c *cli.Command, name string, def time.Duration) (time.Duration
 	if v == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, cmdkit.UsageError("use a duration like 30s or 2m", "--%s %q: not a positive duration", name, v)
+	d, err := cmdkit.ParseDuration(v)
+	if err == nil && d == 0 {
+		err = errors.New("must be more than 0")
+	}
+	if err != nil {
+		return 0, cmdkit.UsageError("use "+cmdkit.DurationSyntax, "--%s %q: %v", name, v, err)
 	}
 	return d, nil
 }

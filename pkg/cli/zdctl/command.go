@@ -19,7 +19,7 @@ func Main(ctx context.Context, args []string, io cmdkit.IO) int {
 
 func newCommand(io cmdkit.IO) *cli.Command {
 	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout (the origin's field names)"}
-	return &cli.Command{
+	cmd := &cli.Command{
 		Name:  "zdctl",
 		Usage: "operate zd-run and zd-queue: status, reload, rollback, stop, queue control",
 		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 reload aborted (the old generation is still serving),\n" +
@@ -40,17 +40,25 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			{
 				Name: "reload", Usage: "replace the workers with the release the command path points to now",
 				Flags: []cli.Flag{jsonFlag,
-					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green|handoff (default: zd-run's --strategy)"},
-					&cli.StringFlag{Name: "timeout", Usage: "abort the reload if it is not done after this long (e.g. 60s)"},
-					&cli.BoolFlag{Name: "exclusive", Usage: "for apps that cannot run two generations at once: pause zd-queue, stop old, start new, resume"},
+					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green|handoff (default: zd-run's --strategy); handoff upgrades zd-run and keeps the workers"},
+					&cli.StringFlag{Name: "timeout", Usage: "abort the reload if it is not done after this long (e.g. 60 or 60s; exit 6)"},
+					&cli.BoolFlag{Name: "exclusive", Usage: "for apps that cannot run two generations at once: pause zd-queue, stop old, start new, resume (not with handoff)"},
+					&cli.BoolFlag{Name: "force", Usage: "deploy even the release the last rollback rolled back from (a plain reload refuses it)"},
 				},
 				Action: func(ctx context.Context, c *cli.Command) error { return reload(ctx, c, io, "reload") },
 			},
 			{
-				Name: "rollback", Usage: "respawn the previous generation's release",
+				Name: "rollback", Usage: "go back to the previous release (or to TARGET) and re-point the command's symlink to it",
+				ArgsUsage: "[GENERATION|PATH]",
+				Description: "Without TARGET, rollback respawns the release that served before the current one. TARGET is a\n" +
+					"generation number, or the path of a release directory (put where the command's symlink points)\n" +
+					"or executable. When the command path runs through a symlink (current -> releases/45) that still\n" +
+					"leads to the release rolled back from, rollback re-points it to the release rolled back to, so\n" +
+					"the next `zdctl reload` does not bring the bad release back; a plain reload refuses the release\n" +
+					"rolled back from in any case (reload --force deploys it).",
 				Flags: []cli.Flag{jsonFlag,
-					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green (default: zd-run's --strategy)"},
-					&cli.StringFlag{Name: "timeout", Usage: "abort if not done after this long"},
+					&cli.StringFlag{Name: "strategy", Aliases: []string{"s"}, Usage: "rolling|blue-green (default: zd-run's --strategy; rolling when that is handoff)"},
+					&cli.StringFlag{Name: "timeout", Usage: "abort if not done after this long (exit 6)"},
 				},
 				Action: func(ctx context.Context, c *cli.Command) error { return reload(ctx, c, io, "rollback") },
 			},
@@ -74,4 +82,6 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			queueCommand(),
 		},
 	}
+	cmdkit.RefuseArgs(cmd)
+	return cmd
 }

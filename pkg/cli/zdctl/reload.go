@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,8 +27,25 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 		return err
 	}
 	args := runapi.ReloadArgs{Strategy: c.String("strategy"), TimeoutMS: timeout.Milliseconds()}
-	if op == runapi.OpReload {
-		args.Exclusive = c.Bool("exclusive")
+	handoff := isHandoff(args.Strategy)
+	switch op {
+	case runapi.OpReload:
+		args.Exclusive, args.Force = c.Bool("exclusive"), c.Bool("force")
+		if args.Exclusive && handoff {
+			return cmdkit.UsageError("--exclusive replaces the workers, a handoff replaces zd-run and keeps them: drop one of the two",
+				"reload --exclusive --strategy handoff makes no sense")
+		}
+	case runapi.OpRollback:
+		if handoff {
+			return cmdkit.UsageError("a rollback replaces the workers; use --strategy rolling or blue-green",
+				"rollback --strategy handoff makes no sense: a handoff keeps the workers on their release")
+		}
+		if c.Args().Len() > 1 {
+			return cmdkit.TooManyArgs(c, 1)
+		}
+		if args.Target, err = rollbackTarget(c.Args().First()); err != nil {
+			return err
+		}
 	}
 	bound := 30 * time.Minute
 	if timeout > 0 {
@@ -70,10 +90,10 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 		cerr := callError(err, sock)
 		if asJSON {
 			var ce *cmdkit.Error
-			r := runapi.ReloadResult{Strategy: args.Strategy, Error: cerr.Error(),
+			r := runapi.ReloadResult{Strategy: args.Strategy, Error: runapi.Text(cerr.Error()),
 				DurationMS: float64(time.Since(start).Microseconds()) / 1000}
 			if errors.As(cerr, &ce) {
-				r.Hint = ce.Hint
+				r.Hint = runapi.Text(ce.Hint)
 			}
 			_ = writeJSON(io.Stdout, r)
 		}
@@ -82,8 +102,68 @@ func reload(ctx context.Context, c *cli.Command, io cmdkit.IO, op string) error 
 	if asJSON {
 		return writeJSON(io.Stdout, res)
 	}
+	if res.Upgraded {
+		printUpgrade(io.Stdout, res)
+		return nil
+	}
 	ui.Reload(io.Stdout, res, uiOptions(io.Stdout, io))
+	if res.RolledBackFrom != "" {
+		printRollback(io.Stdout, res)
+	}
 	return nil
+}
+
+// isHandoff reports whether a --strategy names the handoff (the origin
+// calls it socket-handoff).
+func isHandoff(strategy string) bool {
+	s := strings.ToLower(strings.TrimSpace(strategy))
+	return s == runapi.StrategyHandoff || s == "socket-handoff"
+}
+
+// rollbackTarget checks rollback's argument: "" (the previous release), a
+// generation number, or a path, made absolute here (zd-run runs elsewhere).
+func rollbackTarget(t string) (string, error) {
+	if t == "" {
+		return "", nil
+	}
+	if n, err := strconv.Atoi(t); err == nil {
+		if n < 1 {
+			return "", cmdkit.UsageError("generations count from 1; zdctl status shows the current one", "rollback %s: not a generation", t)
+		}
+		return t, nil
+	}
+	abs, err := filepath.Abs(t)
+	if err != nil {
+		return "", cmdkit.UsageError("give a generation number or a release path", "rollback %s: %v", t, err)
+	}
+	return abs, nil
+}
+
+// printUpgrade says what a handoff did: zd-run was replaced, the workers
+// were not, and whether the command path now leads elsewhere.
+func printUpgrade(w io.Writer, r runapi.ReloadResult) {
+	fmt.Fprintf(w, "zd-run upgraded in place (handoff, %.1f ms); no new generation: the workers were kept\n", r.DurationMS)
+	fmt.Fprintf(w, "workers kept on generation %d, release %s\n", r.Generation, r.Release)
+	if r.ResolvesTo != "" {
+		fmt.Fprintf(w, "the command now resolves to %s: `zdctl reload` deploys it\n", r.ResolvesTo)
+	}
+}
+
+// printRollback says what a rollback did to the release link and to the
+// next plain reload.
+func printRollback(w io.Writer, r runapi.ReloadResult) {
+	fmt.Fprintf(w, "rolled back from %s to %s\n", r.RolledBackFrom, r.Release)
+	switch l := r.Link; {
+	case l == nil:
+		fmt.Fprintln(w, "the command path runs through no symlink: nothing was re-pointed")
+	case l.Error == "" && l.Now != l.Was:
+		fmt.Fprintf(w, "re-pointed %s -> %s (was %s): a plain `zdctl reload` now redeploys the release rolled back to\n", l.Path, l.Now, l.Was)
+	case l.Error == "":
+		fmt.Fprintf(w, "%s -> %s already leads to the release rolled back to\n", l.Path, l.Now)
+	default:
+		fmt.Fprintf(w, "%s -> %s not re-pointed: %s\n", l.Path, l.Was, l.Error)
+	}
+	fmt.Fprintf(w, "a plain `zdctl reload` refuses %s until another release is deployed (--force deploys it)\n", r.RolledBackFrom)
 }
 
 // awaitUpgrade polls zd-run's status until the new image answers with a
@@ -97,9 +177,12 @@ func awaitUpgrade(ctx context.Context, sock string, before runapi.Status, start 
 			if st.PID != before.PID {
 				return res, fmt.Errorf("zd-run came back with pid %d, not %d", st.PID, before.PID)
 			}
-			res.ReloadSuccessful = true
+			res.ReloadSuccessful, res.Upgraded = true, true
 			res.DurationMS = float64(time.Since(start).Microseconds()) / 1000
-			res.Release = st.Version
+			res.Generation, res.Release = st.Generation, runapi.Text(st.Release)
+			if st.ResolvesTo != "" && string(st.ResolvesTo) != st.Release {
+				res.ResolvesTo = st.ResolvesTo
+			}
 			return res, nil
 		}
 		select {

@@ -3,6 +3,7 @@ package zdctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	qsock := filepath.Join(filepath.Dir(sock), statedir.QueueSock)
 	if c.Bool("json") {
-		out := statusOut{Status: st}
+		out := statusOut{Status: lists(st)}
 		if _, err := os.Stat(qsock); err == nil {
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := control.Call(qctx, qsock, queueapi.OpStatus, nil, &out.Queue); err != nil {
@@ -106,7 +107,7 @@ func watchStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, sock string)
 		}
 		switch {
 		case c.Bool("json"):
-			b, _ := json.Marshal(st)
+			b, _ := json.Marshal(lists(st))
 			fmt.Fprintln(io.Stdout, string(b))
 		case opt.Terminal:
 			fmt.Fprint(io.Stdout, "\x1b[H\x1b[2J")
@@ -124,6 +125,35 @@ func watchStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, sock string)
 	}
 }
 
+// lists gives the status's lists as [] when empty, as documented (msgpack
+// may bring an empty list back as nil, which JSON would print as null).
+func lists(st runapi.Status) runapi.Status {
+	if st.Workers == nil {
+		st.Workers = []runapi.Worker{}
+	}
+	if st.Listeners == nil {
+		st.Listeners = []string{}
+	}
+	return st
+}
+
+// healthOut is `zdctl health --json`: the health fields of the status,
+// under the same names as in `zdctl status --json`.
+type healthOut struct {
+	Name             string             `json:"name"`
+	Health           string             `json:"health"`
+	HealthReason     runapi.Text        `json:"health_reason"`
+	ReloadInProgress bool               `json:"reload_in_progress"`
+	Generation       int                `json:"generation"`
+	UptimeSeconds    float64            `json:"uptime_seconds"`
+	MemoryUsageMB    float64            `json:"memory_usage_mb"`
+	WorkerStats      runapi.WorkerStats `json:"worker_stats"`
+}
+
+// HealthNotRunning is the health `zdctl health --json` reports when nothing
+// answers on run.sock (exit 4).
+const HealthNotRunning = "not_running"
+
 func health(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	sock := runSock(c, io)
 	wait, err := parseTimeout(c, "wait", 0)
@@ -135,19 +165,26 @@ func health(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		st, err = waitHealthy(ctx, sock, wait, int(c.Int("generation")))
 	}
 	if err != nil {
+		var ce *cmdkit.Error
+		if c.Bool("json") && errors.As(err, &ce) && ce.Code == cmdkit.ExitNotRunning {
+			// Scripts and probes read the JSON whatever happened.
+			if werr := writeJSON(io.Stdout, healthOut{Name: c.String("name"), Health: HealthNotRunning,
+				HealthReason: runapi.Text(ce.Message)}); werr != nil {
+				return werr
+			}
+		}
 		return err
 	}
 	if c.Bool("json") {
-		if err := writeJSON(io.Stdout, map[string]any{
-			"status": st.Health, "reason": st.HealthReason, "uptime_seconds": st.UptimeSeconds,
-			"memory_usage_mb": st.MemoryUsageMB, "worker_stats": st.WorkerStats,
-		}); err != nil {
+		if err := writeJSON(io.Stdout, healthOut{Name: st.Name, Health: st.Health, HealthReason: st.HealthReason,
+			ReloadInProgress: st.ReloadInProgress, Generation: st.Generation, UptimeSeconds: st.UptimeSeconds,
+			MemoryUsageMB: st.MemoryUsageMB, WorkerStats: st.WorkerStats}); err != nil {
 			return err
 		}
 	} else {
 		line := st.Health
 		if st.HealthReason != "" {
-			line += ": " + st.HealthReason
+			line += ": " + string(st.HealthReason)
 		}
 		fmt.Fprintln(io.Stdout, line)
 	}
@@ -155,7 +192,7 @@ func health(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	case runapi.HealthHealthy, runapi.HealthReloading:
 		return nil
 	}
-	return &cmdkit.Error{Code: cmdkit.ExitUnhealthy, Message: "service " + st.Name + " is " + st.Health + explain(st.HealthReason),
+	return &cmdkit.Error{Code: cmdkit.ExitUnhealthy, Message: "service " + st.Name + " is " + st.Health + explain(string(st.HealthReason)),
 		Hint: "zdctl status shows the workers; zd-run's log says why they fail"}
 }
 

@@ -153,13 +153,9 @@ func logger(c *cli.Command, io cmdkit.IO) (*slog.Logger, error) {
 // durationFlag parses a duration flag: a Go duration or a number of seconds.
 func durationFlag(c *cli.Command, name string) (time.Duration, error) {
 	s := c.String(name)
-	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
-		return time.Duration(n * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, cmdkit.UsageError("write a duration like 30s, 500ms or 2m, or a number of seconds",
-			"--%s %q is not a duration", name, s)
+	d, err := cmdkit.ParseDuration(s)
+	if err != nil {
+		return 0, cmdkit.UsageError("write "+cmdkit.DurationSyntax, "--%s %q is not a duration: %v", name, s, err)
 	}
 	return d, nil
 }
@@ -210,7 +206,7 @@ func commandArgs(args []string) []string {
 func timeoutError(err error, what string, d time.Duration) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &cmdkit.Error{Code: cmdkit.ExitTimeout, Message: fmt.Sprintf("%s: no answer within %v", what, d),
-			Hint: "raise --timeout (or ZD_HANDOFF_TIMEOUT), or check that the server is not stuck", Err: err}
+			Hint: "raise --timeout (or ZD_HANDOFF_TIMEOUT), or check that the server is not stuck"}
 	}
 	return err
 }

@@ -48,7 +48,7 @@ func newCommand(io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) *cli.
 	return &cli.Command{
 		Name:      "zd-run",
 		Usage:     "run N workers of an app on shared sockets and reload them without downtime",
-		ArgsUsage: "[flags] -- CMD [ARGS]",
+		ArgsUsage: "[flags] -- CMD [ARGS...]",
 		Description: "zd-run opens the listening sockets once, runs --workers copies of CMD that inherit them\n" +
 			"(LISTEN_FDS, LISTEN_PID, NOTIFY_SOCKET), and replaces them on HUP or `zdctl reload`\n" +
 			"without refusing a connection. Signals: HUP reload, USR2 upgrade zd-run in place,\n" +

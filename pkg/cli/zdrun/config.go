@@ -62,14 +62,22 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	if cfg.Ready, err = supervisor.ParseReady(c.String("ready")); err != nil {
 		return nil, cmdkit.UsageError("use --ready notify|tcp:ADDR|http:URL|exec:CMD|delay:DUR", "--ready: %v", err)
 	}
+	// zero: 0 means none (settle, watchdog) or the default (drain-timeout:
+	// --grace); the others have no "none" and would silently become their
+	// default, so 0 is refused.
 	durs := []struct {
 		flag string
 		dst  *time.Duration
-	}{{"ready-timeout", &cfg.ReadyTimeout}, {"grace", &cfg.Grace}, {"respawn-window", &cfg.RespawnWindow}, {"drain-timeout", &cfg.DrainTimeout}, {"settle", &cfg.Settle}, {"watchdog", &cfg.Watchdog}}
+		zero bool
+	}{{"ready-timeout", &cfg.ReadyTimeout, false}, {"grace", &cfg.Grace, false}, {"respawn-window", &cfg.RespawnWindow, false},
+		{"drain-timeout", &cfg.DrainTimeout, true}, {"settle", &cfg.Settle, true}, {"watchdog", &cfg.Watchdog, true}}
 	for _, d := range durs {
 		if v := c.String(d.flag); v != "" {
-			if *d.dst, err = parseSeconds(v); err != nil {
-				return nil, cmdkit.UsageError("use a duration like 30s or 1m30s (a bare number is seconds)", "--%s %q: %v", d.flag, v, err)
+			if *d.dst, err = cmdkit.ParseDuration(v); err != nil {
+				return nil, cmdkit.UsageError("use "+cmdkit.DurationSyntax, "--%s %q: %v", d.flag, v, err)
+			}
+			if *d.dst == 0 && !d.zero {
+				return nil, cmdkit.UsageError("use "+cmdkit.DurationSyntax+", more than 0", "--%s %q: must be more than 0", d.flag, v)
 			}
 		}
 	}
@@ -130,25 +138,6 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 		o.allowG = append(o.allowG, gid)
 	}
 	return o, nil
-}
-
-// parseSeconds parses a Go duration, or a bare number of seconds (the
-// origin's GRACEFUL_SHUTDOWN_TIMEOUT=30 style).
-func parseSeconds(s string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 {
-			return 0, fmt.Errorf("negative")
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("not a duration")
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("negative")
-	}
-	return d, nil
 }
 
 // parseSize parses 128MB, 1GiB, 512k...; a bare number is MB (the origin's

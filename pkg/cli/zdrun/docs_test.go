@@ -11,3 +11,9 @@ import (
 func TestFlagsDocumented(t *testing.T) {
 	cmdkit.CheckDocumented(t, newCommand(cmdkit.IO{}, nil, nil), "../../../README.md", "../../../man/zd-run.1")
 }
+
+// Every command, and every command's arguments, are in the README and in
+// zd-run(1) as --help shows them.
+func TestCommandsDocumented(t *testing.T) {
+	cmdkit.CheckCommandsDocumented(t, newCommand(cmdkit.IO{}, nil, nil), "../../../README.md", "../../../man/zd-run.1")
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/zdtools/zd/pkg/sdnotify"
 	"github.com/zdtools/zd/pkg/statedir"
 	"github.com/zdtools/zd/pkg/supervisor"
+	"golang.org/x/sys/unix"
 )
 
 func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forker, early chan os.Signal) error {
@@ -46,13 +47,17 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	if _, err := exec.LookPath(o.cfg.Command[0]); err != nil {
 		return cmdkit.UsageError("give a path to the app, or put it in PATH", "cannot find the command %q: %v", o.cfg.Command[0], err)
 	}
-	if c.Bool("check") {
-		fmt.Fprintf(io.Stdout, "zd-run %s: configuration ok\n", cmdkit.Version())
-		return nil
-	}
 	log, err := cmdkit.NewLogger(io.Stderr, o.logFmt, o.logLvl)
 	if err != nil {
 		return err
+	}
+	noListener := len(o.specs) == 0 && o.cfg.WorkerListen == "" && io.Getenv("LISTEN_FDS") == "" && io.Getenv(supervisor.UpgradeEnv) == ""
+	if c.Bool("check") {
+		if noListener {
+			fmt.Fprintln(io.Stderr, "zd-run: warning: "+noListenerWarning)
+		}
+		fmt.Fprintf(io.Stdout, "zd-run %s: configuration ok\n", cmdkit.Version())
+		return nil
 	}
 	log = log.With("prog", "zd-run", "name", o.cfg.Name)
 	o.cfg.Logger = log
@@ -155,6 +160,9 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	} else {
 		log.Info("zd-run started", "version", o.cfg.Version, "workers", o.cfg.Workers, "state_dir", dir,
 			"listen", strings.Join(listenAddrs(listeners), ","))
+		if len(listeners) == 0 && o.cfg.WorkerListen == "" {
+			log.Warn(noListenerWarning)
+		}
 	}
 	err = sup.Run(ctx)
 	cancel()
@@ -168,6 +176,12 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	}
 	return nil
 }
+
+// noListenerWarning is said when zd-run gets no socket to share: legal (an
+// app may open its own, or be a queue consumer), but usually a forgotten
+// --listen.
+const noListenerWarning = "no listener: the workers get no socket from zd-run (no --listen, --worker-listen or LISTEN_FDS); " +
+	"give --listen tcp://:8080 (or :8080) unless the app opens its own"
 
 // handleSignals maps signals to supervisor actions until ctx ends.
 func handleSignals(ctx context.Context, sigC <-chan os.Signal, sup *supervisor.Supervisor, carry func() (map[string]*os.File, error),
@@ -183,11 +197,13 @@ func handleSignals(ctx context.Context, sigC <-chan os.Signal, sup *supervisor.S
 		case <-ctx.Done():
 			return
 		case sig := <-sigC:
+			by := "signal " + unix.SignalName(sig.(syscall.Signal))
 			if sig == syscall.SIGHUP && sup.DefaultStrategy() == runapi.StrategyHandoff {
 				sig = syscall.SIGUSR2 // HUP with --strategy handoff upgrades zd-run
 			}
 			switch sig {
 			case syscall.SIGHUP:
+				log.Info("reload requested", "by", by)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -196,6 +212,7 @@ func handleSignals(ctx context.Context, sigC <-chan os.Signal, sup *supervisor.S
 					}
 				}()
 			case syscall.SIGUSR2:
+				log.Info("upgrade requested", "by", by)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -211,11 +228,11 @@ func handleSignals(ctx context.Context, sigC <-chan os.Signal, sup *supervisor.S
 			case syscall.SIGTERM, syscall.SIGINT:
 				terms++
 				if terms > 1 {
-					log.Warn("second " + sig.String() + ": stopping now")
+					log.Warn("second stop signal: stopping now", "by", by)
 				}
-				sup.Stop(terms > 1)
+				sup.StopBy(terms > 1, by)
 			case syscall.SIGQUIT:
-				sup.Stop(true)
+				sup.StopBy(true, by)
 			}
 		}
 	}
