@@ -1,6 +1,8 @@
 // Package zdhandoff is the command tree of zd-handoff: open sockets and exec a
 // command with them, offer held file descriptors on a unix socket, take them
-// and exec, and list what is on offer.
+// and exec, and list what is on offer. The protocol itself (server, taker,
+// release handshake, the handoff socket) is pkg/handoff; this package adds
+// flags, the child process and its signals, exec in place and the output.
 package zdhandoff
 
 import (
@@ -10,7 +12,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -22,9 +23,6 @@ const (
 	defaultTimeout = 30 * time.Second
 	defaultGrace   = 30 * time.Second
 )
-
-// maxTakeFDs bounds how many descriptors take accepts in one handoff.
-const maxTakeFDs = 1 << 16
 
 // Main runs zd-handoff with args (args[0] is the program name) and returns
 // the exit code. A process started as zd-handoff's own exec shim (see
@@ -209,11 +207,4 @@ func timeoutError(err error, what string, d time.Duration) error {
 			Hint: "raise --timeout (or ZD_HANDOFF_TIMEOUT), or check that the server is not stuck"}
 	}
 	return err
-}
-
-func quoteList(xs []string) string {
-	if len(xs) == 0 {
-		return "(none)"
-	}
-	return strings.Join(xs, ", ")
 }

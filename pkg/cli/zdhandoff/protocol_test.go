@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/fdpass"
+	"github.com/zdtools/zd/pkg/handoff"
 )
 
 // startServe runs the test binary as "zd-handoff serve" offering one TCP
@@ -69,11 +70,11 @@ func TestServeProtocol(t *testing.T) {
 
 	// Another protocol version is refused, and says so.
 	c := dialSock(t, sock)
-	if err := fdpass.WriteMsg(ctx, c, request{V: protoVersion + 1, Op: opTake}); err != nil {
+	if err := fdpass.WriteMsg(ctx, c, handoff.Request{V: handoff.Version + 1, Op: handoff.OpTake}); err != nil {
 		t.Fatal(err)
 	}
-	var rep reply
-	if err := fdpass.ReadMsg(ctx, c, maxMsg, &rep); err != nil {
+	var rep handoff.Reply
+	if err := fdpass.ReadMsg(ctx, c, handoff.MaxMsg, &rep); err != nil {
 		t.Fatal(err)
 	}
 	if rep.OK || rep.Error == nil || !strings.Contains(rep.Error.Message, "protocol version 3 not supported, this server speaks 1 to 2") {
@@ -82,9 +83,9 @@ func TestServeProtocol(t *testing.T) {
 	// A release of version 1 (which stopped the server at the taker's
 	// exec) is refused before anything is handed over.
 	r1 := dialSock(t, sock)
-	fdpass.WriteMsg(ctx, r1, request{V: 1, Op: opTake, Release: true})
-	rep = reply{}
-	if err := fdpass.ReadMsg(ctx, r1, maxMsg, &rep); err != nil || rep.OK || rep.Error == nil ||
+	fdpass.WriteMsg(ctx, r1, handoff.Request{V: 1, Op: handoff.OpTake, Release: true})
+	rep = handoff.Reply{}
+	if err := fdpass.ReadMsg(ctx, r1, handoff.MaxMsg, &rep); err != nil || rep.OK || rep.Error == nil ||
 		!strings.Contains(rep.Error.Message, "take --release of protocol version 1 is not supported") || !strings.Contains(rep.Error.Hint, "same zd-handoff version") {
 		t.Errorf("reply to a version 1 release = %+v, %v; want a refusal", rep, err)
 	}
@@ -98,23 +99,23 @@ func TestServeProtocol(t *testing.T) {
 
 	// An unknown request.
 	u := dialSock(t, sock)
-	fdpass.WriteMsg(ctx, u, request{V: protoVersion, Op: "frobnicate"})
-	rep = reply{}
-	if err := fdpass.ReadMsg(ctx, u, maxMsg, &rep); err != nil || rep.OK || !strings.Contains(rep.Error.Message, `unknown request "frobnicate"`) {
+	fdpass.WriteMsg(ctx, u, handoff.Request{V: handoff.Version, Op: "frobnicate"})
+	rep = handoff.Reply{}
+	if err := fdpass.ReadMsg(ctx, u, handoff.MaxMsg, &rep); err != nil || rep.OK || !strings.Contains(rep.Error.Message, `unknown request "frobnicate"`) {
 		t.Errorf("reply to an unknown op = %+v, %v", rep, err)
 	}
 
 	// Still serving: ls and take work.
 	l := dialSock(t, sock)
-	fdpass.WriteMsg(ctx, l, request{V: protoVersion, Op: opLs})
-	rep = reply{}
-	if err := fdpass.ReadMsg(ctx, l, maxMsg, &rep); err != nil || !rep.OK || len(rep.FDs) != 1 || rep.FDs[0].Name != "web" {
+	fdpass.WriteMsg(ctx, l, handoff.Request{V: handoff.Version, Op: handoff.OpLs})
+	rep = handoff.Reply{}
+	if err := fdpass.ReadMsg(ctx, l, handoff.MaxMsg, &rep); err != nil || !rep.OK || len(rep.FDs) != 1 || rep.FDs[0].Name != "web" {
 		t.Fatalf("ls after garbage = %+v, %v", rep, err)
 	}
 	tk := dialSock(t, sock)
-	fdpass.WriteMsg(ctx, tk, request{V: protoVersion, Op: opTake, Names: []string{"web"}})
-	rep = reply{}
-	if err := fdpass.ReadMsg(ctx, tk, maxMsg, &rep); err != nil || !rep.OK {
+	fdpass.WriteMsg(ctx, tk, handoff.Request{V: handoff.Version, Op: handoff.OpTake, Names: []string{"web"}})
+	rep = handoff.Reply{}
+	if err := fdpass.ReadMsg(ctx, tk, handoff.MaxMsg, &rep); err != nil || !rep.OK {
 		t.Fatalf("take reply = %+v, %v", rep, err)
 	}
 	fds, err := fdpass.Recv(ctx, tk, 4)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/fdpass"
+	"github.com/zdtools/zd/pkg/handoff"
 )
 
 // beginRelease is a taker with --release up to its exec status; it
@@ -23,11 +24,11 @@ func beginRelease(ctx context.Context, t *testing.T, sock string) *net.UnixConn 
 	// The previous release's handler may not have finished yet.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		c = dialSock(t, sock)
-		if err := fdpass.WriteMsg(ctx, c, request{V: protoVersion, Op: opTake, Release: true}); err != nil {
+		if err := fdpass.WriteMsg(ctx, c, handoff.Request{V: handoff.Version, Op: handoff.OpTake, Release: true}); err != nil {
 			t.Fatal(err)
 		}
-		var rep reply
-		err := fdpass.ReadMsg(ctx, c, maxMsg, &rep)
+		var rep handoff.Reply
+		err := fdpass.ReadMsg(ctx, c, handoff.MaxMsg, &rep)
 		if err == nil && rep.OK {
 			break
 		}
@@ -40,7 +41,7 @@ func beginRelease(ctx context.Context, t *testing.T, sock string) *net.UnixConn 
 		t.Fatal(err)
 	}
 	fdpass.CloseAll(fds)
-	if err := fdpass.WriteMsg(ctx, c, status{V: protoVersion, Op: opExec}); err != nil {
+	if err := fdpass.WriteMsg(ctx, c, handoff.Status{V: handoff.Version, Op: handoff.OpExec}); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -63,9 +64,9 @@ func tryLs(ctx context.Context, sock string) (int, error) {
 	}
 	defer nc.Close()
 	c := nc.(*net.UnixConn)
-	fdpass.WriteMsg(ctx, c, request{V: baseVersion, Op: opLs})
-	var rep reply
-	if err := fdpass.ReadMsg(ctx, c, maxMsg, &rep); err != nil || !rep.OK {
+	fdpass.WriteMsg(ctx, c, handoff.Request{V: handoff.BaseVersion, Op: handoff.OpLs})
+	var rep handoff.Reply
+	if err := fdpass.ReadMsg(ctx, c, handoff.MaxMsg, &rep); err != nil || !rep.OK {
 		return 0, fmt.Errorf("ls reply = %+v, %v", rep, err)
 	}
 	return rep.PID, nil
@@ -82,29 +83,29 @@ func TestReleaseUnprovenSuccessor(t *testing.T) {
 
 	for _, tc := range []struct {
 		name  string
-		ready status
+		ready handoff.Status
 		want  string
 	}{
-		{"silent", status{V: protoVersion, Op: opReady, PID: 1, Path: sock + ".nobody", Socket: absPath(sock)}, "its socket did not answer"},
-		{"elsewhere", status{V: protoVersion, Op: opReady, PID: 1, Path: "/tmp/x.sock", Socket: absPath(sock)}, "answering at /tmp/x.sock"},
-		{"other-socket", status{V: protoVersion, Op: opReady, PID: 1, Path: sock, Socket: "/elsewhere/h.sock"}, "it would serve on /elsewhere/h.sock"},
-		{"wrong-pid", status{V: protoVersion, Op: opReady, PID: 1, Path: sock, Socket: absPath(sock)}, "is served by pid"},
-		{"out-of-turn", status{V: protoVersion, Op: opPublished, PID: 1}, `expected a ready status, got "published"`},
+		{"silent", handoff.Status{V: handoff.Version, Op: handoff.OpReady, PID: 1, Path: sock + ".nobody", Socket: handoff.AbsPath(sock)}, "its socket did not answer"},
+		{"elsewhere", handoff.Status{V: handoff.Version, Op: handoff.OpReady, PID: 1, Path: "/tmp/x.sock", Socket: handoff.AbsPath(sock)}, "answering at /tmp/x.sock"},
+		{"other-socket", handoff.Status{V: handoff.Version, Op: handoff.OpReady, PID: 1, Path: sock, Socket: "/elsewhere/h.sock"}, "it would serve on /elsewhere/h.sock"},
+		{"wrong-pid", handoff.Status{V: handoff.Version, Op: handoff.OpReady, PID: 1, Path: sock, Socket: handoff.AbsPath(sock)}, "is served by pid"},
+		{"out-of-turn", handoff.Status{V: handoff.Version, Op: handoff.OpPublished, PID: 1}, `expected a ready status, got "published"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := beginRelease(ctx, t, sock)
 			// One release at a time.
 			o := dialSock(t, sock)
-			fdpass.WriteMsg(ctx, o, request{V: protoVersion, Op: opTake, Release: true})
-			var rep reply
-			if err := fdpass.ReadMsg(ctx, o, maxMsg, &rep); err != nil || rep.OK || !strings.Contains(rep.Error.Message, "another take --release is in progress") {
+			fdpass.WriteMsg(ctx, o, handoff.Request{V: handoff.Version, Op: handoff.OpTake, Release: true})
+			var rep handoff.Reply
+			if err := fdpass.ReadMsg(ctx, o, handoff.MaxMsg, &rep); err != nil || rep.OK || !strings.Contains(rep.Error.Message, "another take --release is in progress") {
 				t.Errorf("second release = %+v, %v; want a refusal", rep, err)
 			}
 			if err := fdpass.WriteMsg(ctx, c, tc.ready); err != nil {
 				t.Fatal(err)
 			}
-			var st status
-			if err := fdpass.ReadMsg(ctx, c, maxMsg, &st); err != nil || st.Op != opAbort || !strings.Contains(st.Error, tc.want) {
+			var st handoff.Status
+			if err := fdpass.ReadMsg(ctx, c, handoff.MaxMsg, &st); err != nil || st.Op != handoff.OpAbort || !strings.Contains(st.Error, tc.want) {
 				t.Errorf("answer to %+v = %+v, %v; want abort saying %q", tc.ready, st, err, tc.want)
 			}
 			if got := lsPID(ctx, t, sock); got != pid {

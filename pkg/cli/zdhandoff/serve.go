@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
+	"github.com/zdtools/zd/pkg/handoff"
 	"github.com/zdtools/zd/pkg/listenfd"
 	"github.com/zdtools/zd/pkg/sdnotify"
 	"golang.org/x/sys/unix"
@@ -53,11 +53,11 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 			f.Close()
 		}
 	}()
-	offers := make([]offer, len(files))
+	offers := make([]handoff.Offer, len(files))
 	for i, f := range files {
-		offers[i] = offer{Name: f.Name()}
+		offers[i] = handoff.Offer{Name: f.Name()}
 		if info, err := listenfd.Describe(f); err == nil {
-			offers[i] = offer{Name: f.Name(), Family: info.Family, Type: info.Type, Local: info.Local}
+			offers[i] = handoff.Offer{Name: f.Name(), Family: info.Family, Type: info.Type, Local: info.Local}
 		}
 	}
 	releaseTimeout := timeout
@@ -70,31 +70,31 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	if err != nil {
 		return err
 	}
-	pred, err := inheritedPredecessor(io.Getenv)
+	pred, err := handoff.InheritedPredecessor(io.Getenv)
 	if err != nil {
-		return cmdkit.Wrap(err, cmdkit.ExitUsage, "start serve with take --release, or unset "+envReleaseFD)
+		return cmdkit.Wrap(err, cmdkit.ExitUsage, "start serve with take --release, or unset "+handoff.EnvReleaseFD)
 	}
 	if pred != nil {
-		defer pred.conn.Close()
+		defer pred.Close()
 	}
 	// Started by take --release: answer next to the handoff path until the
 	// predecessor lets us have it; otherwise take the path at once.
-	var hs *handoffSocket
+	var hs *handoff.Socket
 	if pred != nil {
-		hs, err = bindHandoff(path)
+		hs, err = handoff.Bind(path)
 	} else {
-		hs, err = listenHandoff(path)
+		hs, err = handoff.Listen(path)
 	}
 	if err != nil {
-		return err
+		return socketError(err)
 	}
-	s := &server{log: log, files: files, offers: offers, allow: allow, timeout: timeout,
-		releaseTimeout: releaseTimeout, hs: hs, events: make(chan event, 16), releasing: make(chan struct{}, 1)}
+	s := &server{log: log, timeout: timeout, hs: hs, srv: handoff.NewServer(handoff.Config{Log: log, Files: files, Offers: offers,
+		Allow: allow, Timeout: timeout, ReleaseTimeout: releaseTimeout, Socket: hs})}
 	var notify *sdnotify.Receiver
 	var extraEnv []string
 	if c.Bool("notify") && cmdPath != "" {
 		if notify, err = sdnotify.Listen(fmt.Sprintf("@zd-handoff-notify-%d-%d", os.Getpid(), time.Now().UnixNano())); err != nil {
-			hs.close(log)
+			hs.Close(log)
 			return cmdkit.Wrap(err, cmdkit.ExitFailure, "")
 		}
 		defer notify.Close()
@@ -105,18 +105,18 @@ func runServe(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	sig := newSignals(cmdPath != "")
 	defer sig.stop()
 	if ctx.Err() != nil {
-		hs.close(log)
+		hs.Close(log)
 		return nil
 	}
 	var child *os.Process
 	if cmdPath != "" {
 		if child, err = startShim(cmdPath, cmdArgs, files, extraEnv); err != nil {
-			hs.close(log)
+			hs.Close(log)
 			return cmdkit.Wrap(err, cmdkit.ExitFailure, "check that "+cmdArgs[0]+" is an executable")
 		}
 		log.Info("started", "cmd", cmdPath, "pid", child.Pid)
 	}
-	log.Info("serving", "socket", hs.where(), "fds", len(files), "offers", describeOffers(offers))
+	log.Info("serving", "socket", hs.Where(), "fds", len(files), "offers", describeOffers(offers))
 	return s.run(ctx, runOpts{sig: sig, child: child, once: c.Bool("once"), grace: grace,
 		pred: pred, notify: notify, settle: settle})
 }
@@ -194,7 +194,7 @@ func closeFiles(files []*os.File) {
 	}
 }
 
-func describeOffers(offers []offer) string {
+func describeOffers(offers []handoff.Offer) string {
 	ss := make([]string, len(offers))
 	for i, o := range offers {
 		ss[i] = fmt.Sprintf("%d:%s=%s", listenfd.FirstFD+i, o.Name, o.Local)
@@ -202,29 +202,12 @@ func describeOffers(offers []offer) string {
 	return strings.Join(ss, " ")
 }
 
-type eventKind int
-
-const (
-	handedOver eventKind = iota // fds sent to a taker
-	released                    // a --release taker has exec'd
-)
-
-type event struct {
-	kind eventKind
-	pid  int
-}
-
-// server holds what serve offers; its handlers report to run's loop.
+// server is serve's handoff.Server and what run's loop needs of it.
 type server struct {
-	log            *slog.Logger
-	files          []*os.File
-	offers         []offer
-	allow          []int
-	timeout        time.Duration
-	releaseTimeout time.Duration
-	hs             *handoffSocket
-	events         chan event
-	releasing      chan struct{} // holds a token while a release is in progress
+	log     *slog.Logger
+	timeout time.Duration
+	hs      *handoff.Socket
+	srv     *handoff.Server
 }
 
 // runOpts is what run needs besides the server.
@@ -233,43 +216,24 @@ type runOpts struct {
 	child  *os.Process
 	once   bool
 	grace  time.Duration
-	pred   *predecessor       // set when started by take --release
-	notify *sdnotify.Receiver // with --notify: the child's READY=1 comes here
-	settle time.Duration      // without --notify: the child is ready once alive this long
+	pred   *handoff.Predecessor // set when started by take --release
+	notify *sdnotify.Receiver   // with --notify: the child's READY=1 comes here
+	settle time.Duration        // without --notify: the child is ready once alive this long
 }
 
 // run accepts takers until released, --once is satisfied, the child
 // exits, or a signal stops it. Started by take --release, it also tells
 // the predecessor when the child is ready and publishes the handoff
-// socket when told to (see protocol.go).
+// socket when told to (see pkg/handoff).
 func (s *server) run(ctx context.Context, o runOpts) error {
 	child := o.child
 	lctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	spawn := func(conn *net.UnixConn) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer conn.Close()
-			s.handle(lctx, conn)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.acceptLoop(lctx, s.hs.ln, spawn)
-	}()
-	listening := true
-	stopListening := func() {
-		if listening {
-			listening = false
-			// Whoever connected before the path changed hands is answered.
-			s.hs.drain(spawn)
-			s.hs.close(s.log)
-		}
-	}
+	s.srv.Start()
+	// Whoever connected before the path changed hands is answered.
+	stopListening := s.srv.StopListening
 	defer func() {
-		stopListening()
+		s.srv.Close()
 		cancel()
 		wg.Wait()
 	}()
@@ -290,8 +254,7 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 	var predC <-chan predMsg
 	pred := o.pred
 	if pred != nil {
-		pred.listen(lctx, &wg)
-		predC = pred.msgs
+		predC = listenPredecessor(lctx, &wg, pred)
 	}
 	readySent := false
 	var answerC <-chan time.Time // bound of the predecessor's answer to ready
@@ -299,20 +262,21 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 	// predecessor is still there to hear it, says so.
 	takeOver := func(why string, confirm bool) error {
 		defer func() {
-			pred.conn.Close()
+			pred.Close()
 			pred = nil
 			answerC = nil
 		}()
-		if err := s.hs.publish(); err != nil {
+		if err := s.hs.Publish(); err != nil {
+			err = socketError(err)
 			s.log.Error("could not take the handoff path", "err", err)
 			return err
 		}
 		if confirm {
-			if err := pred.send(status{V: protoVersion, Op: opPublished, PID: os.Getpid()}, s.timeout); err != nil {
+			if err := pred.Published(s.timeout); err != nil {
 				s.log.Warn("tell the predecessor we took the path", "err", err) // it checks the path itself
 			}
 		}
-		s.log.Info(why, "socket", s.hs.path)
+		s.log.Info(why, "socket", s.hs.Path())
 		return nil
 	}
 	// abort ends a successor that may not take over: the predecessor
@@ -333,7 +297,7 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 			readyC = nil
 			s.log.Info("ready")
 			if pred != nil {
-				if err := pred.send(status{V: protoVersion, Op: opReady, PID: os.Getpid(), Path: s.hs.where(), Socket: absPath(s.hs.path)}, s.timeout); err != nil {
+				if err := pred.Ready(s.hs, s.timeout); err != nil {
 					s.log.Warn("tell the predecessor we are ready", "err", err) // its answer (EOF) decides
 				}
 				readySent = true
@@ -342,11 +306,11 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 		case m := <-predC:
 			predC = nil
 			switch {
-			case m.err == nil && m.st.Op == opGo && readySent:
+			case m.err == nil && m.st.Op == handoff.OpGo && readySent:
 				if err := takeOver("took over the handoff path from the predecessor", true); err != nil {
 					return abort("could not take the handoff path: " + err.Error())
 				}
-			case m.err == nil && m.st.Op == opAbort:
+			case m.err == nil && m.st.Op == handoff.OpAbort:
 				return abort("the predecessor says: " + m.st.Error)
 			case errors.Is(m.err, io.EOF):
 				// The predecessor is gone: nobody else serves the path.
@@ -363,10 +327,10 @@ func (s *server) run(ctx context.Context, o runOpts) error {
 			}
 		case <-answerC:
 			return abort(fmt.Sprintf("the predecessor did not answer within %v", s.timeout))
-		case ev := <-s.events:
+		case ev := <-s.srv.Events():
 			switch {
-			case ev.kind == released:
-				s.log.Info("released by taker", "successor", ev.pid)
+			case ev.Kind == handoff.Released:
+				s.log.Info("released by taker", "successor", ev.PID)
 				stopListening()
 				if child != nil {
 					s.stopChild(child, childDone, o.grace)
@@ -480,22 +444,41 @@ func childExit(st *os.ProcessState) error {
 	return &cmdkit.Error{Code: st.ExitCode(), Message: "child " + st.String()}
 }
 
-func (s *server) acceptLoop(ctx context.Context, ln *net.UnixListener, spawn func(*net.UnixConn)) {
-	for {
-		conn, err := ln.AcceptUnix()
-		if errors.Is(err, net.ErrClosed) {
-			return
-		}
-		if err != nil {
-			// EMFILE and the like: keep serving once it passes.
-			s.log.Error("accept", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		spawn(conn)
+// predMsg is the one message a predecessor sends (go or abort), or the
+// error that ended the wait for it (io.EOF: the predecessor is gone).
+type predMsg struct {
+	st  handoff.Status
+	err error
+}
+
+// listenPredecessor reads the predecessor's one message in the background.
+func listenPredecessor(ctx context.Context, wg *sync.WaitGroup, p *handoff.Predecessor) <-chan predMsg {
+	c := make(chan predMsg, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		st, err := p.Next(ctx)
+		c <- predMsg{st: st, err: err}
+	}()
+	return c
+}
+
+// socketError gives an error of the handoff socket's life its exit code
+// and a hint in terms of serve's flags.
+func socketError(err error) error {
+	var he *handoff.Error
+	if !errors.As(err, &he) {
+		return cmdkit.Wrap(err, cmdkit.ExitFailure, "")
 	}
+	switch he.Step {
+	case "stat":
+		return &cmdkit.Error{Code: cmdkit.ExitUsage, Message: he.Message, Hint: "choose another --socket path", Err: he.Err}
+	case "mkdir":
+		return cmdkit.Wrap(he.Err, cmdkit.ExitFailure, "create the socket's directory, or choose another --socket")
+	case "bind":
+		return cmdkit.Wrap(he.Err, cmdkit.ExitFailure, "check that the directory of --socket is writable, and the path short")
+	case "rename":
+		return cmdkit.Wrap(he.Err, cmdkit.ExitFailure, "check that the directory of --socket is writable")
+	}
+	return cmdkit.Wrap(err, cmdkit.ExitFailure, he.Hint)
 }

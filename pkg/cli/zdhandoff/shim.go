@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
-	"github.com/zdtools/zd/pkg/fdpass"
+	"github.com/zdtools/zd/pkg/handoff"
 	"github.com/zdtools/zd/pkg/listenfd"
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +47,7 @@ func cleanEnv(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envShim, envShimFDs, envShimNames, envShimConn, envReleaseFD, listenfd.EnvFDs, listenfd.EnvPID, listenfd.EnvFDNames:
+		case envShim, envShimFDs, envShimNames, envShimConn, handoff.EnvReleaseFD, listenfd.EnvFDs, listenfd.EnvPID, listenfd.EnvFDNames:
 			continue
 		}
 		out = append(out, kv)
@@ -115,7 +115,7 @@ func execInPlace(path string, argv []string, files []*os.File, conn *net.UnixCon
 		if err != nil {
 			return fmt.Errorf("exec %s: keep the handoff connection: %w", path, err)
 		}
-		env = append(env, envReleaseFD+"="+strconv.Itoa(hi))
+		env = append(env, handoff.EnvReleaseFD+"="+strconv.Itoa(hi))
 		err = listenfd.Exec(path, argv, env, files)
 		unix.Close(hi) // not to leak into the shim as a second copy
 		if !errors.Is(err, listenfd.ErrNetpoller) {
@@ -208,7 +208,7 @@ func runShim(args []string, io cmdkit.IO) int {
 			if err == nil {
 				unix.Close(conn)
 				conn = hi
-				env = append(env, envReleaseFD+"="+strconv.Itoa(hi))
+				env = append(env, handoff.EnvReleaseFD+"="+strconv.Itoa(hi))
 			}
 		}
 		if err == nil {
@@ -266,7 +266,7 @@ func tellFailed(fd int, execErr error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	fdpass.WriteMsg(ctx, uc, status{V: protoVersion, Op: opFailed, Error: execErr.Error()})
+	handoff.SendStatus(ctx, uc, handoff.Status{V: handoff.Version, Op: handoff.OpFailed, Error: execErr.Error()})
 }
 
 // withoutKeys returns env without the variables that extra sets.

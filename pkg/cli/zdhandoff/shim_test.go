@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/fdpass"
+	"github.com/zdtools/zd/pkg/handoff"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,10 +76,10 @@ func TestExecViaShimFailureReported(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var st status
-	rerr := fdpass.ReadMsg(ctx, nc.(*net.UnixConn), maxMsg, &st)
+	var st handoff.Status
+	rerr := fdpass.ReadMsg(ctx, nc.(*net.UnixConn), handoff.MaxMsg, &st)
 	werr := cmd.Wait()
-	if rerr != nil || st.Op != opFailed || !strings.Contains(st.Error, "exec format error") {
+	if rerr != nil || st.Op != handoff.OpFailed || !strings.Contains(st.Error, "exec format error") {
 		t.Errorf("status = %+v, %v; want failed with exec format error", st, rerr)
 	}
 	if werr == nil || !strings.Contains(errb.String(), "exec format error") || !strings.Contains(errb.String(), "hint:") {

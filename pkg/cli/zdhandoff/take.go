@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"syscall"
 	"text/tabwriter"
@@ -14,81 +12,31 @@ import (
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
-	"github.com/zdtools/zd/pkg/fdpass"
+	"github.com/zdtools/zd/pkg/handoff"
 	"github.com/zdtools/zd/pkg/listenfd"
-	"golang.org/x/sys/unix"
 )
 
-// dial connects to the handoff socket and sends req; it returns the
-// connection and the server's (successful) reply. A connection that meets
-// a server just handing the path to its successor (refused or closed
-// without an answer, while the file at path changed) is tried again.
-func dial(ctx context.Context, path string, req request, timeout time.Duration) (*net.UnixConn, reply, error) {
-	for attempt := 0; ; attempt++ {
-		before := fileID(path)
-		conn, rep, retry, err := dialOnce(ctx, path, req, timeout)
-		if !retry || attempt >= 8 || fileID(path) == before || ctx.Err() != nil {
-			return conn, rep, err
+// cliError turns an error of pkg/handoff into a user-facing one with the
+// documented exit code and a hint in terms of the command's flags.
+func cliError(err error, path string, timeout time.Duration) error {
+	var he *handoff.Error
+	if !errors.As(err, &he) {
+		return err
+	}
+	e := &cmdkit.Error{Code: cmdkit.ExitFailure, Message: he.Message, Hint: he.Hint, Err: he.Err}
+	switch he.Kind {
+	case handoff.KindTimeout:
+		return timeoutError(he.Err, he.Message, timeout)
+	case handoff.KindNotRunning:
+		e.Code = cmdkit.ExitNotRunning
+		e.Hint = "nothing serves on " + path + " any more (a stale socket file); start zd-handoff serve"
+		if errors.Is(he, syscall.ENOENT) {
+			e.Hint = "start zd-handoff serve --socket " + path + " first, or check --socket (ZD_HANDOFF_SOCKET)"
 		}
+	case handoff.KindUsage:
+		e.Code = cmdkit.ExitUsage
 	}
-}
-
-// fileID identifies the file at path (device and inode), "" if none.
-func fileID(path string) string {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return ""
-	}
-	return fmt.Sprint(st.Dev, ":", st.Ino)
-}
-
-// dialOnce is one attempt of dial; retry says whether the failure may be
-// a server going away mid-handoff.
-func dialOnce(ctx context.Context, path string, req request, timeout time.Duration) (*net.UnixConn, reply, bool, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, reply{}, errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT), dialError(err, path, timeout)
-	}
-	conn := nc.(*net.UnixConn)
-	var rep reply
-	werr := fdpass.WriteMsg(ctx, conn, req)
-	// Read even if the write failed: a server that refuses us answers and
-	// hangs up without reading, and its answer is waiting for us.
-	err = fdpass.ReadMsg(ctx, conn, maxMsg, &rep)
-	if err != nil && werr != nil {
-		err = werr
-	}
-	if err != nil {
-		conn.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, reply{}, true, cmdkit.Failf(cmdkit.ExitFailure, "check the server's log", "handoff server at %s closed the connection without an answer", path)
-		}
-		return nil, reply{}, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE),
-			timeoutError(fmt.Errorf("talk to handoff server at %s: %w", path, err), "handoff server at "+path, timeout)
-	}
-	if !rep.OK {
-		conn.Close()
-		e := &cmdkit.Error{Code: cmdkit.ExitFailure, Message: "handoff server at " + path + " (pid " + fmt.Sprint(rep.PID) + "): unknown error"}
-		if rep.Error != nil {
-			e.Message = "handoff server at " + path + " (pid " + fmt.Sprint(rep.PID) + "): " + rep.Error.Message
-			e.Hint = rep.Error.Hint
-		}
-		return nil, reply{}, false, e
-	}
-	return conn, rep, false, nil
-}
-
-func dialError(err error, path string, timeout time.Duration) error {
-	switch {
-	case errors.Is(err, syscall.ENOENT):
-		return cmdkit.Wrap(err, cmdkit.ExitNotRunning, "start zd-handoff serve --socket "+path+" first, or check --socket (ZD_HANDOFF_SOCKET)")
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return cmdkit.Wrap(err, cmdkit.ExitNotRunning, "nothing serves on "+path+" any more (a stale socket file); start zd-handoff serve")
-	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return cmdkit.Wrap(err, cmdkit.ExitFailure, "the handoff socket is private (0600): run as its owner or root")
-	}
-	return timeoutError(err, "connect to "+path, timeout)
+	return e
 }
 
 // runTake: zd-handoff take --socket PATH [--name N]... [--release] -- CMD [ARGS].
@@ -115,22 +63,11 @@ func runTake(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	release := c.Bool("release")
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// ls and a plain take are the same in every version (servers of the
-	// first one answer them); a release needs the confirmation of version 2.
-	v := baseVersion
-	if release {
-		v = protoVersion
-	}
-	conn, rep, err := dial(ctx, path, request{V: v, Op: opTake, Names: names, Release: release}, timeout)
+	conn, rep, fds, err := handoff.Take(ctx, path, names, release)
 	if err != nil {
-		return err
+		return cliError(err, path, timeout)
 	}
 	defer conn.Close()
-	fds, err := fdpass.Recv(ctx, conn, maxTakeFDs)
-	if err != nil {
-		return timeoutError(cmdkit.Wrap(fmt.Errorf("take fds from %s: %w", path, err), cmdkit.ExitFailure,
-			"check the server's log; both sides must run the same zd-handoff version"), "take fds from "+path, timeout)
-	}
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {
 		files[i] = fd.File
@@ -142,11 +79,11 @@ func runTake(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		return cmdkit.Wrap(execInPlace(cmdPath, cmdArgs, files, nil), cmdkit.ExitFailure,
 			"check that "+cmdArgs[0]+" is an executable the kernel can run")
 	}
-	if err := fdpass.WriteMsg(ctx, conn, status{V: protoVersion, Op: opExec}); err != nil {
+	if err := handoff.SendStatus(ctx, conn, handoff.Status{V: handoff.Version, Op: handoff.OpExec}); err != nil {
 		return timeoutError(fmt.Errorf("tell %s we exec: %w", path, err), "handoff server at "+path, timeout)
 	}
 	err = execInPlace(cmdPath, cmdArgs, files, conn)
-	fdpass.WriteMsg(ctx, conn, status{V: protoVersion, Op: opFailed, Error: err.Error()})
+	handoff.SendStatus(ctx, conn, handoff.Status{V: handoff.Version, Op: handoff.OpFailed, Error: err.Error()})
 	return cmdkit.Wrap(err, cmdkit.ExitFailure, "check that "+cmdArgs[0]+" is an executable; the server keeps serving")
 }
 
@@ -159,7 +96,7 @@ type lsOutput struct {
 
 type lsEntry struct {
 	FD int `json:"fd"`
-	offer
+	handoff.Offer
 	Network string `json:"network"`
 }
 
@@ -178,14 +115,13 @@ func runLs(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, rep, err := dial(ctx, path, request{V: baseVersion, Op: opLs}, timeout)
+	rep, err := handoff.Ls(ctx, path)
 	if err != nil {
-		return err
+		return cliError(err, path, timeout)
 	}
-	conn.Close()
 	out := lsOutput{Socket: path, PID: rep.PID, FDs: make([]lsEntry, len(rep.FDs))}
 	for i, o := range rep.FDs {
-		out.FDs[i] = lsEntry{FD: listenfd.FirstFD + i, offer: o,
+		out.FDs[i] = lsEntry{FD: listenfd.FirstFD + i, Offer: o,
 			Network: listenfd.Info{Family: o.Family, Type: o.Type}.Network()}
 	}
 	if c.Bool("json") {

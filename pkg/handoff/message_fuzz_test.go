@@ -1,4 +1,4 @@
-package zdhandoff
+package handoff
 
 import (
 	"reflect"
@@ -12,10 +12,10 @@ import (
 // message.
 func FuzzStatus(f *testing.F) {
 	for _, v := range []any{
-		status{V: protoVersion, Op: opExec},
-		status{V: protoVersion, Op: opReady, PID: 4242, Path: "/run/app/.zdh4242", Socket: "/run/app/h.sock"},
-		status{V: protoVersion, Op: opAbort, Error: "not ready within the old server's --release-timeout 30s"},
-		request{V: protoVersion, Op: opTake, Names: []string{"web"}, Release: true},
+		Status{V: Version, Op: OpExec},
+		Status{V: Version, Op: OpReady, PID: 4242, Path: "/run/app/.zdh4242", Socket: "/run/app/h.sock"},
+		Status{V: Version, Op: OpAbort, Error: "not ready within the old server's --release-timeout 30s"},
+		Request{V: Version, Op: OpTake, Names: []string{"web"}, Release: true},
 	} {
 		b, err := msgpack.Marshal(v)
 		if err != nil {
@@ -24,24 +24,24 @@ func FuzzStatus(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var st status
+		var st Status
 		if err := msgpack.Unmarshal(b, &st); err == nil {
 			enc, err := msgpack.Marshal(st)
 			if err != nil {
 				t.Fatalf("re-encode %+v: %v", st, err)
 			}
-			var st2 status
+			var st2 Status
 			if err := msgpack.Unmarshal(enc, &st2); err != nil || st2 != st {
 				t.Fatalf("round trip of %+v: %+v, %v", st, st2, err)
 			}
 		}
-		var req request
+		var req Request
 		if err := msgpack.Unmarshal(b, &req); err == nil {
 			enc, err := msgpack.Marshal(req)
 			if err != nil {
 				t.Fatalf("re-encode %+v: %v", req, err)
 			}
-			var req2 request
+			var req2 Request
 			if err := msgpack.Unmarshal(enc, &req2); err != nil || !reflect.DeepEqual(normal(req), normal(req2)) {
 				t.Fatalf("round trip of %+v: %+v, %v", req, req2, err)
 			}
@@ -50,7 +50,7 @@ func FuzzStatus(f *testing.F) {
 }
 
 // normal makes an empty name list nil (omitempty drops it).
-func normal(r request) request {
+func normal(r Request) Request {
 	if len(r.Names) == 0 {
 		r.Names = nil
 	}

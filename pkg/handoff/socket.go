@@ -1,4 +1,4 @@
-package zdhandoff
+package handoff
 
 import (
 	"fmt"
@@ -8,64 +8,63 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zdtools/zd/pkg/cli/cmdkit"
 	"github.com/zdtools/zd/pkg/listenfd"
 	"golang.org/x/sys/unix"
 )
 
-// handoffSocket is the listening handoff socket and the identity of its
-// file, so that exiting never removes a successor's socket.
-type handoffSocket struct {
+// Socket is a listening handoff socket and the identity of its file, so
+// that closing it never removes a successor's socket.
+type Socket struct {
 	ln       *net.UnixListener
 	path     string // the handoff path
 	tmp      string // where it was bound; "" once renamed onto path
 	dev, ino uint64
 }
 
-// bindHandoff binds a socket next to path, under a temporary name: it
-// answers there (the successor's hello) until publish renames it onto
-// path. path itself is left alone — in a chain the predecessor still
-// serves on it.
-func bindHandoff(path string) (*handoffSocket, error) {
+// Bind binds a socket next to path, under a temporary name: it answers
+// there (the successor's hello) until Publish renames it onto path. path
+// itself is left alone: in a chain the predecessor still serves on it.
+// Errors are *Error: KindUsage when path exists and is not a socket.
+func Bind(path string) (*Socket, error) {
 	if st, err := os.Lstat(path); err == nil && st.Mode().Type() != os.ModeSocket {
-		return nil, cmdkit.UsageError("choose another --socket path", "%s exists and is not a socket", path)
+		return nil, &Error{Kind: KindUsage, Step: "stat", Message: path + " exists and is not a socket", Hint: "choose another socket path"}
 	}
 	dir := path[:strings.LastIndexByte(path, '/')+1]
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "create the socket's directory, or choose another --socket")
+			return nil, &Error{Step: "mkdir", Err: err}
 		}
 	}
 	tmp := fmt.Sprintf("%s.zdh%d", dir, os.Getpid())
 	os.Remove(tmp)
-	f, err := listenfd.Spec{Network: "unix", Address: absPath(tmp), Mode: 0o600}.Listen()
+	f, err := listenfd.Spec{Network: "unix", Address: AbsPath(tmp), Mode: 0o600}.Listen()
 	if err != nil {
-		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "check that the directory of --socket is writable, and the path short")
+		return nil, &Error{Step: "bind", Err: err}
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Stat(tmp, &st); err != nil {
 		os.Remove(tmp)
-		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+		return nil, &Error{Step: "bind", Err: err}
 	}
 	fl, err := net.FileListener(f)
 	if err != nil {
 		os.Remove(tmp)
-		return nil, cmdkit.Wrap(err, cmdkit.ExitFailure, "")
+		return nil, &Error{Step: "bind", Err: err}
 	}
 	ln := fl.(*net.UnixListener)
 	ln.SetUnlinkOnClose(false)
-	return &handoffSocket{ln: ln, path: path, tmp: tmp, dev: st.Dev, ino: st.Ino}, nil
+	return &Socket{ln: ln, path: path, tmp: tmp, dev: st.Dev, ino: st.Ino}, nil
 }
 
-// listenHandoff binds path at once, replacing atomically (bind elsewhere,
-// rename) whatever socket is there.
-func listenHandoff(path string) (*handoffSocket, error) {
-	h, err := bindHandoff(path)
+// Listen binds path at once, replacing atomically (bind elsewhere, rename)
+// whatever socket is there.
+func Listen(path string) (*Socket, error) {
+	h, err := Bind(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := h.publish(); err != nil {
+	if err := h.Publish(); err != nil {
 		h.ln.Close()
 		os.Remove(h.tmp)
 		return nil, err
@@ -73,36 +72,42 @@ func listenHandoff(path string) (*handoffSocket, error) {
 	return h, nil
 }
 
-// publish renames the socket onto the handoff path. The rename is atomic:
-// a client finds the old socket or this one, never no file.
-func (h *handoffSocket) publish() error {
+// Publish renames the socket onto the handoff path. The rename is atomic:
+// a client finds the old socket or this one, never no file. Publishing a
+// published socket does nothing.
+func (h *Socket) Publish() error {
 	if h.tmp == "" {
 		return nil
 	}
 	unlock, _ := lockDir(h.path)
 	defer unlock()
 	if err := os.Rename(h.tmp, h.path); err != nil {
-		return cmdkit.Wrap(err, cmdkit.ExitFailure, "check that the directory of --socket is writable")
+		return &Error{Step: "rename", Err: err}
 	}
 	h.tmp = ""
 	return nil
 }
 
-// ours reports whether the handoff path is this socket's file.
-func (h *handoffSocket) ours() bool {
+// Ours reports whether the handoff path is this socket's file.
+func (h *Socket) Ours() bool {
 	var st unix.Stat_t
 	return unix.Stat(h.path, &st) == nil && st.Dev == h.dev && st.Ino == h.ino
 }
 
-// where is the path this socket answers on.
-func (h *handoffSocket) where() string {
+// Where is the path this socket answers on now.
+func (h *Socket) Where() string {
 	if h.tmp != "" {
 		return h.tmp
 	}
 	return h.path
 }
 
-func absPath(p string) string {
+// Path is the handoff path.
+func (h *Socket) Path() string { return h.path }
+
+// AbsPath returns p made absolute against the working directory (p as it
+// is if that is unknown).
+func AbsPath(p string) string {
 	if strings.HasPrefix(p, "/") {
 		return p
 	}
@@ -113,10 +118,10 @@ func absPath(p string) string {
 	return wd + "/" + p
 }
 
-// close stops listening and removes the socket file if it is still ours.
-// The check and the removal hold the directory's lock, which publish also
+// Close stops listening and removes the socket file if it is still ours.
+// The check and the removal hold the directory's lock, which Publish also
 // takes, so a successor's socket renamed in between is never removed.
-func (h *handoffSocket) close(log *slog.Logger) {
+func (h *Socket) Close(log *slog.Logger) {
 	h.ln.Close()
 	if h.tmp != "" {
 		os.Remove(h.tmp)
@@ -124,7 +129,7 @@ func (h *handoffSocket) close(log *slog.Logger) {
 	}
 	unlock, locked := lockDir(h.path)
 	defer unlock()
-	if locked && h.ours() {
+	if locked && h.Ours() {
 		os.Remove(h.path)
 	} else {
 		log.Debug("socket path belongs to a successor; left in place", "socket", h.path)
@@ -133,7 +138,7 @@ func (h *handoffSocket) close(log *slog.Logger) {
 
 // drain accepts, without waiting, the connections already queued on the
 // listener, so that closing it resets none of them.
-func (h *handoffSocket) drain(handle func(*net.UnixConn)) {
+func (h *Socket) drain(handle func(*net.UnixConn)) {
 	rc, err := h.ln.SyscallConn()
 	if err != nil {
 		return
@@ -160,9 +165,10 @@ func (h *handoffSocket) drain(handle func(*net.UnixConn)) {
 }
 
 // lockDir takes an exclusive flock on the directory of path, waiting at
-// most a second; it returns the unlock and whether it got the lock. Without the lock (it could not be
-// taken in time) the caller goes on: publish is atomic anyway, and close
-// then leaves the file alone rather than risk removing a successor's.
+// most a second; it returns the unlock and whether it got the lock.
+// Without the lock (it could not be taken in time) the caller goes on:
+// Publish is atomic anyway, and Close then leaves the file alone rather
+// than risk removing a successor's.
 func lockDir(path string) (unlock func(), locked bool) {
 	dir := path[:strings.LastIndexByte(path, '/')+1]
 	if dir == "" {
