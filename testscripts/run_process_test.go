@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,10 @@ func TestRunRespawnAndDegraded(t *testing.T) {
 	out, _, code := r.zdctl("health")
 	if code != 5 || !strings.Contains(out, "degraded") {
 		t.Errorf("zdctl health = %q, exit %d; want degraded, exit 5", out, code)
+	}
+	// The log says so, naming the slot left empty.
+	if !regexp.MustCompile(`level=ERROR msg="respawn limit reached; slot left empty" .*slot=[01] generation=1 release=\S+/app restarts=3 window=1m0s`).MatchString(r.log()) {
+		t.Errorf("zd-run's log does not say the respawn limit was reached:\n%s", r.log())
 	}
 	// A fixed release brings it back.
 	os.Remove(flag)

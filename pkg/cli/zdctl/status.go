@@ -68,7 +68,7 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 // under "queue" when zd-queue runs in the same state dir.
 type statusOut struct {
 	runapi.Status
-	Queue map[string]any `json:"queue,omitempty"`
+	Queue map[string]any `json:"queue"` // null without zd-queue
 }
 
 // watchStatus shows the status again on every event from zd-run's watch

@@ -45,7 +45,16 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	// --worker-listen may name the state dir (quoted, so the shell left it).
 	o.cfg.WorkerListen = strings.NewReplacer("${ZD_STATE_DIR}", dir, "$ZD_STATE_DIR", dir).Replace(o.cfg.WorkerListen)
 	if _, err := exec.LookPath(o.cfg.Command[0]); err != nil {
-		return cmdkit.UsageError("give a path to the app, or put it in PATH", "cannot find the command %q: %v", o.cfg.Command[0], err)
+		why := "not found in PATH"
+		switch {
+		case strings.ContainsRune(o.cfg.Command[0], '/') && errors.Is(err, os.ErrNotExist):
+			why = "no such file"
+		case errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "permission denied"):
+			why = "not executable"
+		case strings.ContainsRune(o.cfg.Command[0], '/'):
+			why = "not an executable file"
+		}
+		return cmdkit.UsageError("give a path to the app, or put it in PATH", "cannot find the command %q: %s", o.cfg.Command[0], why)
 	}
 	log, err := cmdkit.NewLogger(io.Stderr, o.logFmt, o.logLvl)
 	if err != nil {
