@@ -1,0 +1,209 @@
+package wsrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// requestMove starts moving the session if it is attached to backend.
+func (s *Session) requestMove(backend string) {
+	s.mu.Lock()
+	if s.state.Load() == stAttached && s.b != nil && s.b.name == backend {
+		s.startMoveLocked(false)
+	}
+	s.mu.Unlock()
+}
+
+// startMoveLocked enters stMoving and starts the mover; s.mu is held.
+// gone says the old backend's connection is finished already (it closed
+// with 1001/1012 or dropped): no Close 1012 is sent to it.
+func (s *Session) startMoveLocked(gone bool) {
+	s.state.Store(stMoving)
+	s.r.st.moving.Add(1)
+	ctx, cancel := context.WithTimeout(s.r.ctx, s.r.cfg.ReattachTimeout)
+	s.moveCancel = cancel
+	old := s.b
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.move(ctx, old, gone)
+	}()
+}
+
+// move is the barrier of DESIGN.md: client→backend messages are held
+// already; Close 1012 goes to the old backend, whatever it still sends is
+// forwarded until its Close reply; then a ready backend is dialled with
+// Zd-Resume, the held messages are flushed, and the session carries on.
+func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
+	r := s.r
+	start := time.Now()
+	t := time.NewTimer(r.cfg.CloseTimeout)
+	if !gone {
+		// Wait for the client loop's batch to that backend to be written
+		// (or to fail), so the Close goes after every message sent before
+		// the barrier and nothing is written to the old backend after it.
+		old.wmu.Lock()
+		var buf [maxHeaderLen + maxControlPayload]byte
+		old.conn.SetWriteDeadline(time.Now().Add(r.cfg.CloseTimeout))
+		old.conn.Write(appendFrame(buf[:0], true, 0, opClose, closePayload(CloseServiceRestart, "zd-queue: moving the session"), true))
+		old.wmu.Unlock()
+	}
+	select {
+	case <-old.done:
+	case <-t.C:
+		old.conn.Close()
+		<-old.done
+	}
+	t.Stop()
+	old.conn.Close()
+	// A batch the client loop was writing has failed or finished by now;
+	// its unwritten frames are held.
+	old.wmu.Lock()
+	//lint:ignore SA2001 taking the lock is the wait: the client loop holds it while it writes
+	old.wmu.Unlock()
+
+	for {
+		s.mu.Lock()
+		resume := s.resume + 1
+		s.mu.Unlock()
+		nb, err := s.dial(ctx, resume)
+		if err != nil {
+			if s.state.Load() == stClosing {
+				return
+			}
+			var ref *RefusedError
+			if errors.As(err, &ref) {
+				s.failClient(CloseServiceRestart, "zd-queue: the backend refused the session", ReasonReattachRefused)
+			} else {
+				r.cfg.Logger.Warn("WebSocket session not re-attached", "session", s.id, "err", err)
+				s.failClient(CloseServiceRestart, "zd-queue: no backend took the session in time", ReasonReattachTimeout)
+			}
+			return
+		}
+		nb.rd.maxMessage = r.cfg.MaxMessage
+		s.mu.Lock()
+		if s.state.Load() != stMoving {
+			s.mu.Unlock()
+			nb.conn.Close()
+			return
+		}
+		// Flush under s.mu: the client loop waits, so held messages go
+		// before anything it reads next.
+		var rest []byte
+		if s.held != nil && len(*s.held) > 0 {
+			nb.conn.SetWriteDeadline(time.Now().Add(r.cfg.CloseTimeout))
+			n, err := nb.conn.Write(*s.held)
+			nb.conn.SetWriteDeadline(time.Time{})
+			if err != nil {
+				rest = unwritten(*s.held, n)
+			}
+			r.st.held.Add(-int64(len(*s.held) - len(rest)))
+			if rest != nil {
+				*s.held = append((*s.held)[:0], rest...)
+			} else {
+				putBuf(s.held)
+				s.held = nil
+			}
+		}
+		if rest != nil {
+			// The new backend failed at once: try another.
+			s.mu.Unlock()
+			nb.conn.Close()
+			continue
+		}
+		prev := s.b.name
+		s.b = nb
+		s.resume = resume
+		s.state.Store(stAttached)
+		s.moveCancel = nil
+		r.st.moving.Add(-1)
+		r.attached(s, prev, nb.name)
+		s.startBackend(nb)
+		s.mu.Unlock()
+		d := time.Since(start)
+		r.st.moved.Add(1)
+		r.st.move(d)
+		return
+	}
+}
+
+// dial attaches a backend: it asks Config.Dial and handshakes, again and
+// again (backing off) until one takes the session or ctx ends. Re-attach
+// dials (resume > 0) are paced: at most MaxDials at once, each after a
+// random wait of up to DialJitter. A 4xx refusal is final.
+func (s *Session) dial(ctx context.Context, resume int) (*backendConn, error) {
+	r := s.r
+	backoff := 10 * time.Millisecond
+	var last error
+	for {
+		if resume > 0 {
+			select {
+			case r.dials <- struct{}{}:
+			case <-ctx.Done():
+				return nil, dialErr(last, ctx.Err())
+			}
+			if j := r.cfg.DialJitter; j > 0 {
+				if err := sleepCtx(ctx, rand.N(j)); err != nil {
+					<-r.dials
+					return nil, dialErr(last, err)
+				}
+			}
+		}
+		bc, err := s.dialOnce(ctx, resume)
+		if resume > 0 {
+			<-r.dials
+		}
+		if err == nil {
+			return bc, nil
+		}
+		last = err
+		var ref *RefusedError
+		if errors.As(err, &ref) && (resume == 0 || ref.Status < 500) {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, backoff/2+rand.N(backoff)); err != nil {
+			return nil, dialErr(last, err)
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+func (s *Session) dialOnce(ctx context.Context, resume int) (*backendConn, error) {
+	conn, name, err := s.r.cfg.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bc, err := handshake(ctx, conn, s.req, s.id, resume, s.r.cfg.HandshakeTimeout)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	if resume > 0 && bc.protocol != s.protocol {
+		conn.Close()
+		return nil, fmt.Errorf("backend %s chose subprotocol %q, the session has %q", name, bc.protocol, s.protocol)
+	}
+	bc.name = name
+	return bc, nil
+}
+
+func dialErr(last, ctxErr error) error {
+	if last == nil {
+		return ctxErr
+	}
+	return fmt.Errorf("%w (last attempt: %w)", ctxErr, last)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,266 @@
+package wsrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// ErrNoBackend is what a Config.Dial returns when no backend is ready: the
+// relay then waits (bounded by ReattachTimeout) and asks again.
+var ErrNoBackend = errors.New("no ready backend")
+
+// ErrTooManySessions is Open's error past Config.MaxSessions.
+var ErrTooManySessions = errors.New("too many WebSocket sessions")
+
+// Config sets up a Relay. Zero values take the defaults named.
+type Config struct {
+	// Dial connects to a ready backend that is not draining and names it
+	// (the name Drain takes). ErrNoBackend (or any error) makes the relay
+	// wait and try again until ReattachTimeout.
+	Dial func(ctx context.Context) (conn net.Conn, backend string, err error)
+
+	MaxMessage        int64         // bytes of one message, after inflating (1 MiB); past it: 1009
+	MaxHeldPerSession int64         // client→backend bytes held during a move (1 MiB); past it: 1013
+	MaxHeldTotal      int64         // same, all sessions (256 MiB); past it: 1013
+	MaxSessions       int           // open sessions (100,000); past it Open refuses (503)
+	ReattachTimeout   time.Duration // a session waits this long for a backend (30 s); then 1012
+	CloseTimeout      time.Duration // wait for a Close reply (5 s)
+	HandshakeTimeout  time.Duration // one backend handshake (10 s)
+	MaxDials          int           // backend dials of re-attaches at once (64)
+	DialJitter        time.Duration // random wait before a re-attach dial, up to (5 ms)
+	NoCompression     bool          // do not offer permessage-deflate to clients
+	CompressMin       int           // messages to the client shorter than this go uncompressed (128)
+
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxMessage, 1<<20)
+	def(&c.MaxHeldPerSession, 1<<20)
+	def(&c.MaxHeldTotal, 256<<20)
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 100_000
+	}
+	if c.ReattachTimeout <= 0 {
+		c.ReattachTimeout = 30 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 5 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxDials <= 0 {
+		c.MaxDials = 64
+	}
+	if c.DialJitter < 0 {
+		c.DialJitter = 0
+	} else if c.DialJitter == 0 {
+		c.DialJitter = 5 * time.Millisecond
+	}
+	if c.CompressMin <= 0 {
+		c.CompressMin = 128
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Relay owns the WebSocket sessions of one zd-queue.
+type Relay struct {
+	cfg    Config
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	dials  chan struct{}
+	st     counters
+
+	mu        sync.Mutex
+	byBackend map[string]map[*Session]struct{}
+	all       map[*Session]struct{}
+}
+
+// New returns a Relay; Close ends it.
+func New(cfg Config) *Relay {
+	cfg.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Relay{
+		cfg: cfg, ctx: ctx, cancel: cancel,
+		dials:     make(chan struct{}, cfg.MaxDials),
+		byBackend: map[string]map[*Session]struct{}{},
+		all:       map[*Session]struct{}{},
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Relay) Stats() Stats { return r.st.snapshot() }
+
+// Sessions returns how many sessions are attached to backend now ("" for
+// all open sessions).
+func (r *Relay) Sessions(backend string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if backend == "" {
+		return len(r.all)
+	}
+	return len(r.byBackend[backend])
+}
+
+func (r *Relay) attached(s *Session, old, backend string) {
+	r.mu.Lock()
+	if m := r.byBackend[old]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(r.byBackend, old)
+		}
+	}
+	if backend != "" {
+		m := r.byBackend[backend]
+		if m == nil {
+			m = map[*Session]struct{}{}
+			r.byBackend[backend] = m
+		}
+		m[s] = struct{}{}
+	}
+	r.mu.Unlock()
+}
+
+// Drain moves every session attached to backend to another one (the
+// barrier of DESIGN.md) and returns when none is left on it, or with
+// ctx's error, saying how many are still there. Sessions that cannot be
+// re-attached end with 1012 or 1013 and count as gone.
+func (r *Relay) Drain(ctx context.Context, backend string) error {
+	r.mu.Lock()
+	list := make([]*Session, 0, len(r.byBackend[backend]))
+	for s := range r.byBackend[backend] {
+		list = append(list, s)
+	}
+	r.mu.Unlock()
+	for _, s := range list {
+		s.requestMove(backend)
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n := r.Sessions(backend)
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain %s: %d WebSocket sessions still attached: %w", backend, n, ctx.Err())
+		case <-t.C:
+		}
+		// Sessions that attached to it while it drained move too.
+		r.mu.Lock()
+		list = list[:0]
+		for s := range r.byBackend[backend] {
+			list = append(list, s)
+		}
+		r.mu.Unlock()
+		for _, s := range list {
+			s.requestMove(backend)
+		}
+	}
+}
+
+// Close ends every session with 1012 (Service Restart: the client may
+// reconnect at once) and waits for their goroutines, bounded by ctx.
+func (r *Relay) Close(ctx context.Context) error {
+	r.cancel()
+	r.mu.Lock()
+	for s := range r.all {
+		go s.shutdown()
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close the WebSocket relay: %d sessions still open: %w", r.Sessions(""), ctx.Err())
+	}
+}
+
+// ServeHTTP serves an HTTP/1.1 WebSocket upgrade: it checks the
+// handshake, attaches a backend, answers 101 and relays the session on the
+// hijacked connection until it ends. A backend's refusal goes to the
+// client as the backend sent it (status, fields, body).
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	key, status, err := CheckUpgrade(req)
+	if err != nil {
+		if status == http.StatusUpgradeRequired {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		http.Error(w, "zd-queue: "+err.Error(), status)
+		return
+	}
+	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header}
+	s, resp, err := r.Open(req.Context(), wreq)
+	if err != nil {
+		writeOpenError(w, err)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.abort()
+		http.Error(w, "zd-queue: this connection cannot switch protocols", http.StatusInternalServerError)
+		return
+	}
+	bw := brw.Writer
+	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
+	bw.WriteString(AcceptKey(key))
+	bw.WriteString("\r\n")
+	resp.Header.Write(bw)
+	bw.WriteString("\r\n")
+	if err := bw.Flush(); err != nil {
+		conn.Close()
+		s.abort()
+		return
+	}
+	var carried []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		carried, _ = brw.Reader.Peek(n)
+		carried = append([]byte(nil), carried...)
+	}
+	s.Run(conn, carried)
+}
+
+func writeOpenError(w http.ResponseWriter, err error) {
+	var ref *RefusedError
+	switch {
+	case errors.As(err, &ref):
+		for k, vv := range ref.Header {
+			if notForwarded[k] {
+				continue
+			}
+			w.Header()[k] = vv
+		}
+		w.WriteHeader(ref.Status)
+		w.Write(ref.Body)
+	case errors.Is(err, ErrTooManySessions):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "zd-queue: "+err.Error()+"; try again later", http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "zd-queue: no backend took the WebSocket: "+err.Error(), http.StatusBadGateway)
+	}
+}
+
+// Response is what the client's handshake answer carries besides what its
+// transport requires (the 101's Sec-WebSocket-Accept, or an h2/h3 200).
+type Response struct {
+	Header http.Header // Sec-WebSocket-Protocol, Sec-WebSocket-Extensions, the backend's Set-Cookie
+}

@@ -1,0 +1,265 @@
+package wsrelay
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session states. They change under Session.mu; the atomic copy lets the
+// loops look without the lock.
+const (
+	stAttached = iota // messages flow to and from s.b
+	stMoving          // client→backend messages are held; a mover finds a new backend
+	stClosing         // the session ends: nothing more is relayed
+)
+
+// Session is one client WebSocket, above any one backend attempt.
+type Session struct {
+	r        *Relay
+	id       string
+	req      *Request
+	deflate  bool
+	dp       deflateParams
+	protocol string
+
+	client io.ReadWriteCloser
+	cr     msgReader
+	cw     sync.Mutex // client writes
+
+	mu         sync.Mutex
+	state      atomic.Int32
+	b          *backendConn
+	resume     int
+	held       *[]byte // client→backend frames held while moving, encoded
+	moveCancel context.CancelFunc
+	wg         sync.WaitGroup // backend loops and movers
+	ended      bool           // the end was counted
+	closeTimer *time.Timer    // closes the client stream when no Close reply comes
+	// The client closed: its Close reply (replyCode) goes once the backend's
+	// remaining messages and its Close reply were forwarded.
+	replyPending atomic.Bool
+	replyCode    uint16
+}
+
+// ID is the session's Zd-Session-Id.
+func (s *Session) ID() string { return s.id }
+
+// Open checks the bound on sessions, negotiates permessage-deflate with the
+// client's offer and attaches a first backend (waiting for one up to
+// ReattachTimeout). The returned Response's fields go into the client's
+// handshake answer; then Run relays. Errors: ErrTooManySessions, a
+// *RefusedError (the backend's answer, for the client as it is), or why no
+// backend could be attached.
+func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, error) {
+	if r.st.sessions.Add(1) > int64(r.cfg.MaxSessions) {
+		r.st.sessions.Add(-1)
+		r.st.refused.Add(1)
+		return nil, nil, ErrTooManySessions
+	}
+	s := &Session{r: r, id: newSessionID(), req: req}
+	resp := &Response{Header: http.Header{}}
+	if !r.cfg.NoCompression {
+		if ext, p, ok := negotiateDeflate(req.Header["Sec-Websocket-Extensions"]); ok {
+			s.deflate, s.dp = true, p
+			resp.Header.Set("Sec-WebSocket-Extensions", ext)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReattachTimeout)
+	defer cancel()
+	bc, err := s.dial(ctx, 0)
+	if err != nil {
+		r.st.sessions.Add(-1)
+		return nil, nil, err
+	}
+	s.b = bc
+	s.protocol = bc.protocol
+	if bc.protocol != "" {
+		resp.Header.Set("Sec-WebSocket-Protocol", bc.protocol)
+	}
+	r.st.sessionsTotal.Add(1)
+	return s, resp, nil
+}
+
+// abort ends a session that was opened but never ran.
+func (s *Session) abort() {
+	s.b.conn.Close()
+	s.r.st.sessions.Add(-1)
+}
+
+// Run relays the session over stream (an HTTP/1.1 connection after its
+// 101, or an h2/h3 stream after its 200) until it ends; carried are bytes
+// already read from stream after the handshake. Run closes stream.
+func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
+	r := s.r
+	r.wg.Add(1)
+	defer r.wg.Done()
+	s.client = stream
+	s.cr.fr.init(stream, carried)
+	s.cr.expectMasked = true
+	s.cr.deflate = s.deflate
+	s.cr.maxMessage = r.cfg.MaxMessage
+	s.b.rd.maxMessage = r.cfg.MaxMessage
+
+	r.mu.Lock()
+	r.all[s] = struct{}{}
+	r.mu.Unlock()
+	s.mu.Lock()
+	r.attached(s, "", s.b.name)
+	s.startBackend(s.b)
+	s.mu.Unlock()
+	if r.ctx.Err() != nil {
+		go s.shutdown()
+	}
+
+	s.clientLoop()
+
+	s.mu.Lock()
+	s.toClosing()
+	b := s.b
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
+	s.mu.Unlock()
+	stream.Close()
+	// The backend's close handshake was started on every way here; this
+	// bounds it.
+	var t *time.Timer
+	if b != nil {
+		t = time.AfterFunc(r.cfg.CloseTimeout+time.Second, func() { b.conn.Close() })
+	}
+	s.wg.Wait()
+	if t != nil {
+		t.Stop()
+	}
+	s.cr.release()
+	s.mu.Lock()
+	if s.held != nil {
+		r.st.held.Add(-int64(len(*s.held)))
+		putBuf(s.held)
+		s.held = nil
+	}
+	r.attached(s, s.nameLocked(), "")
+	s.mu.Unlock()
+	r.mu.Lock()
+	delete(r.all, s)
+	r.mu.Unlock()
+	r.st.sessions.Add(-1)
+}
+
+func (s *Session) nameLocked() string {
+	if s.b == nil {
+		return ""
+	}
+	return s.b.name
+}
+
+// toClosing enters stClosing; s.mu is held. It stops a mover's dials.
+func (s *Session) toClosing() {
+	if s.state.Load() == stMoving {
+		s.r.st.moving.Add(-1)
+	}
+	s.state.Store(stClosing)
+	if s.moveCancel != nil {
+		s.moveCancel()
+	}
+}
+
+func (s *Session) countEnd(code uint16, reason string) {
+	s.mu.Lock()
+	first := !s.ended
+	s.ended = true
+	s.mu.Unlock()
+	if first {
+		s.r.st.close(code, reason)
+	}
+}
+
+// writeClient sends frames to the client; a failed write closes the
+// stream so the client loop ends.
+func (s *Session) writeClient(b []byte) error {
+	s.cw.Lock()
+	_, err := s.client.Write(b)
+	s.cw.Unlock()
+	if err != nil {
+		s.client.Close()
+	}
+	return err
+}
+
+func (s *Session) writeClientControl(op byte, payload []byte) error {
+	var buf [maxHeaderLen + maxControlPayload]byte
+	return s.writeClient(appendFrame(buf[:0], true, 0, op, payload, false))
+}
+
+// closeClient sends Close(code) to the client and closes its stream if no
+// reply came within CloseTimeout.
+func (s *Session) closeClient(code uint16, reason string) {
+	s.writeClientControl(opClose, closePayload(code, reason))
+	t := time.AfterFunc(s.r.cfg.CloseTimeout, func() { s.client.Close() })
+	s.mu.Lock()
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
+	s.closeTimer = t
+	s.mu.Unlock()
+}
+
+// failClient ends the session from the relay's side: Close(code) to the
+// client (never 1001), and the backend is told the client went away.
+func (s *Session) failClient(code uint16, reason, counted string) {
+	s.mu.Lock()
+	if s.state.Load() == stClosing {
+		s.mu.Unlock()
+		return
+	}
+	s.toClosing()
+	b := s.b
+	s.mu.Unlock()
+	s.countEnd(code, counted)
+	if counted == ReasonHeldLimit || counted == ReasonReattachTimeout || counted == ReasonReattachRefused {
+		s.r.st.failed.Add(1)
+	}
+	if b != nil {
+		s.closeBackend(b, CloseGoingAway, "client session ended")
+	}
+	s.closeClient(code, reason)
+}
+
+// shutdown is Relay.Close's end of a session.
+func (s *Session) shutdown() {
+	s.failClient(CloseServiceRestart, "zd-queue is restarting", ReasonShutdown)
+}
+
+// closeBackend sends Close to a backend and closes its connection once
+// it replied (its read loop ended) or CloseTimeout passed.
+func (s *Session) closeBackend(b *backendConn, code uint16, reason string) {
+	b.wmu.Lock()
+	var buf [maxHeaderLen + maxControlPayload]byte
+	b.conn.SetWriteDeadline(time.Now().Add(s.r.cfg.CloseTimeout))
+	b.conn.Write(appendFrame(buf[:0], true, 0, opClose, closePayload(code, reason), true))
+	b.wmu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(s.r.cfg.CloseTimeout)
+		defer t.Stop()
+		select {
+		case <-b.done:
+		case <-t.C:
+		}
+		b.conn.Close()
+	}()
+}
+
+// startBackend runs b's read loop; s.mu is held.
+func (s *Session) startBackend(b *backendConn) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.backendLoop(b)
+	}()
+}
