@@ -68,6 +68,9 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"signal":  cmdSignal,
 			"waitfor": cmdWaitFor,
+			// zd-snapshot's scripts: make records, damage files on purpose.
+			"genrecords": cmdGenRecords,
+			"damage":     cmdDamage,
 		},
 	})
 }
