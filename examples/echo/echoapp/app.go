@@ -1,7 +1,10 @@
 // Package echoapp is the code of the example app examples/echo: HTTP on "/"
 // answering with the serving pid, generation and slot, a WebSocket echo on
 // "/ws", sockets from LISTEN_FDS, READY=1 on NOTIFY_SOCKET and a race-free
-// keep-alive drain on SIGTERM. It imports no zd package: an app needs none.
+// keep-alive drain on SIGTERM. With -state DIR it keeps each WebSocket
+// session's counters across restarts and reloads in .zds snapshots
+// (state.go, pkg/snapshot); otherwise it imports no zd package: an app needs
+// none.
 //
 // Fault flags (-crash-at-start, -never-ready, -crash-after-ready, -leak-mb)
 // make it a bad release on purpose, for tests of zd-run's reload aborts.
@@ -28,7 +31,8 @@ type app struct {
 	pid   int
 	gen   string
 	slot  string
-	hold  [][]byte // memory leaked on purpose with -leak-mb
+	hold  [][]byte      // memory leaked on purpose with -leak-mb
+	state *sessionStore // nil without -state
 }
 
 // Main runs the app with args (without the program name) and returns the
@@ -44,6 +48,7 @@ func Main(args []string, logw io.Writer) int {
 	leakMB := fs.Int("leak-mb", 0, "grow the resident memory by this many MB per second")
 	grace := fs.Duration("grace", 25*time.Second, "longest drain on SIGTERM before cutting connections")
 	idleWait := fs.Duration("idle-wait", time.Second, "close a keep-alive connection during drain only once idle this long")
+	stateDir := fs.String("state", "", "keep WebSocket session state (?session=ID) in .zds snapshots in this directory across restarts and reloads")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,8 +89,17 @@ func Main(args []string, logw io.Writer) int {
 		}
 	}
 	a := &app{track: newTracker(), pid: os.Getpid(), gen: os.Getenv("ZD_GENERATION"), slot: os.Getenv("ZD_SLOT")}
+	if *stateDir != "" {
+		if a.state, err = newSessionStore(*stateDir, os.Getenv, logf); err != nil {
+			logf("-state %s: %v", *stateDir, err)
+			return 1
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", a.serveWS)
+	if a.state != nil {
+		mux.HandleFunc("/session", a.state.serveSession)
+	}
 	mux.HandleFunc("/", a.serveHello)
 	srv := &http.Server{
 		Handler:           a.track.Wrap(mux),
@@ -144,6 +158,13 @@ func Main(args []string, logw io.Writer) int {
 	// Drain: stop accepting (our copy of a shared socket only; the other
 	// workers keep accepting on theirs), then let connections finish.
 	notify.Send("STOPPING=1\nSTATUS=draining")
+	if a.state != nil {
+		// Before the sessions hear 1012 and reconnect elsewhere, so the
+		// worker they reach finds the state written.
+		if err := a.state.save(); err != nil {
+			logf("save session state: %v", err)
+		}
+	}
 	for _, ln := range lns {
 		ln.Close()
 	}

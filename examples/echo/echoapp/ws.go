@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/coder/websocket"
+	"github.com/zdtools/zd/pkg/snapshot"
 )
 
 // wsSession is one WebSocket echo session, closable by the drain.
@@ -40,10 +41,24 @@ func (a *app) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.track.removeSession(s)
+	var st *snapshot.Record
+	if a.state != nil {
+		if st = a.state.open(r, c.Subprotocol()); st == nil {
+			c.Close(websocket.StatusServiceRestart, "worker draining")
+			return
+		}
+		defer a.state.close(st)
+	}
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
 			c.CloseNow()
+			return
+		}
+		if st != nil && !a.state.message(st, len(msg)) {
+			// The state was saved for a restart: this message is not taken;
+			// the client sends it again to the worker it reconnects to.
+			c.Close(websocket.StatusServiceRestart, "worker draining")
 			return
 		}
 		if err := c.Write(ctx, typ, msg); err != nil {
