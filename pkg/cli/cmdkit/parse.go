@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/urfave/cli/v3"
 )
 
 // DurationSyntax is how every zd program's duration flags are written, for
@@ -45,3 +47,32 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// DurationFlag is cli.DurationFlag with the zd syntax (ParseDuration): a
+// bare number is seconds, so --grace 30 means what it means in every other
+// zd program. cmd.Duration(name) reads it as usual.
+type DurationFlag = cli.FlagBase[time.Duration, cli.NoConfig, durationValue]
+
+type durationValue time.Duration
+
+// Create implements cli.ValueCreator.
+func (durationValue) Create(v time.Duration, p *time.Duration, _ cli.NoConfig) cli.Value {
+	*p = v
+	return (*durationValue)(p)
+}
+
+// ToString implements cli.ValueCreator.
+func (durationValue) ToString(v time.Duration) string { return v.String() }
+
+func (d *durationValue) Set(s string) error {
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) Get() any { return time.Duration(*d) }
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
