@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -35,17 +36,25 @@ import (
 // which are opened again as the proxy reads the body.
 
 const (
-	h2Preface       = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-	h2MaxStreams    = 250
-	h2StreamWindow  = 1 << 20
-	h2ConnWindow    = 1 << 20
-	h2MaxReadFrame  = 1 << 20
+	h2Preface      = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	h2MaxStreams   = 250
+	h2StreamWindow = 1 << 20
+	h2ConnWindow   = 1 << 20
+	// The largest frame taken is the protocol's default, not advertised:
+	// a client must not send more before it has seen our SETTINGS
+	// (RFC 9113 section 4.2), and h2spec checks that a larger one is a
+	// FRAME_SIZE_ERROR. HAProxy and nginx read 16 KiB frames too.
+	h2MaxReadFrame  = 16384
 	h2DefaultWindow = 65535
 	h2MaxWindow     = 1<<31 - 1
 	h2WindowRefill  = 32 << 10 // consumed bytes worth a WINDOW_UPDATE
+	h2ResetMemory   = 64       // streams we reset whose late frames are ignored
 )
 
-var errStreamClosed = errors.New("http2: stream closed")
+var (
+	errStreamClosed = errors.New("http2: stream closed")
+	errPeerGoAway   = errors.New("http2: the client sent GOAWAY")
+)
 
 // h2conn is one client HTTP/2 connection.
 type h2conn struct {
@@ -84,10 +93,17 @@ type h2conn struct {
 	closedSend   bool // the connection is done: nobody waits for window
 
 	// Streams, under smu.
-	smu         sync.Mutex
-	streams     map[uint32]*h2stream
-	maxID       uint32 // highest client stream id seen
-	goAway      bool   // GOAWAY sent: no new streams
+	smu        sync.Mutex
+	streams    map[uint32]*h2stream
+	maxID      uint32 // highest client stream id seen
+	goAway     bool   // GOAWAY sent: no new streams
+	goAwayLast uint32 // the last stream id the GOAWAY said was taken
+	// The streams we reset while the client may still be sending on them
+	// (its frames in flight are ignored, RFC 9113 section 5.4.2), the
+	// latest h2ResetMemory of them; a frame on any other closed stream
+	// is answered as one (STREAM_CLOSED).
+	resetIDs    [h2ResetMemory]uint32
+	resetNext   int
 	handlers    sync.WaitGroup
 	active      atomic.Int32
 	connRecv    atomic.Int64 // what the peer may still send on the connection
@@ -120,7 +136,6 @@ func (hc *h1conn) serveH2() {
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
-		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(hc.p.cfg.MaxHeaderBytes)},
 	)
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-h2DefaultWindow)
@@ -137,6 +152,13 @@ func (hc *h1conn) serveH2() {
 		c.goAwayNow(http2.ErrCode(ce))
 	}
 	c.closeAll()
+	if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		// The client may still be sending: closing now would reset the
+		// connection, and a reset can destroy the GOAWAY before the client
+		// reads it. So the write side ends first, and what comes is read
+		// and dropped for a short while (as after a refused upload).
+		hc.lingerClose()
+	}
 }
 
 // readLoop reads and acts on frames until the connection ends.
@@ -204,6 +226,9 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.HeadersFrame:
 		c.blk.start(f.StreamID, f.StreamEnded())
+		// A stream cannot depend on itself: a stream error, once the
+		// block is decoded (RFC 7540 section 5.3.1; h2spec checks it).
+		c.blk.selfDep = f.HasPriority() && f.Priority.StreamDep == f.StreamID
 		return c.onBlockFragment(f.HeaderBlockFragment(), f.HeadersEnded())
 	case *http2.ContinuationFrame:
 		// The Framer lets a CONTINUATION through only right after the
@@ -233,21 +258,32 @@ func (c *h2conn) handleFrame(f http2.Frame) error {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		if st != nil {
+			// Closed by the client: what it sends on the stream from now
+			// on is a stream error (RFC 9113 section 5.1), while the
+			// handler, until it notices, still counts against
+			// h2MaxStreams.
+			st.peerReset.Store(true)
 			st.abort(fmt.Errorf("client reset the stream (%v)", f.ErrCode))
 		}
 		return nil
 	case *http2.GoAwayFrame:
-		c.smu.Lock()
-		c.goAway = true
-		c.smu.Unlock()
+		// The client opens no more streams: say that we take none either,
+		// and end the connection once the open ones are answered.
+		c.goAwayNow(http2.ErrCodeNo)
 		if c.active.Load() == 0 {
-			return io.EOF
+			return errPeerGoAway
+		}
+		return nil
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+			c.resetStream(f.StreamID, http2.ErrCodeProtocol)
 		}
 		return nil
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	return nil // PRIORITY, unknown frame types: nothing to do
+	return nil // unknown frame types: nothing to do
 }
 
 func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
@@ -293,15 +329,42 @@ func (c *h2conn) lookup(id uint32) (st *h2stream, idle bool) {
 	return c.streams[id], id > c.maxID
 }
 
-// goAwayNow tells the client no new streams will be taken.
+// noteResetLocked remembers that we reset stream id (c.smu held): the
+// client's frames for it sent before it saw the reset are ignored.
+func (c *h2conn) noteResetLocked(id uint32) {
+	c.resetIDs[c.resetNext] = id
+	c.resetNext = (c.resetNext + 1) % h2ResetMemory
+}
+
+// lateFrameLocked reports whether a frame on the closed stream id is one
+// to ignore (c.smu held): we reset the stream (recently), or it came after
+// our GOAWAY, which did not take it (RFC 9113 sections 5.4.2 and 6.8).
+// Other closed streams' DATA is answered with STREAM_CLOSED (section 6.1).
+func (c *h2conn) lateFrameLocked(id uint32) bool {
+	if c.goAway && id > c.goAwayLast {
+		return true
+	}
+	for _, r := range c.resetIDs {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// goAwayNow tells the client no new streams will be taken. A later GOAWAY
+// (an error after a graceful one) names the same last stream.
 func (c *h2conn) goAwayNow(code http2.ErrCode) {
 	c.smu.Lock()
 	if c.goAway && code == http2.ErrCodeNo {
 		c.smu.Unlock()
 		return
 	}
+	if !c.goAway {
+		c.goAwayLast = c.maxID
+	}
 	c.goAway = true
-	last := c.maxID
+	last := c.goAwayLast
 	c.smu.Unlock()
 	c.write(func() error { return c.fr.WriteGoAway(last, code, nil) }, true)
 }

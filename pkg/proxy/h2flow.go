@@ -44,7 +44,10 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 	if c.connRecv.Add(-n) < 0 {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
-	st, idle := c.lookup(f.StreamID)
+	c.smu.Lock()
+	st, idle := c.streams[f.StreamID], f.StreamID > c.maxID
+	late := st == nil && !idle && c.lateFrameLocked(f.StreamID)
+	c.smu.Unlock()
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -52,13 +55,17 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 		// Nobody will read it: the connection's window opens again at
 		// once.
 		c.giveBack(nil, n)
-		if st != nil && st.remoteEnd.Load() && !st.reset.Load() {
-			// DATA after END_STREAM (RFC 9113 section 5.1).
+		switch {
+		case st == nil && !late, st != nil && st.peerReset.Load(),
+			st != nil && st.remoteEnd.Load() && !st.reset.Load():
+			// DATA on a stream the client closed (END_STREAM, RST_STREAM),
+			// or that is long closed: a stream error (RFC 9113 sections
+			// 5.1 and 6.1). The reset is remembered, so what else is in
+			// flight is not answered each time.
 			c.resetStream(f.StreamID, http2.ErrCodeStreamClosed)
 		}
-		// A closed stream's DATA is the client's, sent before it saw our
-		// RST_STREAM or end of stream: ignored (section 5.4.2), not
-		// answered with another reset each time.
+		// Otherwise we reset the stream and the client sent this before
+		// it saw that: ignored (section 5.4.2).
 		return nil
 	}
 	if st.recvWin.Add(-n) < 0 {

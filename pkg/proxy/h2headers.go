@@ -18,18 +18,28 @@ import (
 // and the mapping between wire and canonical field names.
 
 // onBlockFragment decodes a piece of the header block being read; the
-// last one acts on the whole block. Like x/net's Framer, it ends the
-// connection when a piece is more than four times the room left under the
-// size limit (so a block over the limit by a little still gets its 431),
-// or keeps coming after the block went over the limit or held an invalid
-// field: decoding what will be thrown away is work a peer could make us
-// do without end.
+// last one acts on the whole block. As x/net's Framer does in its own way,
+// it ends the connection when the block grows past four times the size
+// limit (a block over the limit by a little still gets its 431, also in
+// 16 KiB frames), or keeps coming after it held an invalid field:
+// decoding what will be thrown away is work a peer could make us do
+// without end.
 func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
 	b := &c.blk
 	if err := b.decode(c.hdec, frag, ended); err != nil || !ended {
 		return err
 	}
 	defer func() { b.id = 0 }() // no block open until the next HEADERS
+	if b.selfDep {
+		c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
+		c.smu.Lock()
+		if b.id%2 == 1 && b.id > c.maxID {
+			c.maxID = b.id
+		}
+		c.smu.Unlock()
+		c.resetStream(b.id, http2.ErrCodeProtocol)
+		return nil
+	}
 	if b.invalid != nil {
 		// A malformed request (RFC 9113 section 8.1.1): its stream is reset,
 		// and counts as opened (and closed) so that its late frames are
@@ -58,13 +68,16 @@ type h2block struct {
 	truncated bool  // over max: the fields are dropped, the request gets 431
 	invalid   error // a field no request may carry: the stream is reset
 	regular   bool  // a regular field was seen (pseudo-headers come first)
+	selfDep   bool  // the HEADERS made the stream depend on itself
+	wire      int64 // bytes of the block's fragments so far
 }
 
 // decode takes one fragment of the block through dec (whose emit function
 // is b.emit), ended when it is the last; the error is the connection
 // error to answer with.
 func (b *h2block) decode(dec *hpack.Decoder, frag []byte, ended bool) error {
-	if b.id == 0 || int64(len(frag)) > 4*int64(b.max-b.size) || (b.invalid != nil && !ended) {
+	b.wire += int64(len(frag))
+	if b.id == 0 || b.wire > 4*int64(b.max) || (b.invalid != nil && !ended) {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if _, err := dec.Write(frag); err != nil {
@@ -126,6 +139,11 @@ func (c *h2conn) onHeaders(f *h2block) error {
 	c.smu.Lock()
 	if st := c.streams[id]; st != nil {
 		c.smu.Unlock()
+		if st.peerReset.Load() {
+			// HEADERS after the client's RST_STREAM (RFC 9113 section 5.1).
+			c.resetStream(id, http2.ErrCodeStreamClosed)
+			return nil
+		}
 		// Trailers: they end the body.
 		if st.remoteEnd.Load() || !f.endStream {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -141,7 +159,11 @@ func (c *h2conn) onHeaders(f *h2block) error {
 		return nil
 	}
 	if id <= c.maxID {
+		late := c.lateFrameLocked(id)
 		c.smu.Unlock()
+		if late {
+			return nil // trailers of a stream we reset, or one GOAWAY did not take
+		}
 		return http2.ConnectionError(http2.ErrCodeStreamClosed)
 	}
 	c.maxID = id

@@ -289,15 +289,20 @@ func (r *rawH2) until(t *testing.T, ids ...uint32) []string {
 
 var rawGET = []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
 
-// A header block over MaxHeaderBytes, even sent as one frame three times
-// the limit, gets 431 on its stream; the connection goes on.
+// A header block over MaxHeaderBytes, even three times the limit, gets 431 on its stream; the connection goes on.
 func TestH2OversizeHeaderBlock(t *testing.T) {
 	dir := sockDir(t)
 	be := newTestBackend(t, dir, "a", nil)
 	px := startProxy(t, Config{Backends: []string{be.addr}, MaxHeaderBytes: 16 << 10})
 	r := dialRawH2(t, px.addr)
 	big := strings.Repeat("|", 16<<10) // '|' takes more than 8 bits in Huffman code: sent raw
-	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block(append(rawGET, "x-a", big, "x-b", big, "x-c", big)...), EndStream: true, EndHeaders: true})
+	// In frames of the 16 KiB the server reads.
+	block := r.block(append(rawGET, "x-a", big, "x-b", big, "x-c", big)...)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:16384], EndStream: true})
+	for block = block[16384:]; len(block) > 16384; block = block[16384:] {
+		r.fr.WriteContinuation(1, false, block[:16384])
+	}
+	r.fr.WriteContinuation(1, true, block)
 	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: r.block(rawGET...), EndStream: true, EndHeaders: true})
 	got := r.until(t, 1, 3)
 	slices.Sort(got)

@@ -49,6 +49,7 @@ type h2stream struct {
 	unacked     atomic.Int64    // consumed, not yet given back with WINDOW_UPDATE
 	remoteEnd   atomic.Bool     // END_STREAM received
 	reset       atomic.Bool
+	peerReset   atomic.Bool // the client reset it
 	done        atomic.Bool // the handler finished
 }
 
@@ -100,6 +101,9 @@ func (st *h2stream) cleanup() {
 	if !st.remoteEnd.Load() && !st.reset.Load() {
 		st.reset.Store(true)
 		c.write(func() error { return c.fr.WriteRSTStream(st.id, http2.ErrCodeNo) }, true)
+		c.smu.Lock()
+		c.noteResetLocked(st.id)
+		c.smu.Unlock()
 	}
 	if unread > 0 {
 		c.giveBack(nil, unread)

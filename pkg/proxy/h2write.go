@@ -19,6 +19,7 @@ func (c *h2conn) resetStream(id uint32, code http2.ErrCode) {
 	c.write(func() error { return c.fr.WriteRSTStream(id, code) }, true)
 	c.smu.Lock()
 	st := c.streams[id]
+	c.noteResetLocked(id)
 	c.smu.Unlock()
 	if st != nil {
 		st.abort(fmt.Errorf("stream reset (%v)", code))
