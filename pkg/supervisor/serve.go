@@ -26,6 +26,8 @@ func (s *Supervisor) Handler(carry func() (map[string]*os.File, error)) control.
 			if err := req.Decode(&args); err != nil {
 				return nil, err
 			}
+			s.log.Info(req.Op+" requested", "by", peerName(req.Peer), "strategy", args.Strategy, "target", args.Target,
+				"exclusive", args.Exclusive, "force", args.Force)
 			return s.streamReload(ctx, st, req.Op, args, carry)
 		case runapi.OpStop:
 			var args runapi.StopArgs
