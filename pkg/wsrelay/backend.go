@@ -13,25 +13,23 @@ func (s *Session) backendLoop(b *backendConn) {
 	defer close(b.done)
 	defer s.sendCloseReply(b)
 	r := s.r
-	out := getBuf()
-	defer putBuf(out)
+	// The output buffer is borrowed for a batch and given back at each
+	// flush, so an idle session holds none.
+	var out *[]byte
 	flush := func() {
-		if len(*out) == 0 {
+		if out == nil {
 			return
 		}
 		if s.state.Load() != stClosing || s.replyPending.Load() {
 			s.writeClient(*out)
 		}
-		*out = (*out)[:0]
+		putBuf(out)
+		out = nil
 	}
 	defer b.rd.release()
 	for {
 		if !b.rd.fr.hasFrame() {
 			flush()
-			if cap(*out) > maxPooledCap {
-				putBuf(out)
-				out = getBuf()
-			}
 		}
 		msg, err := b.rd.next()
 		if err != nil {
@@ -58,6 +56,9 @@ func (s *Session) backendLoop(b *backendConn) {
 		}
 		r.st.msgsToClient.Add(1)
 		r.st.bytesToClient.Add(uint64(len(msg.payload)))
+		if out == nil {
+			out = getBuf()
+		}
 		if s.deflate && len(msg.payload) >= r.cfg.CompressMin {
 			z := getBuf()
 			*z = deflateAppend((*z)[:0], msg.payload, s.dp.serverWindowBits)

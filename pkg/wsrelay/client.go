@@ -11,8 +11,7 @@ import (
 // any read that may block, so nothing waits in the batch.
 func (s *Session) clientLoop() {
 	r := s.r
-	out := getBuf()
-	defer putBuf(out)
+	var out *[]byte     // borrowed per batch, so an idle session holds none
 	var ob *backendConn // the backend whose wmu this loop holds for the batch
 	flush := func() {
 		if ob == nil {
@@ -21,12 +20,13 @@ func (s *Session) clientLoop() {
 		b := ob
 		ob = nil
 		buf := *out
-		*out = buf[:0]
 		n, err := b.conn.Write(buf)
 		b.wmu.Unlock()
 		if err != nil {
 			s.backendWriteFailed(b, unwritten(buf, n))
 		}
+		putBuf(out)
+		out = nil
 	}
 	defer flush()
 	for {
@@ -63,6 +63,9 @@ func (s *Session) clientLoop() {
 				s.mu.Unlock()
 			}
 			if ob != nil {
+				if out == nil {
+					out = getBuf()
+				}
 				*out = appendFrame(*out, true, 0, msg.op, msg.payload, true)
 				if len(*out) >= bigReadSize {
 					flush()

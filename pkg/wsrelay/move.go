@@ -127,6 +127,9 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 		d := time.Since(start)
 		r.st.moved.Add(1)
 		r.st.move(d)
+		if r.cfg.OnMove != nil {
+			r.cfg.OnMove(d)
+		}
 		return
 	}
 }
@@ -141,16 +144,18 @@ func (s *Session) dial(ctx context.Context, resume int) (*backendConn, error) {
 	var last error
 	for {
 		if resume > 0 {
+			// The random wait comes first, without a dial slot, so a
+			// thousand sessions moving at once spread out instead of
+			// queueing in the order Drain found them.
+			if j := r.cfg.DialJitter; j > 0 {
+				if err := sleepCtx(ctx, rand.N(j)); err != nil {
+					return nil, dialErr(last, err)
+				}
+			}
 			select {
 			case r.dials <- struct{}{}:
 			case <-ctx.Done():
 				return nil, dialErr(last, ctx.Err())
-			}
-			if j := r.cfg.DialJitter; j > 0 {
-				if err := sleepCtx(ctx, rand.N(j)); err != nil {
-					<-r.dials
-					return nil, dialErr(last, err)
-				}
 			}
 		}
 		bc, err := s.dialOnce(ctx, resume)

@@ -37,6 +37,10 @@ type Config struct {
 	NoCompression     bool          // do not offer permessage-deflate to clients
 	CompressMin       int           // messages to the client shorter than this go uncompressed (128)
 
+	// OnMove, when set, is called after each re-attach with how long the
+	// session's client→backend messages were held (for a histogram).
+	OnMove func(pause time.Duration)
+
 	Logger *slog.Logger
 }
 
@@ -195,8 +199,8 @@ func (r *Relay) Close(ctx context.Context) error {
 }
 
 // ServeHTTP serves an HTTP/1.1 WebSocket upgrade: it checks the
-// handshake, attaches a backend, answers 101 and relays the session on the
-// hijacked connection until it ends. A backend's refusal goes to the
+// handshake, attaches a backend, answers 101 and returns, leaving the
+// session to run on the hijacked connection (Close waits for it). A backend's refusal goes to the
 // client as the backend sent it (status, fields, body).
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	key, status, err := CheckUpgrade(req)
@@ -235,7 +239,14 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		carried, _ = brw.Reader.Peek(n)
 		carried = append([]byte(nil), carried...)
 	}
-	s.Run(conn, carried)
+	// The session runs on a goroutine of its own and the handler returns:
+	// net/http's per-connection state (buffers, a stack grown by request
+	// parsing) is freed instead of living as long as the session.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		s.Run(conn, carried)
+	}()
 }
 
 func writeOpenError(w http.ResponseWriter, err error) {

@@ -1,0 +1,87 @@
+package wsrelay
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// TestMain runs the test binary's child roles:
+// ZD_WSRELAY_CHILD=echo serves coder/websocket echo backends on the unix
+// sockets of ZD_WSRELAY_SOCKS; =clients opens ZD_WSRELAY_N idle sessions to
+// ZD_WSRELAY_URL. A child prints "ready" and lives until its stdin closes.
+func TestMain(m *testing.M) {
+	switch os.Getenv("ZD_WSRELAY_CHILD") {
+	case "echo":
+		os.Exit(childEcho(strings.Split(os.Getenv("ZD_WSRELAY_SOCKS"), ",")))
+	case "clients":
+		n, _ := strconv.Atoi(os.Getenv("ZD_WSRELAY_N"))
+		os.Exit(childClients(os.Getenv("ZD_WSRELAY_URL"), n))
+	}
+	os.Exit(m.Run())
+}
+
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, Subprotocols: []string{"chat"}})
+	if err != nil {
+		return
+	}
+	c.SetReadLimit(64 << 20)
+	ctx := context.Background()
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, data); err != nil {
+			return
+		}
+	}
+}
+
+func childEcho(socks []string) int {
+	for _, p := range socks {
+		os.Remove(p)
+		ln, err := net.Listen("unix", p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		go http.Serve(ln, http.HandlerFunc(echoHandler))
+	}
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	return 0
+}
+
+// childClients opens n sessions by hand (no library, no goroutine each)
+// and keeps them idle.
+func childClients(url string, n int) int {
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, resp, err := dialRawErr(url, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "client", i, err)
+			return 1
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			fmt.Fprintln(os.Stderr, "client", i, "status", resp.StatusCode)
+			return 1
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	for _, c := range conns {
+		c.Close()
+	}
+	return 0
+}
