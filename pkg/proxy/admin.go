@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -130,11 +131,17 @@ func (p *Proxy) SelfTest(ctx context.Context) queueapi.SelfTestResult {
 	p.q.PauseBackend(gate)
 	defer p.q.DropBackend(gate)
 	start := time.Now()
-	done := make(chan struct{ ok bool })
+	// The hold ends with ctx at the latest (it is the request's context),
+	// so waiting for it on the way out is bounded.
+	done := make(chan struct{ ok bool }, 1)
+	var holdWG sync.WaitGroup
+	holdWG.Add(1)
 	go func() {
+		defer holdWG.Done()
 		_, ok := p.hold(rec, req, body, &st, gate)
 		done <- struct{ ok bool }{ok}
 	}()
+	defer holdWG.Wait()
 	// Wait until the buffer reports it held.
 	for p.q.Stats().HeldByBackend[gate] == 0 {
 		select {

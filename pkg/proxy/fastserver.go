@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // The fast server: it accepts the connections of one Serve call, does
@@ -122,9 +120,7 @@ func (s *fastServer) closeIdle(minIdle time.Duration) int {
 		if h2 := hc.h2.Load(); h2 != nil {
 			// HTTP/2: GOAWAY tells the client which streams were
 			// taken; the connection ends when its last one does.
-			if h2.goAwayAsked.CompareAndSwap(false, true) {
-				go h2.goAwayNow(http2.ErrCodeNo)
-			}
+			h2.askGoAway()
 			if h2.active.Load() == 0 {
 				hc.c.Close()
 			}

@@ -342,13 +342,16 @@ func (hc *h1conn) finishBody() bool {
 	return err == nil && hc.body.left == 0
 }
 
+// closeWriter is a connection whose write side can be shut alone (TCP,
+// unix and TLS connections).
+type closeWriter interface{ CloseWrite() error }
+
 // lingerClose ends a connection whose client is still sending a body
 // nobody will read (a refused upload): closing at once would reset the
 // connection and could destroy the answer before the client read it. So
 // the write side is shut first (the client sees the end of the answer),
 // and what the client still sends is read and dropped for a short while.
 func (hc *h1conn) lingerClose() {
-	type closeWriter interface{ CloseWrite() error }
 	c := hc.c
 	if wc, ok := c.(*watchedConn); ok {
 		c = wc.Conn

@@ -57,6 +57,19 @@ var (
 )
 
 // h2conn is one client HTTP/2 connection.
+//
+// Its goroutines: the read loop (serveH2's, which runs until the
+// connection ends and then waits for the others in closeAll), one per
+// stream (run or refuse, counted in handlers) and the flusher (flushWG).
+// Nothing else starts one: a reset or GOAWAY is written by whoever decides
+// it (the read loop, a stream), or by the flusher when a graceful stop asks
+// (goAwayAsked).
+//
+// Lock order: smu before fmu. A stream's cmu and bmu come after either
+// (closeAll aborts the streams under smu; abort takes cmu, bmu and fmu one
+// at a time). wmu is taken with none of smu, fmu, cmu or bmu held, and none
+// of them is taken under it: the frame-writing functions passed to write
+// touch only what wmu guards and atomics.
 type h2conn struct {
 	p      *Proxy
 	c      net.Conn
@@ -116,7 +129,8 @@ type h2conn struct {
 func (hc *h1conn) serveH2() {
 	hc.br.Discard(len(h2Preface))
 	c := &h2conn{p: hc.p, c: hc.c, hc: hc, remote: hc.remote, streams: map[uint32]*h2stream{},
-		connSendWin: h2DefaultWindow, initSendWin: h2DefaultWindow, peerMaxFrame: 16384}
+		connSendWin: h2DefaultWindow, initSendWin: h2DefaultWindow, peerMaxFrame: 16384,
+		kick: make(chan struct{}, 1)} // before hc.h2 shows c to closeIdle
 	c.connRecv.Store(h2ConnWindow)
 	c.tls = hc.tlsState
 	c.ctx, c.cancel = context.WithCancel(hc.ctx)
@@ -141,7 +155,6 @@ func (hc *h1conn) serveH2() {
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-h2DefaultWindow)
 	c.werr = c.bw.Flush()
 	c.wmu.Unlock()
-	c.kick = make(chan struct{}, 1)
 	c.flushWG.Add(1)
 	go c.flusher()
 
@@ -293,21 +306,21 @@ func (c *h2conn) onSettings(f *http2.SettingsFrame) error {
 		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
+			c.smu.Lock()
 			c.fmu.Lock()
 			delta := int64(s.Val) - c.initSendWin
 			c.initSendWin = int64(s.Val)
-			c.smu.Lock()
 			for _, st := range c.streams {
 				st.sendWin += delta
 				if st.sendWin > h2MaxWindow {
-					c.smu.Unlock()
 					c.fmu.Unlock()
+					c.smu.Unlock()
 					return http2.ConnectionError(http2.ErrCodeFlowControl)
 				}
 			}
-			c.smu.Unlock()
 			c.fcond.Broadcast()
 			c.fmu.Unlock()
+			c.smu.Unlock()
 		case http2.SettingMaxFrameSize:
 			c.fmu.Lock()
 			c.peerMaxFrame = int(s.Val)

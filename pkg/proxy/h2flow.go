@@ -12,9 +12,9 @@ import (
 // windows bounding what the streams send.
 
 func (c *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
-	c.fmu.Lock()
-	defer c.fmu.Unlock()
 	if f.StreamID == 0 {
+		c.fmu.Lock()
+		defer c.fmu.Unlock()
 		c.connSendWin += int64(f.Increment)
 		if c.connSendWin > h2MaxWindow {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
@@ -22,19 +22,25 @@ func (c *h2conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		c.fcond.Broadcast()
 		return nil
 	}
-	st, idle := c.lookup(f.StreamID)
+	st, idle := c.lookup(f.StreamID) // smu, before fmu (see h2conn)
 	if idle {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if st == nil {
 		return nil
 	}
+	c.fmu.Lock()
 	st.sendWin += int64(f.Increment)
-	if st.sendWin > h2MaxWindow {
-		go c.resetStream(st.id, http2.ErrCodeFlowControl)
-		return nil
+	over := st.sendWin > h2MaxWindow
+	if !over {
+		c.fcond.Broadcast()
 	}
-	c.fcond.Broadcast()
+	c.fmu.Unlock()
+	if over {
+		// A stream error (RFC 9113 section 6.9.1), answered here: fmu is
+		// no longer held, which the reset's abort takes.
+		c.resetStream(st.id, http2.ErrCodeFlowControl)
+	}
 	return nil
 }
 

@@ -60,17 +60,35 @@ func (c *h2conn) write(fn func() error, flush bool) error {
 // flusher sends what the streams wrote. It runs after the goroutines
 // that were ready when it was woken (the other responses coming in from
 // backends at the same time), so one write carries many responses, as an
-// event loop would send them.
+// event loop would send them. It also sends the GOAWAY a graceful stop
+// asks for (see askGoAway).
 func (c *h2conn) flusher() {
 	defer c.flushWG.Done()
+	goAwaySent := false
 	for {
 		select {
 		case <-c.kick:
 		case <-c.ctx.Done():
 			return
 		}
+		if !goAwaySent && c.goAwayAsked.Load() {
+			goAwaySent = true
+			c.goAwayNow(http2.ErrCodeNo)
+		}
 		runtime.Gosched()
 		c.flushNow()
+	}
+}
+
+// askGoAway has the flusher send GOAWAY(NO_ERROR), once: for a graceful
+// stop, which must not wait on a connection's write lock (a client that
+// does not read can hold it) nor start a goroutine nobody waits for.
+func (c *h2conn) askGoAway() {
+	if c.goAwayAsked.CompareAndSwap(false, true) {
+		select {
+		case c.kick <- struct{}{}:
+		default: // the flusher is awake already and sees goAwayAsked
+		}
 	}
 }
 

@@ -165,15 +165,21 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, l
 		p.log.Info("stopping: answered held requests with 503", "count", n)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
-	defer cancel()
+	var wg sync.WaitGroup
+	var forceWG sync.WaitGroup
+	forceWG.Add(1)
 	go func() {
+		defer forceWG.Done()
 		select {
 		case <-p.force:
 			cancel()
 		case <-sctx.Done():
 		}
 	}()
-	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		forceWG.Wait()
+	}()
 	if h3 != nil {
 		wg.Add(1)
 		go func() {
