@@ -114,7 +114,7 @@ func RefuseArgs(cmd *cli.Command) {
 func TooManyArgs(c *cli.Command, max int) *Error {
 	extra := c.Args().Get(max)
 	hint := "run '" + c.FullName() + " --help' to see the usage"
-	if root := c.Root(); root != c {
+	if root := c.Root(); root != c && max == 0 {
 		for _, f := range root.Flags {
 			if slices.Contains(f.Names(), "name") {
 				// The likeliest slip: naming the service after the command.
