@@ -3,10 +3,13 @@ package testscripts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +95,66 @@ func TestEchoSessionStateAcrossReload(t *testing.T) {
 		t.Errorf("GET /session?id=alice = %q; want 4 messages each way, active", body)
 	}
 	c2.Close(websocket.StatusNormalClosure, "")
+}
+
+// examples/python-http with APP_STATE_DIR keeps its per-session counts
+// across a reload: on SIGTERM it pipes JSON lines into zd-snapshot pack, and
+// the new worker reads them back with zd-snapshot unpack.
+func TestPythonSessionStateAcrossReload(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	app := filepath.Join(filepath.Dir(file), "..", "examples", "python-http", "app.py")
+	state := filepath.Join(shortDir(t), "state")
+	t.Setenv("APP_STATE_DIR", state)
+	r := startZdRun(t, "--workers", "1", "--", py, app)
+	r.waitHealthy()
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", r.sock)
+	}}}
+	count := func() string {
+		t.Helper()
+		resp, err := client.Get("http://zd/count?session=bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for i := 1; i <= 3; i++ {
+		if got := count(); !strings.HasPrefix(got, fmt.Sprintf("session=bob count=%d ", i)) {
+			t.Fatalf("request %d: %q", i, got)
+		}
+	}
+	client.CloseIdleConnections()
+	if _, stderr, code := r.zdctl("reload"); code != 0 {
+		t.Fatalf("reload: exit %d: %s", code, stderr)
+	}
+	// The old worker wrote its snapshot once drained; wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	var rec *snapshot.Record
+	for rec == nil {
+		files, _ := filepath.Glob(filepath.Join(state, "py-*.zds"))
+		for _, f := range files {
+			if fr, err := snapshot.Open(f, nil); err == nil {
+				rec, _ = fr.Next()
+				fr.Close()
+			}
+		}
+		if rec == nil && time.Now().After(deadline) {
+			t.Fatalf("no session snapshot in %s after 30s:\n%s", state, r.log())
+		}
+		if rec == nil {
+			time.Sleep(20 * time.Millisecond) // polling a file the app writes: no other signal exists
+		}
+	}
+	if rec.Kind != snapshot.KindAppSession || rec.ID != "bob" || rec.Attrs["count"] != "3" {
+		t.Fatalf("snapshot record = %+v; want app-session bob with count 3", rec)
+	}
+	if got := count(); !strings.HasPrefix(got, "session=bob count=4 ") {
+		t.Errorf("after the reload: %q; want count=4 (carried in the snapshot)", got)
+	}
 }

@@ -37,7 +37,7 @@ func ParseFilter(s string) (Filter, error) {
 			case "kind":
 				k := Kind(v)
 				if !k.valid() {
-					return Filter{}, fmt.Errorf("filter kind=%s: want one of ws-session, http-request, tcp-conn, listener, worker", v)
+					return Filter{}, fmt.Errorf("filter kind=%s: want one of ws-session, http-request, tcp-conn, app-session, listener, worker", v)
 				}
 				f.Kinds = append(f.Kinds, k)
 			case "state":

@@ -15,10 +15,11 @@ const (
 	KindTCPConn     Kind = "tcp-conn"     // any other client connection
 	KindListener    Kind = "listener"     // a listening socket
 	KindWorker      Kind = "worker"       // a worker process
+	KindAppSession  Kind = "app-session"  // an app's own session (a login, a cart), whatever its connections
 )
 
 // Kinds lists every kind, in the order inspect shows them.
-var Kinds = []Kind{KindWSSession, KindHTTPRequest, KindTCPConn, KindListener, KindWorker}
+var Kinds = []Kind{KindWSSession, KindHTTPRequest, KindTCPConn, KindAppSession, KindListener, KindWorker}
 
 // State is where a connection or worker is in its life.
 type State string
@@ -115,9 +116,10 @@ func (k Kind) valid() bool {
 	return false
 }
 
-// conn reports whether k is a client connection kind.
+// conn reports whether k is a client connection kind, or an app session
+// (which takes the same fields).
 func (k Kind) conn() bool {
-	return k == KindWSSession || k == KindHTTPRequest || k == KindTCPConn
+	return k == KindWSSession || k == KindHTTPRequest || k == KindTCPConn || k == KindAppSession
 }
 
 func (k Kind) stateOK(s State) bool {
@@ -125,7 +127,7 @@ func (k Kind) stateOK(s State) bool {
 		return true
 	}
 	switch k {
-	case KindWSSession, KindTCPConn:
+	case KindWSSession, KindTCPConn, KindAppSession:
 		return s == StateActive || s == StateIdle || s == StateClosing
 	case KindHTTPRequest:
 		return s == StateActive || s == StateIdle || s == StateClosing || s == StateHeld
@@ -144,9 +146,9 @@ func (k Kind) stateOK(s State) bool {
 func (r *Record) Validate() error {
 	if !r.Kind.valid() {
 		if r.Kind == "" {
-			return schemaError("kind", "missing (want one of ws-session, http-request, tcp-conn, listener, worker)")
+			return schemaError("kind", "missing (want one of ws-session, http-request, tcp-conn, app-session, listener, worker)")
 		}
-		return schemaError("kind", "%q is not a record kind (want one of ws-session, http-request, tcp-conn, listener, worker)", clip(string(r.Kind)))
+		return schemaError("kind", "%q is not a record kind (want one of ws-session, http-request, tcp-conn, app-session, listener, worker)", clip(string(r.Kind)))
 	}
 	if r.ID == "" {
 		return schemaError("id", "missing")
