@@ -64,12 +64,13 @@ func testApp() int {
 	})}
 	go srv.Serve(ln)
 	if os.Getenv("ZD_TEST_EXTEND") == gen {
-		// Ask for more time, then take longer than --ready-timeout.
+		// Ask for more time (60s), then take longer than --ready-timeout
+		// (TestExtendTimeout's 5s).
 		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {
-			c.Write([]byte("EXTEND_TIMEOUT_USEC=5000000"))
+			c.Write([]byte("EXTEND_TIMEOUT_USEC=60000000"))
 			c.Close()
 		}
-		time.Sleep(time.Second)
+		time.Sleep(6 * time.Second)
 	}
 	if os.Getenv("ZD_TEST_NEVER_READY") == "" && bad != "never" {
 		if c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET")); err == nil {

@@ -167,7 +167,8 @@ func TestReloadStrategies(t *testing.T) {
 
 func TestReloadAbortKeepsOld(t *testing.T) {
 	badFile := filepath.Join(t.TempDir(), "bad")
-	h := start(t, 2, []string{"ZD_TEST_BAD_FILE=" + badFile}, func(c *Config) { c.ReadyTimeout = 2 * time.Second })
+	// Good workers must be ready within it on a busy machine too.
+	h := start(t, 2, []string{"ZD_TEST_BAD_FILE=" + badFile}, func(c *Config) { c.ReadyTimeout = 8 * time.Second })
 	h.healthy()
 	for _, bad := range []string{"crash", "never"} {
 		if err := os.WriteFile(badFile, []byte(bad), 0o644); err != nil {
@@ -269,7 +270,9 @@ func TestRollingAbortRestoresOld(t *testing.T) {
 
 // EXTEND_TIMEOUT_USEC from a starting worker moves its readiness bound.
 func TestExtendTimeout(t *testing.T) {
-	h := start(t, 1, []string{"ZD_TEST_EXTEND=2"}, func(c *Config) { c.ReadyTimeout = 500 * time.Millisecond })
+	// 5s: long enough for a worker to start and ask on a busy machine,
+	// shorter than the 6s the asking worker then takes.
+	h := start(t, 1, []string{"ZD_TEST_EXTEND=2"}, func(c *Config) { c.ReadyTimeout = 5 * time.Second })
 	h.healthy()
 	res, err := h.s.Reload(context.Background(), runapi.ReloadArgs{})
 	if err != nil || !res.ReloadSuccessful {

@@ -15,7 +15,9 @@ import (
 // --watchdog: workers get WATCHDOG_USEC and WATCHDOG_PID (their own pid);
 // a ready worker that stops pinging is replaced by the rolling path.
 func TestWatchdogReplacesSilentWorker(t *testing.T) {
-	h := start(t, 1, nil, func(c *Config) { c.Watchdog = 300 * time.Millisecond })
+	// 2s, not less: the first worker's environment is read after it is
+	// ready, before it is replaced, on a machine that may be busy.
+	h := start(t, 1, nil, func(c *Config) { c.Watchdog = 2 * time.Second })
 	st := h.healthy()
 	first := st.Workers[0].PID
 	env, err := os.ReadFile("/proc/" + itoa(first) + "/environ")
@@ -31,8 +33,8 @@ func TestWatchdogReplacesSilentWorker(t *testing.T) {
 		}
 		return false
 	}
-	if !has("WATCHDOG_USEC=300000") || !has("WATCHDOG_PID="+itoa(first)) {
-		t.Errorf("worker environment lacks WATCHDOG_USEC=300000 and WATCHDOG_PID=%d", first)
+	if !has("WATCHDOG_USEC=2000000") || !has("WATCHDOG_PID="+itoa(first)) {
+		t.Errorf("worker environment lacks WATCHDOG_USEC=2000000 and WATCHDOG_PID=%d", first)
 	}
 	// The test app never sends WATCHDOG=1.
 	h.waitFor("the silent worker replaced", func(s runapi.Status) bool {

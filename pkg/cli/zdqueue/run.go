@@ -41,6 +41,13 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 		debug.SetMemoryLimit(2*o.cfg.Limits.MaxBytes + 48<<20)
 	}
 
+	// Catch signals before the first socket exists: a TERM that arrives
+	// while zd-queue starts (a supervisor or a script that saw the socket)
+	// is a graceful stop once serving begins, not the default death.
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+
 	ls, err := openListeners(o)
 	if err != nil {
 		return err
@@ -133,9 +140,6 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 	}()
 
 	// TERM/INT: graceful stop; a second one, or QUIT, stops at once.
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
