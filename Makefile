@@ -13,15 +13,15 @@ FUZZTIME    ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: all build tools test lint fmt-check vet staticcheck unit fuzz demo bench clean help
+.PHONY: all build tools test lint fmt-check vet staticcheck shellcheck unit fuzz demo bench clean help
 
 all: build
 
 help:
 	@echo "make build   build the five programs into ./$(BIN) (version $(VERSION))"
 	@echo "make tools   build zd-load and the example apps into ./$(BIN)"
-	@echo "make test    gofmt check, go vet, staticcheck, go test -race (incl. testscripts)"
-	@echo "make lint    gofmt check, go vet, staticcheck"
+	@echo "make test    gofmt check, go vet, staticcheck, shellcheck, go test -race (incl. testscripts)"
+	@echo "make lint    gofmt check, go vet, staticcheck, shellcheck scripts/*.sh"
 	@echo "make fuzz    run every Fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make demo    build, then run scripts/demo.sh"
 	@echo "make bench   build, then run bench/run.sh (writes bench/RESULTS.md)"
@@ -43,7 +43,7 @@ tools:
 
 test: lint unit
 
-lint: fmt-check vet staticcheck
+lint: fmt-check vet staticcheck shellcheck
 
 fmt-check:
 	@echo "== gofmt"
@@ -59,6 +59,13 @@ staticcheck:
 	@test -x "$(STATICCHECK)" || { echo "staticcheck not found: installing $(STATICCHECK_VERSION)"; \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); }
 	$(STATICCHECK) ./...
+
+# The deploy scripts must stay shellcheck-clean (scripts/.shellcheckrc lets it
+# follow the shared zd-lib.sh). shellcheck is a Debian package (.ci/run).
+shellcheck:
+	@echo "== shellcheck"
+	@command -v shellcheck >/dev/null || { echo "shellcheck not found: apt-get install shellcheck"; exit 1; }
+	shellcheck scripts/*.sh
 
 unit:
 	@echo "== go test $(TEST_FLAGS) ./..."

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -57,6 +58,12 @@ func TestScripts(t *testing.T) {
 			env.Setenv("SOCKDIR", dir)
 			env.Setenv("XDG_RUNTIME_DIR", dir)
 			env.Setenv("NO_COLOR", "1")
+			// The deploy scripts in scripts/, run by the scripts_*.txtar tests.
+			scripts, err := filepath.Abs(filepath.Join("..", "scripts"))
+			if err != nil {
+				return err
+			}
+			env.Setenv("ZD_SCRIPTS", scripts)
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
