@@ -161,16 +161,19 @@ func fitColumns(rows [][]string, budget int) {
 		return
 	}
 	// The release gives first, down to 14 columns (…/43/bin/app), then
-	// the status, down to its header.
+	// the status, down to its header, taking what the release left.
 	rel := max(14, widths[7]-over)
-	over -= widths[7] - min(rel, widths[7])
-	status := max(len("STATUS"), widths[8]-max(over, 0))
+	relWidth := len("RELEASE")
 	for _, r := range rows[1:] {
 		if strings.HasPrefix(r[7], string(filepath.Separator)) {
 			r[7] = fitPath(r[7], rel)
 		} else {
 			r[7] = fitTail(r[7], rel) // a release's name: its end tells them apart
 		}
+		relWidth = max(relWidth, lipgloss.Width(r[7]))
+	}
+	status := max(len("STATUS"), budget-(sum-widths[7]-widths[8])-relWidth)
+	for _, r := range rows[1:] {
 		r[8] = fitText(r[8], status)
 	}
 }
