@@ -56,3 +56,41 @@ func normal(r Request) Request {
 	}
 	return r
 }
+
+// FuzzReply decodes arbitrary bytes as a server's reply, what a taker
+// reads first: no panic, and what decodes re-encodes to the same reply.
+func FuzzReply(f *testing.F) {
+	for _, v := range []Reply{
+		{V: Version, OK: true, PID: 42, FDs: []Offer{{Name: "web", Family: "inet", Type: "stream", Local: "127.0.0.1:8080"}}},
+		{V: Version, PID: 42, Error: &ReplyError{Message: "no descriptor named x on offer (offered: web)", Hint: "run zd-handoff ls"}},
+		{V: BaseVersion, OK: true, PID: 7},
+	} {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var rep Reply
+		if err := msgpack.Unmarshal(b, &rep); err != nil {
+			return
+		}
+		enc, err := msgpack.Marshal(rep)
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", rep, err)
+		}
+		var rep2 Reply
+		if err := msgpack.Unmarshal(enc, &rep2); err != nil || !reflect.DeepEqual(normalReply(rep), normalReply(rep2)) {
+			t.Fatalf("round trip of %+v: %+v, %v", rep, rep2, err)
+		}
+	})
+}
+
+// normalReply makes an empty offer list nil (omitempty drops it).
+func normalReply(r Reply) Reply {
+	if len(r.FDs) == 0 {
+		r.FDs = nil
+	}
+	return r
+}
