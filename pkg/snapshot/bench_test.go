@@ -94,6 +94,71 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// wsSession is a WebSocket session record as zd-queue's relay would dump it.
+func wsSession(i int) *Record {
+	r := sample(i - i%10) // every sample whose index ends in 0 is a ws-session
+	r.ID = fmt.Sprintf("ws-%d", i)
+	return r
+}
+
+// BenchmarkConnections1000 is the origin's "1000+ connection serialization
+// (< 1 second)": 1,000 WebSocket sessions into a sealed, compressed
+// snapshot in memory, start to end marker.
+func BenchmarkConnections1000(b *testing.B) {
+	recs := make([]*Record, 1000)
+	for i := range recs {
+		recs[i] = wsSession(i)
+	}
+	b.ReportAllocs()
+	cpu := cpuTime()
+	var size int
+	for b.Loop() {
+		cw := &countWriter{}
+		w, err := NewWriter(cw, Options{Key: testKey})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range recs {
+			if err := w.Write(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		size = cw.n
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+	b.ReportMetric(float64(size), "file-bytes")
+}
+
+// BenchmarkSessionSize reports the size of a 10,000-session snapshot by
+// compression level, plain and encrypted.
+func BenchmarkSessionSize(b *testing.B) {
+	recs := make([]*Record, 10000)
+	for i := range recs {
+		recs[i] = wsSession(i)
+	}
+	for _, c := range []Compression{CompressOff, CompressFastest, CompressDefault, CompressBest} {
+		for _, key := range [][]byte{nil, testKey} {
+			b.Run(fmt.Sprintf("compress=%v/encrypted=%v", c, key != nil), func(b *testing.B) {
+				var size int
+				for b.Loop() {
+					cw := &countWriter{}
+					w, _ := NewWriter(cw, Options{Key: key, Compression: c})
+					for _, r := range recs {
+						w.Write(r)
+					}
+					w.Close()
+					size = cw.n
+				}
+				b.ReportMetric(float64(size), "file-bytes")
+				b.ReportMetric(float64(size)/float64(len(recs)), "B/session")
+			})
+		}
+	}
+}
+
 // BenchmarkRead reads a snapshot of n records back.
 func BenchmarkRead(b *testing.B) {
 	for _, c := range []struct {

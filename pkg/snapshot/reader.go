@@ -99,9 +99,7 @@ func NewReader(r io.Reader, key []byte) (*Reader, error) {
 	switch h.Codec {
 	case CodecNone:
 	case CodecZstd:
-		sr.zdec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxChunk),
-			zstd.WithDecoderMaxWindow(maxChunk))
-		if err != nil {
+		if sr.zdec, err = getDecoder(); err != nil {
 			return nil, err
 		}
 	default:
@@ -279,6 +277,10 @@ func (r *Reader) end(plain []byte, at int64) error {
 		return err
 	}
 	r.done = true
+	if r.zdec != nil {
+		putDecoder(r.zdec)
+		r.zdec = nil
+	}
 	return nil
 }
 

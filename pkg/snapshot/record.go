@@ -156,21 +156,23 @@ func (r *Record) Validate() error {
 	if !r.Kind.stateOK(r.State) {
 		return schemaError("state", "%q is not a state of a %s", clip(string(r.State)), r.Kind)
 	}
-	for _, s := range [...]struct {
-		name, v string
-	}{{"id", r.ID}, {"protocol", r.Protocol}, {"remote", r.Remote}, {"local", r.Local}, {"backend", r.Backend},
-		{"method", r.Method}, {"target", r.Target}, {"subprotocol", r.Subprotocol}, {"network", r.Network},
-		{"name", r.Name}, {"release", r.Release}, {"status", r.Status}} {
-		if len(s.v) > MaxString {
-			return schemaError(s.name, "%d bytes, more than %d", len(s.v), MaxString)
+	if r.longField() {
+		for _, s := range [...]struct {
+			name, v string
+		}{{"id", r.ID}, {"protocol", r.Protocol}, {"remote", r.Remote}, {"local", r.Local}, {"backend", r.Backend},
+			{"method", r.Method}, {"target", r.Target}, {"subprotocol", r.Subprotocol}, {"network", r.Network},
+			{"name", r.Name}, {"release", r.Release}, {"status", r.Status}} {
+			if len(s.v) > MaxString {
+				return schemaError(s.name, "%d bytes, more than %d", len(s.v), MaxString)
+			}
 		}
-	}
-	for _, b := range [...]struct {
-		name string
-		v    []byte
-	}{{"pending_in", r.PendingIn}, {"pending_out", r.PendingOut}, {"body", r.Body}} {
-		if len(b.v) > MaxBytes {
-			return schemaError(b.name, "%d bytes, more than %d", len(b.v), MaxBytes)
+		for _, b := range [...]struct {
+			name string
+			v    []byte
+		}{{"pending_in", r.PendingIn}, {"pending_out", r.PendingOut}, {"body", r.Body}} {
+			if len(b.v) > MaxBytes {
+				return schemaError(b.name, "%d bytes, more than %d", len(b.v), MaxBytes)
+			}
 		}
 	}
 	if err := checkList("headers", len(r.Headers)); err != nil {
@@ -199,6 +201,16 @@ func (r *Record) Validate() error {
 		}
 	}
 	return r.fieldsFitKind()
+}
+
+// longField reports whether any string or byte field is over its limit:
+// the common case, none, costs a few comparisons; the error path names it.
+func (r *Record) longField() bool {
+	return len(r.ID) > MaxString || len(r.Protocol) > MaxString || len(r.Remote) > MaxString ||
+		len(r.Local) > MaxString || len(r.Backend) > MaxString || len(r.Method) > MaxString ||
+		len(r.Target) > MaxString || len(r.Subprotocol) > MaxString || len(r.Network) > MaxString ||
+		len(r.Name) > MaxString || len(r.Release) > MaxString || len(r.Status) > MaxString ||
+		len(r.PendingIn) > MaxBytes || len(r.PendingOut) > MaxBytes || len(r.Body) > MaxBytes
 }
 
 // fieldsFitKind refuses fields a kind does not have, so a typo of kind in

@@ -68,19 +68,21 @@ type Options struct {
 // Close was not called leaves a file without its end marker, which every
 // reader refuses as truncated.
 type Writer struct {
-	w      io.Writer
-	h      Header
-	s      *sealer
-	zenc   *zstd.Encoder
-	redact bool
-	chunk  []byte // array32 header, then the records of the current chunk
-	n      int    // records in chunk
-	index  uint32 // of the next chunk
-	total  int64
-	comp   []byte
-	out    []byte
-	err    error // sticky: the first write error
-	closed bool
+	w       io.Writer
+	h       Header
+	s       *sealer
+	zenc    *zstd.Encoder
+	zlevel  zstd.EncoderLevel
+	zwindow int
+	redact  bool
+	chunk   []byte // array32 header, then the records of the current chunk
+	n       int    // records in chunk
+	index   uint32 // of the next chunk
+	total   int64
+	comp    []byte
+	out     []byte
+	err     error // sticky: the first write error
+	closed  bool
 }
 
 const maxRecord = maxChunk - 1<<20
@@ -123,9 +125,8 @@ func NewWriter(w io.Writer, opt Options) (*Writer, error) {
 		lv := map[Compression]zstd.EncoderLevel{CompressFastest: zstd.SpeedFastest, CompressDefault: zstd.SpeedDefault,
 			CompressBetter: zstd.SpeedBetterCompression, CompressBest: zstd.SpeedBestCompression}[opt.Compression]
 		var err error
-		sw.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(lv), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(windowFor(opt.ChunkSize)), zstd.WithEncoderCRC(false))
-		if err != nil {
+		sw.zlevel, sw.zwindow = lv, windowFor(opt.ChunkSize)
+		if sw.zenc, err = getEncoder(lv, sw.zwindow); err != nil {
 			return nil, err
 		}
 		sw.h.Codec, sw.h.Level = CodecZstd, opt.Compression.String()
@@ -143,7 +144,8 @@ func NewWriter(w io.Writer, opt Options) (*Writer, error) {
 	if _, err := w.Write(head); err != nil {
 		return nil, fmt.Errorf("write snapshot header: %w", err)
 	}
-	sw.chunk = make([]byte, 5, opt.ChunkSize+opt.ChunkSize/8)
+	sw.chunk = append(getBuf(opt.ChunkSize+opt.ChunkSize/8), 0, 0, 0, 0, 0)
+	sw.comp, sw.out = getBuf(0), getBuf(0)
 	return sw, nil
 }
 
@@ -258,7 +260,12 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	if w.zenc != nil {
-		w.zenc.Close()
+		putEncoder(w.zenc, w.zlevel, w.zwindow)
+		w.zenc = nil
 	}
+	putBuf(w.chunk)
+	putBuf(w.comp)
+	putBuf(w.out)
+	w.chunk, w.comp, w.out = nil, nil, nil
 	return nil
 }
