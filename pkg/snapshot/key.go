@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -52,4 +53,41 @@ func KeyID(key []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("zd-snapshot key id"))
 	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// ReadKeyFile reads a key file as zd-snapshot keygen writes it. A file that
+// group or others may read is refused (wrapping ErrBadKey), as ssh refuses
+// such a private key.
+func ReadKeyFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: key file %s has mode %04o: others may read it", ErrBadKey, path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// KeyFromEnv returns the key in $ZD_SNAPSHOT_KEY, else the origin's
+// $CONNECTION_STATE_KEY, else nil; name is the variable it came from.
+func KeyFromEnv(getenv func(string) string) (key []byte, name string, err error) {
+	for _, env := range []string{"ZD_SNAPSHOT_KEY", "CONNECTION_STATE_KEY"} {
+		if v := getenv(env); strings.TrimSpace(v) != "" {
+			k, err := ParseKey(v)
+			if err != nil {
+				return nil, env, fmt.Errorf("$%s: %w", env, err)
+			}
+			return k, env, nil
+		}
+	}
+	return nil, "", nil
 }

@@ -80,6 +80,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 				Action: func(ctx context.Context, c *cli.Command) error { return health(ctx, c, io) },
 			},
 			queueCommand(),
+			snapshotCommand(io),
 		},
 	}
 	cmdkit.RefuseArgs(cmd)

@@ -29,7 +29,7 @@ func newCommand(io cmdkit.IO) *cli.Command {
 	jsonFlag := func(what string) cli.Flag {
 		return &cli.BoolFlag{Name: "json", Usage: "print " + what + " as JSON on stdout"}
 	}
-	return &cli.Command{
+	cmd := &cli.Command{
 		Name:  "zd-snapshot",
 		Usage: "pack, unpack, inspect, verify and compare connection-state snapshots (.zds)",
 		Description: "A .zds file holds connection state (WebSocket sessions, held requests, TCP\n" +
@@ -92,4 +92,6 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			},
 		},
 	}
+	cmdkit.RefuseArgs(cmd)
+	return cmd
 }

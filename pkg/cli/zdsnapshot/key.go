@@ -16,35 +16,22 @@ import (
 // others is refused, as ssh refuses such a private key.
 func loadKey(c *cli.Command, io cmdkit.IO) ([]byte, error) {
 	if path := c.String("key-file"); path != "" {
-		st, err := os.Stat(path)
-		if err != nil {
-			return nil, &cmdkit.Error{Code: ExitKeyMissing, Message: "key file", Err: err, Hint: "zd-snapshot keygen -o FILE makes one"}
-		}
-		if st.Mode().Perm()&0o077 != 0 {
-			return nil, cmdkit.Failf(ExitKeyMissing, fmt.Sprintf("chmod 600 %s (then check who read it)", path),
-				"key file %s has mode %04o: others may read it", path, st.Mode().Perm())
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, &cmdkit.Error{Code: ExitKeyMissing, Message: "key file", Err: err}
-		}
-		k, err := snapshot.ParseKey(string(b))
-		if err != nil {
-			return nil, &cmdkit.Error{Code: ExitKeyMissing, Message: "key file " + path, Err: err, Hint: "a key is 32 bytes as 64 hex digits or base64; zd-snapshot keygen makes one"}
-		}
-		return k, nil
-	}
-	for _, env := range []string{"ZD_SNAPSHOT_KEY", "CONNECTION_STATE_KEY"} {
-		if v := io.Getenv(env); strings.TrimSpace(v) != "" {
-			k, err := snapshot.ParseKey(v)
-			if err != nil {
-				return nil, &cmdkit.Error{Code: ExitKeyMissing, Message: "$" + env, Err: err,
-					Hint: "set it to 64 hex digits or base64 of 32 bytes (zd-snapshot keygen prints one); a passphrase is not a key"}
-			}
+		k, err := snapshot.ReadKeyFile(path)
+		if err == nil {
 			return k, nil
 		}
+		hint := "a key is 32 bytes as 64 hex digits or base64; zd-snapshot keygen -o FILE makes one"
+		if strings.Contains(err.Error(), "others may read it") {
+			hint = fmt.Sprintf("chmod 600 %s (then check who read it)", path)
+		}
+		return nil, &cmdkit.Error{Code: ExitKeyMissing, Err: err, Hint: hint}
 	}
-	return nil, nil
+	k, _, err := snapshot.KeyFromEnv(io.Getenv)
+	if err != nil {
+		return nil, &cmdkit.Error{Code: ExitKeyMissing, Err: err,
+			Hint: "set it to 64 hex digits or base64 of 32 bytes (zd-snapshot keygen prints one); a passphrase is not a key"}
+	}
+	return k, nil
 }
 
 // runKeygen prints a new key, or writes it to a new file with mode 0600.
