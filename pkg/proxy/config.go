@@ -15,6 +15,9 @@ type Config struct {
 	Backends []string
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
+	// AccessLog, when not nil, gets one line per finished client request
+	// (see OpenAccessLog). The caller closes it after the proxy.
+	AccessLog *AccessLog
 
 	// Limits bound the request buffer (pkg/queue).
 	Limits queue.Limits

@@ -276,11 +276,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.stopping.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
+	var rec *statusRecorder
+	if p.cfg.AccessLog != nil {
+		w, rec = record(w)
+	}
 	outcome := p.handle(w, r)
 	if c := p.m.outcome[outcome]; c != nil {
 		c.Inc()
 	}
 	p.m.latency.Observe(time.Since(start).Seconds())
+	if rec != nil {
+		p.cfg.AccessLog.log(r, rec, start, outcome)
+	}
 }
 
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {

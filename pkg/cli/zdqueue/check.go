@@ -3,6 +3,7 @@ package zdqueue
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -70,12 +71,21 @@ func check(o *options, getenv func(string) string) (string, error) {
 			backends += " (not written yet)"
 		}
 	}
+	access := "off"
+	if o.accessLog != "" {
+		al, err := openAccessLog(o, cmdkit.IO{Stderr: io.Discard})
+		if err != nil {
+			return "", err
+		}
+		al.Close()
+		access = o.accessLog + " (" + o.accessFormat + ")"
+	}
 	tlsMode := "off"
 	if o.cfg.TLS != nil {
 		tlsMode = "on"
 	}
-	return fmt.Sprintf("zd-queue %s: configuration ok: listen %s; backends %s; admin %s; TLS %s; state dir %s",
-		cmdkit.Version(), strings.Join(listen, ","), backends, orNone(o.admin), tlsMode, o.stateDir), nil
+	return fmt.Sprintf("zd-queue %s: configuration ok: listen %s; backends %s; admin %s; TLS %s; access log %s; state dir %s",
+		cmdkit.Version(), strings.Join(listen, ","), backends, orNone(o.admin), tlsMode, access, o.stateDir), nil
 }
 
 // listenSpec parses a --listen or --listen-h3 address: HOST:PORT, :PORT or

@@ -58,6 +58,8 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cli.IntFlag{Name: "max-idle-per-backend", Value: d.MaxIdlePerBackend, Usage: "idle keep-alive connections kept per backend (size it above the requests in flight per backend)", Sources: env("ZD_MAX_IDLE_PER_BACKEND")},
 			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
 			&cmdkit.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
+			&cli.StringFlag{Name: "access-log", Usage: "write one line per request to stderr or to this file (appended; reopened on SIGUSR1, for logrotate); off by default", Sources: env("ZD_ACCESS_LOG")},
+			&cli.StringFlag{Name: "access-log-format", Value: "common", Usage: "access log lines: common (NCSA common log format) or json", Sources: env("ZD_ACCESS_LOG_FORMAT")},
 			&cli.BoolFlag{Name: "check", Usage: "validate every flag, the certificate and key, the addresses, the state dir and the worker table's folder, print a one-line summary and exit 0 (2 naming the problem); opens no socket"},
 		}, cmdkit.StateFlags("queue.sock"), cmdkit.LogFlags()),
 		Action: func(ctx context.Context, c *cli.Command) error {

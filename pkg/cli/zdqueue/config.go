@@ -35,6 +35,8 @@ type options struct {
 	allowGIDs    []int
 	logFormat    string
 	logLevel     string
+	accessLog    string // "", "stderr" or a file path
+	accessFormat string
 }
 
 func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
@@ -125,6 +127,12 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 		if d <= 0 {
 			return nil, cmdkit.UsageError("use a positive duration like 10s", "--%s %v must be positive", name, d)
 		}
+	}
+
+	o.accessLog = strings.TrimSpace(c.String("access-log"))
+	o.accessFormat = c.String("access-log-format")
+	if o.accessFormat != proxy.AccessLogCommon && o.accessFormat != proxy.AccessLogJSON {
+		return nil, cmdkit.UsageError("use --access-log-format common or json", "--access-log-format %q is not a format", o.accessFormat)
 	}
 
 	cert, key := c.String("tls-cert"), c.String("tls-key")

@@ -45,7 +45,7 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 	// while zd-queue starts (a supervisor or a script that saw the socket)
 	// is a graceful stop once serving begins, not the default death.
 	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigc)
 
 	ls, err := openListeners(o)
@@ -86,6 +86,16 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 		}
 	}
 
+	if o.accessLog != "" {
+		al, err := openAccessLog(o, io)
+		if err != nil {
+			closeAll()
+			csrv.Close()
+			return err
+		}
+		defer al.Close() // after the proxy: its last requests are logged too
+		o.cfg.AccessLog = al
+	}
 	p, err := proxy.New(o.cfg)
 	if err != nil {
 		closeAll()
@@ -153,6 +163,15 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 				case syscall.SIGHUP:
 					log.Info("SIGHUP: nothing to reload; the worker table is watched continuously")
 					continue
+				case syscall.SIGUSR1:
+					if al := o.cfg.AccessLog; al != nil {
+						if err := al.Reopen(); err != nil {
+							log.Error("SIGUSR1: cannot reopen the access log; still writing to the old file", "path", o.accessLog, "err", err)
+						} else {
+							log.Info("SIGUSR1: access log reopened", "path", o.accessLog)
+						}
+					}
+					continue
 				case syscall.SIGQUIT:
 					log.Info("SIGQUIT: stopping now")
 					p.ForceStop()
@@ -171,7 +190,7 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 		}
 	}()
 
-	log.Info("serving", "listen", addrs(ls), "backends", len(o.cfg.Backends), "backends_from", o.backendsFrom,
+	log.Info("serving", "listen", addrs(ls), "access_log", o.accessLog, "backends", len(o.cfg.Backends), "backends_from", o.backendsFrom,
 		"admin", o.admin, "control", sockPath)
 	start := time.Now()
 	err = p.Serve(sctx, ls)
@@ -271,4 +290,13 @@ func addrs(ls proxy.Listeners) string {
 		out = append(out, "udp/"+pc.LocalAddr().String())
 	}
 	return strings.Join(out, ",")
+}
+
+// openAccessLog opens --access-log (stderr, or a file to append to).
+func openAccessLog(o *options, io cmdkit.IO) (*proxy.AccessLog, error) {
+	al, err := proxy.OpenAccessLog(o.accessLog, o.accessFormat, io.Stderr)
+	if err != nil {
+		return nil, cmdkit.Wrap(err, cmdkit.ExitUsage, "give --access-log stderr or a file zd-queue may create and append to")
+	}
+	return al, nil
 }
