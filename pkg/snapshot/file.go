@@ -82,6 +82,9 @@ func (fw *FileWriter) Abort() error {
 		return nil
 	}
 	fw.done = true
+	if fw.Writer != nil {
+		fw.Writer.stop()
+	}
 	return errors.Join(fw.f.Close(), os.Remove(fw.f.Name()))
 }
 

@@ -439,3 +439,35 @@ func TestGolden(t *testing.T) {
 		}
 	}
 }
+
+type failAfter struct{ left int }
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.left {
+		return 0, errors.New("disk full")
+	}
+	f.left -= len(p)
+	return len(p), nil
+}
+
+// TestWriteError: a failing underlying writer stops the writer with its
+// error, from Write or Close, and never hangs it.
+func TestWriteError(t *testing.T) {
+	for _, left := range []int{10, 3000, 20000} {
+		w, err := NewWriter(&failAfter{left}, Options{ChunkSize: 1024, Compression: CompressOff})
+		if err != nil {
+			if left == 10 && strings.Contains(err.Error(), "disk full") {
+				continue
+			}
+			t.Fatal(err)
+		}
+		var werr error
+		for i := 0; i < 5000 && werr == nil; i++ {
+			werr = w.Write(sample(i))
+		}
+		cerr := w.Close()
+		if werr == nil && cerr == nil || (cerr != nil && !strings.Contains(cerr.Error(), "disk full")) {
+			t.Errorf("left=%d: Write %v, Close %v; want disk full", left, werr, cerr)
+		}
+	}
+}

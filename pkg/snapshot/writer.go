@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -63,10 +64,11 @@ type Options struct {
 	Created     time.Time // default now
 }
 
-// Writer streams records into a snapshot: it holds one chunk in memory,
-// whatever the number of records. Write records, then Close; a Writer whose
-// Close was not called leaves a file without its end marker, which every
-// reader refuses as truncated.
+// Writer streams records into a snapshot: it holds at most three chunks in
+// memory, whatever the number of records. Write records, then Close. A
+// Writer owns a goroutine until Close (or a FileWriter's Abort) returns; one
+// whose Close was not called leaves a file without its end marker, which
+// every reader refuses as truncated.
 type Writer struct {
 	w       io.Writer
 	h       Header
@@ -83,6 +85,16 @@ type Writer struct {
 	out     []byte
 	err     error // sticky: the first write error
 	closed  bool
+
+	// The sealing stage: one goroutine compresses, seals and writes each
+	// full chunk while the caller fills the next, so a writer uses two
+	// cores. It holds at most two chunks (one queued, one in hand). Only
+	// it touches zenc, s, w, index, comp and out until it has ended.
+	jobs    chan []byte
+	failed  chan struct{} // closed when the stage fails; serr says why
+	serr    error
+	stage   sync.WaitGroup
+	stopped bool
 }
 
 const maxRecord = maxChunk - 1<<20
@@ -144,8 +156,11 @@ func NewWriter(w io.Writer, opt Options) (*Writer, error) {
 	if _, err := w.Write(head); err != nil {
 		return nil, fmt.Errorf("write snapshot header: %w", err)
 	}
-	sw.chunk = append(getBuf(opt.ChunkSize+opt.ChunkSize/8), 0, 0, 0, 0, 0)
+	sw.chunk = sw.newChunk()
 	sw.comp, sw.out = getBuf(0), getBuf(0)
+	sw.jobs, sw.failed = make(chan []byte, 1), make(chan struct{})
+	sw.stage.Add(1)
+	go sw.run()
 	return sw, nil
 }
 
@@ -201,19 +216,51 @@ func (w *Writer) Write(r *Record) error {
 	return nil
 }
 
-// flush seals the current chunk and writes it.
+// newChunk is an empty chunk: room for its array header and ChunkSize.
+func (w *Writer) newChunk() []byte {
+	return append(getBuf(w.h.ChunkSize+w.h.ChunkSize/8), 0, 0, 0, 0, 0)
+}
+
+// run is the sealing stage.
+func (w *Writer) run() {
+	defer w.stage.Done()
+	for plain := range w.jobs {
+		if w.serr == nil {
+			if err := w.emit(typeData, plain); err != nil {
+				w.serr = err
+				close(w.failed)
+			}
+		}
+		putBuf(plain)
+	}
+}
+
+// stop ends the sealing stage once it has written what it was given.
+func (w *Writer) stop() error {
+	if !w.stopped {
+		w.stopped = true
+		close(w.jobs)
+		w.stage.Wait()
+	}
+	return w.serr
+}
+
+// flush hands the current chunk to the sealing stage.
 func (w *Writer) flush() error {
 	if w.n == 0 {
 		return nil
 	}
 	w.chunk[0] = 0xdd
 	binary.BigEndian.PutUint32(w.chunk[1:], uint32(w.n))
-	if err := w.emit(typeData, w.chunk); err != nil {
-		return err
+	select {
+	case w.jobs <- w.chunk:
+	case <-w.failed:
+		w.err = w.serr
+		return w.err
 	}
 	w.total += int64(w.n)
 	w.n = 0
-	w.chunk = w.chunk[:5]
+	w.chunk = w.newChunk()
 	return nil
 }
 
@@ -228,8 +275,7 @@ func (w *Writer) emit(typ byte, plain []byte) error {
 	w.out = appendFrame(w.out[:0], frame{typ: typ, index: w.index, length: uint32(n)})
 	w.out = w.s.seal(w.out, typ, w.index, payload)
 	if _, err := w.w.Write(w.out); err != nil {
-		w.err = fmt.Errorf("write snapshot chunk %d: %w", w.index, err)
-		return w.err
+		return fmt.Errorf("write snapshot chunk %d: %w", w.index, err)
 	}
 	w.index++
 	return nil
@@ -238,14 +284,17 @@ func (w *Writer) emit(typ byte, plain []byte) error {
 // Close writes the last chunk and the sealed end marker. It does not close
 // the underlying writer. Calling it again returns nil.
 func (w *Writer) Close() error {
-	if w.err != nil {
-		return w.err
-	}
 	if w.closed {
 		return nil
 	}
-	if err := w.flush(); err != nil {
-		return err
+	if w.err == nil {
+		w.err = w.flush()
+	}
+	if err := w.stop(); w.err == nil {
+		w.err = err
+	}
+	if w.err != nil {
+		return w.err
 	}
 	if w.h.Records >= 0 && w.h.Records != w.total {
 		w.err = fmt.Errorf("the header declares %d records and %d were written", w.h.Records, w.total)
@@ -256,6 +305,7 @@ func (w *Writer) Close() error {
 		return err
 	}
 	if err := w.emit(typeEnd, end); err != nil {
+		w.err = err
 		return err
 	}
 	w.closed = true
