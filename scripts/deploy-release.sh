@@ -42,7 +42,7 @@ options:
   --timeout D           bound of the reload and of each health wait
                         (default 60s; D is seconds or 30s, 2m, 1h)
   --observe D           after the reload, the service must stay healthy
-                        this long (default 3s)
+                        this long (default 3s; 0: no watching)
   --health-cmd CMD      a shell command that must also pass (exit 0) after
                         the reload, e.g. 'curl -fsS http://127.0.0.1:8080/healthz';
                         retried until --timeout
@@ -106,7 +106,7 @@ exclusive) reload_args=(--exclusive) ;;
 esac
 [[ $keep =~ ^[0-9]+$ ]] || zd_usage "--keep $keep: use a number (0 keeps all)"
 timeout_s=$(zd_seconds "$timeout")
-observe_s=$(zd_seconds "$observe")
+observe_s=$(zd_seconds "$observe" 0)
 zd_need zdctl tar flock realpath
 [ -d "$root" ] || zd_die 1 "--root $root: no such directory" "create it with a releases/ folder and a current link, and start zd-run with its command under $root/current"
 root=$(realpath "$root")

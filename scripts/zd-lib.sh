@@ -22,16 +22,17 @@ zd_usage() { zd_die 2 "$1" "run '$ZD_PROG --help'"; }
 # zd_need_arg FLAG COUNT: a flag's value must follow it.
 zd_need_arg() { [ "$2" -ge 2 ] || zd_usage "$1 needs a value"; }
 
-# zd_seconds DURATION: whole seconds of 30, 30s, 2m, 1h (at least 1).
+# zd_seconds DURATION [MIN]: whole seconds of 30, 30s, 2m, 1h (at least MIN,
+# default 1).
 zd_seconds() {
-	local d=$1 n unit
+	local d=$1 min=${2:-1} n unit
 	if [[ $d =~ ^([0-9]+)(s|m|h)?$ ]]; then
 		n=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]}
 		case $unit in
 		m) n=$((n * 60)) ;;
 		h) n=$((n * 3600)) ;;
 		esac
-		[ "$n" -ge 1 ] || zd_usage "duration $d: must be at least 1s"
+		[ "$n" -ge "$min" ] || zd_usage "duration $d: must be at least ${min}s"
 		printf '%d\n' "$n"
 		return
 	fi
