@@ -11,6 +11,13 @@
 # all of them alike; the report gives per-target medians and the median and
 # range of each round's ratio to HAProxy.
 #
+# ZDQ_BEFORE=PATH adds a second zd-queue binary (e.g. an older commit's
+# build) as the target zd-queue-before, measured in the same rounds as
+# zd-queue, so that a change is compared before and after in one sitting:
+#
+#   git worktree add /tmp/before OLDREV && (cd /tmp/before && go build -o /tmp/zdq-before ./cmd/zd-queue)
+#   ZDQ_BEFORE=/tmp/zdq-before bench/proxy-compare.sh
+#
 # Needs wrk, h2load (nghttp2-client), haproxy and nginx (Debian packages).
 # The machine is shared: run it when nothing else is busy, and read ratios,
 # not absolute numbers.
@@ -62,6 +69,18 @@ mkdir -m 0700 "$TMP/state"
 PIDS+=($!)
 PID_ZDQ=$!
 waitport "$PZ"
+
+# The other zd-queue build to compare with (ZDQ_BEFORE), same flags.
+PZB=
+if [ -n "${ZDQ_BEFORE:-}" ]; then
+	PZB=$(port)
+	mkdir -m 0700 "$TMP/state-before"
+	"$ZDQ_BEFORE" --listen "127.0.0.1:$PZB" --backend "tcp://127.0.0.1:$PB" --admin "127.0.0.1:$(port)" \
+		--state-dir "$TMP/state-before" --log-level warn 2>"$TMP/zdq-before.log" &
+	PIDS+=($!)
+	PID_ZDQB=$!
+	waitport "$PZB"
+fi
 
 # The same zd-queue with its fast path off (net/http's server for HTTP/1.1
 # and h2c), to show what the fast path is worth.
@@ -141,7 +160,7 @@ cputicks() {
 	echo "$t"
 }
 TCK=$(getconf CLK_TCK)
-pidof_target() { case $1 in direct) echo "$PID_ECHO" ;; zd-queue) echo "$PID_ZDQ" ;; zd-queue-std) echo "$PID_ZDQS" ;; haproxy) echo "$PID_HAP" ;; nginx) echo "$PID_NGX" ;; esac; }
+pidof_target() { case $1 in direct) echo "$PID_ECHO" ;; zd-queue) echo "$PID_ZDQ" ;; zd-queue-before) echo "$PID_ZDQB" ;; zd-queue-std) echo "$PID_ZDQS" ;; haproxy) echo "$PID_HAP" ;; nginx) echo "$PID_NGX" ;; esac; }
 
 # run_wrk NAME PORT: prints "rps p99_ms errors"
 run_wrk() {
@@ -186,7 +205,7 @@ RES="$TMP/results"
 : >"$RES"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "warming up..." >&2
-for p in $PB $PZ $PZS $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
+for p in $PB $PZ $PZB $PZS $PH $PN; do wrk -t1 -c10 -d1s "http://127.0.0.1:$p/" >/dev/null 2>&1; done
 # measure PROTO NAME PORT ROUND: one load run against NAME, its result and
 # the CPU ticks NAME's process used appended to $RES.
 measure() {
@@ -200,10 +219,12 @@ measure() {
 for round in $(seq 1 "$ROUNDS"); do
 	measure h1 direct "$PB" "$round"
 	measure h1 zd-queue "$PZ" "$round"
+	[ -z "$PZB" ] || measure h1 zd-queue-before "$PZB" "$round"
 	measure h1 zd-queue-std "$PZS" "$round"
 	measure h1 haproxy "$PH" "$round"
 	measure h1 nginx "$PN" "$round"
 	measure h2 zd-queue "$PZ" "$round"
+	[ -z "$PZB" ] || measure h2 zd-queue-before "$PZB" "$round"
 	measure h2 zd-queue-std "$PZS" "$round"
 	measure h2 haproxy "$PH2" "$round"
 	measure h2 nginx "$PN2" "$round"
@@ -260,16 +281,21 @@ PY
 	echo
 	echo "## HTTP/1.1 keep-alive (wrk -t2 -c$CONNS)"
 	echo
-	table h1 direct zd-queue zd-queue-std haproxy nginx
+	table h1 direct zd-queue zd-queue-before zd-queue-std haproxy nginx
 	echo
 	echo "## HTTP/2 cleartext, prior knowledge (h2load -c$CONNS -m10; backend side HTTP/1.1)"
 	echo
-	table h2 zd-queue zd-queue-std haproxy nginx
+	table h2 zd-queue zd-queue-before zd-queue-std haproxy nginx
 	echo
 	echo "CPU µs/req is the CPU time (user+system) the proxy process itself used during the run divided by"
 	echo "the requests it served (for direct: the backend's). On a shared machine it is steadier than req/s:"
 	echo "req/s follows whatever else runs, CPU per request much less."
 	echo
+	if [ -n "$PZB" ]; then
+		echo "zd-queue-before is the zd-queue binary ZDQ_BEFORE named ($ZDQ_BEFORE), with the same flags as zd-queue"
+		echo "and measured in the same rounds."
+		echo
+	fi
 	echo "zd-queue-std is the same zd-queue binary with --fast-path=false (net/http's server for HTTP/1.1"
 	echo "and h2c). The h2 p99 comes from h2load's per-request log (time to the end of each response)."
 	echo "The direct backend does not speak h2c, so it has no h2 row. nginx 1.22's h2c drops requests under"

@@ -30,14 +30,6 @@ type fastServer struct {
 	wg    sync.WaitGroup
 }
 
-// Connection states, for a graceful stop: an idle connection (waiting for
-// a request) may be closed at any time; an active one finishes its request.
-const (
-	h1Active int32 = iota
-	h1Idle
-	h1Closed
-)
-
 func newFastServer(p *Proxy, feed *connFeed) *fastServer {
 	return &fastServer{p: p, feed: feed, conns: map[*h1conn]struct{}{}}
 }
@@ -82,8 +74,15 @@ func (s *fastServer) newConn(c net.Conn) *h1conn {
 		c = tls.Server(c, s.tls)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	hc := &h1conn{s: s, p: s.p, c: c, ctx: ctx, cancel: cancel, remote: c.RemoteAddr().String()}
-	hc.state.Store(h1Active)
+	hc := &h1conn{s: s, p: s.p, c: c, ctx: ctx, cancel: cancel}
+	// The connection's state is its registry entry's (see registry.go);
+	// one not accepted through countingListener gets an entry of its own,
+	// unregistered.
+	if hc.ent = entryOf(c); hc.ent == nil {
+		hc.ent = &connEntry{conn: c, remote: c.RemoteAddr().String()}
+		hc.ent.setState(connActive, time.Now())
+	}
+	hc.state, hc.since, hc.remote = &hc.ent.state, &hc.ent.since, hc.ent.remote
 	hc.cr.hc = hc
 	hc.w.hc = hc
 	hc.w.header = make(http.Header, 16)
@@ -122,11 +121,15 @@ func (s *fastServer) closeIdle(minIdle time.Duration) int {
 			// taken; the connection ends when its last one does.
 			h2.askGoAway()
 			if h2.active.Load() == 0 {
+				hc.state.Store(connClosing)
 				hc.c.Close()
 			}
 			continue
 		}
-		if now-hc.idleSince.Load() >= int64(minIdle) && hc.state.CompareAndSwap(h1Idle, h1Closed) {
+		if hc.ent.server.Load() != serverFast {
+			continue // handed to net/http, which closes it if need be
+		}
+		if now-hc.since.Load() >= int64(minIdle) && hc.state.CompareAndSwap(connIdle, connClosing) {
 			hc.c.Close()
 		}
 	}
@@ -138,7 +141,7 @@ func (s *fastServer) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for hc := range s.conns {
-		hc.state.Store(h1Closed)
+		hc.state.Store(connClosing)
 		hc.c.Close()
 	}
 }

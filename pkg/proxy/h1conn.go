@@ -54,15 +54,20 @@ var (
 // h1conn is one client connection on the fast path. Everything in it is
 // used by the connection's goroutine only, except where noted.
 type h1conn struct {
-	s         *fastServer
-	p         *Proxy
-	c         net.Conn
-	cr        h1connReader
-	br        *bufio.Reader
-	idleSince atomic.Int64 // unix nanoseconds the connection last became idle
-	bw        *bufio.Writer
-	remote    string
-	state     atomic.Int32
+	s      *fastServer
+	p      *Proxy
+	c      net.Conn
+	cr     h1connReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	remote string
+
+	// The connection's registry entry, and its state and since, which
+	// graceful stops read and switch from idle to closing.
+	ent       *connEntry
+	state     *atomic.Int32 // conn*
+	since     *atomic.Int64 // unix nanoseconds: when the state began (became idle, or the request began)
+	readAhead int64         // what ent.readAhead says (this goroutine's copy)
 
 	// ctx is every request's context: cancelled when a read or write on
 	// the connection fails (the client went away) and when it ends.
@@ -127,7 +132,7 @@ func (hc *h1conn) serve() {
 			if hc.body.left > 0 && hc.w.headOut && hc.w.err == nil {
 				hc.lingerClose()
 			}
-			hc.state.Store(h1Closed)
+			hc.state.Store(connClosing)
 			hc.c.Close()
 		}
 		if hc.br != nil {
@@ -145,7 +150,8 @@ func (hc *h1conn) serve() {
 			return
 		case proto == "h2" && hc.p.cfg.NoFastH2:
 			// net/http's HTTP/2 server takes it as it is (nothing read).
-			hc.state.Store(h1Closed)
+			hc.ent.proto.Store(protoH2)
+			hc.ent.server.Store(serverNetHTTP)
 			handed = hc.s.feed != nil && hc.s.feed.hand(tc)
 			return
 		case proto == "h2":
@@ -171,7 +177,13 @@ func (hc *h1conn) serve() {
 			return
 		}
 		hc.w.reset(r)
-		hc.p.ServeHTTP(&hc.w, r)
+		now := time.Now()
+		hc.since.Store(now.UnixNano())
+		if n := int64(hc.br.Buffered()); n != hc.readAhead {
+			hc.readAhead = n
+			hc.ent.readAhead.Store(n)
+		}
+		hc.p.serve(&hc.w, r, now)
 		more := hc.w.finish() && !hc.w.closeAfter
 		if hc.watching {
 			// The watcher's read is already the wait for the next
@@ -192,8 +204,7 @@ func (hc *h1conn) serve() {
 // the first byte of the next request. It returns false when the
 // connection ended instead (closed, idle timeout, graceful stop).
 func (hc *h1conn) awaitWatch() bool {
-	hc.idleSince.Store(time.Now().UnixNano())
-	hc.state.Store(h1Idle)
+	hc.setIdle(time.Now())
 	hc.setReadDeadline(time.Now(), hc.p.cfg.IdleTimeout, false)
 	if hc.p.stopping.Load() {
 		hc.stopWatch()
@@ -201,7 +212,17 @@ func (hc *h1conn) awaitWatch() bool {
 	}
 	<-hc.watchDone
 	hc.watching = false
-	return hc.cr.peeked && hc.state.CompareAndSwap(h1Idle, h1Active)
+	return hc.cr.peeked && hc.state.CompareAndSwap(connIdle, connActive)
+}
+
+// setIdle records that the connection waits for a request from now on.
+func (hc *h1conn) setIdle(now time.Time) {
+	hc.since.Store(now.UnixNano())
+	if hc.readAhead != 0 {
+		hc.readAhead = 0
+		hc.ent.readAhead.Store(0)
+	}
+	hc.state.Store(connIdle)
 }
 
 // handshake completes a TLS handshake within ReadHeaderTimeout and
@@ -264,15 +285,14 @@ func (hc *h1conn) readRequest() (r *http.Request, ok, fallback bool) {
 		// Waiting for a request: idle, closable by a graceful stop.
 		now := time.Now()
 		hc.setReadDeadline(now, hc.p.cfg.IdleTimeout, true)
-		hc.idleSince.Store(now.UnixNano())
-		hc.state.Store(h1Idle)
+		hc.setIdle(now)
 		if hc.p.stopping.Load() {
 			return nil, false, false
 		}
 		if _, err := hc.br.Peek(1); err != nil {
 			return nil, false, false
 		}
-		if !hc.state.CompareAndSwap(h1Idle, h1Active) {
+		if !hc.state.CompareAndSwap(connIdle, connActive) {
 			return nil, false, false // closed by a graceful stop
 		}
 	}

@@ -22,6 +22,9 @@ func h2cUpgrade(next http.Handler, srv *http.Server) http.Handler {
 		if r.ProtoMajor == 1 && r.Header.Get("Http2-Settings") != "" &&
 			httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "h2c") &&
 			httpguts.HeaderValuesContainsToken(r.Header["Connection"], "http2-settings") {
+			if e := connEntryFrom(r.Context()); e != nil {
+				e.proto.Store(protoH2C) // and upgraded, once hijacked (netHTTPConnState)
+			}
 			up.ServeHTTP(w, r)
 			return
 		}

@@ -133,6 +133,12 @@ func (hc *h1conn) serveH2() {
 		kick: make(chan struct{}, 1)} // before hc.h2 shows c to closeIdle
 	c.connRecv.Store(h2ConnWindow)
 	c.tls = hc.tlsState
+	if c.tls == nil {
+		hc.ent.proto.Store(protoH2C)
+	} else {
+		hc.ent.proto.Store(protoH2)
+	}
+	hc.setIdle(time.Now()) // until the first stream
 	c.ctx, c.cancel = context.WithCancel(hc.ctx)
 	defer c.cancel()
 	hc.h2.Store(c)
@@ -408,17 +414,27 @@ func (c *h2conn) finishStream(st *h2stream) {
 		c.active.Add(-1)
 	}
 	left := c.active.Load()
-	goAway := c.goAway
+	ending := c.goAway || c.p.stopping.Load()
+	if left == 0 {
+		// Under smu, as in onHeaders: the states follow the stream count.
+		if ending {
+			c.hc.state.Store(connClosing)
+		} else {
+			c.hc.state.Store(connIdle)
+		}
+	}
 	c.smu.Unlock()
 	if left == 0 {
-		if goAway || c.p.stopping.Load() {
+		if ending {
 			// Done after GOAWAY: end the connection (the reader's next
 			// read fails).
 			c.goAwayNow(http2.ErrCodeNo)
 			c.c.SetReadDeadline(aLongTimeAgo)
 			return
 		}
+		now := time.Now()
+		c.hc.since.Store(now.UnixNano())
 		c.dlArmed.Store(true)
-		c.c.SetReadDeadline(time.Now().Add(c.p.cfg.IdleTimeout))
+		c.c.SetReadDeadline(now.Add(c.p.cfg.IdleTimeout))
 	}
 }

@@ -183,7 +183,12 @@ func (c *h2conn) onHeaders(f *h2block) error {
 	st.sendWin = c.initSendWin
 	c.fmu.Unlock()
 	c.streams[id] = st
-	c.active.Add(1)
+	if c.active.Add(1) == 1 {
+		// The first open stream: the connection is active; its since is
+		// the stream's start (see run).
+		c.hc.state.Store(connActive)
+		st.opens = true
+	}
 	c.smu.Unlock()
 
 	if f.truncated {

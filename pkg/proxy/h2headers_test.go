@@ -231,9 +231,10 @@ func FuzzH2HeaderBlock(f *testing.F) {
 // rawH2 is a hand-driven HTTP/2 client connection, for sending what a
 // well-behaved client library will not.
 type rawH2 struct {
-	fr  *http2.Framer
-	buf bytes.Buffer
-	enc *hpack.Encoder
+	conn net.Conn
+	fr   *http2.Framer
+	buf  bytes.Buffer
+	enc  *hpack.Encoder
 }
 
 func dialRawH2(t *testing.T, addr string) *rawH2 {
@@ -245,7 +246,7 @@ func dialRawH2(t *testing.T, addr string) *rawH2 {
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(conn, h2Preface)
-	r := &rawH2{fr: http2.NewFramer(conn, conn)}
+	r := &rawH2{conn: conn, fr: http2.NewFramer(conn, conn)}
 	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	r.enc = hpack.NewEncoder(&r.buf)
 	r.fr.WriteSettings()

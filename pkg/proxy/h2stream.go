@@ -34,6 +34,7 @@ type h2stream struct {
 	ctxErr error
 
 	sendWin int64 // under c.fmu
+	opens   bool  // the first stream open on the connection: it stamps the connection's since
 
 	// Request body, filled by the reader goroutine.
 	bmu         sync.Mutex
@@ -69,7 +70,11 @@ func (st *h2stream) run() {
 		}
 		st.cleanup()
 	}()
-	c.p.ServeHTTP(&st.w, st.req)
+	now := time.Now()
+	if st.opens {
+		c.hc.since.Store(now.UnixNano())
+	}
+	c.p.serve(&st.w, st.req, now)
 	st.w.finish()
 }
 
@@ -79,6 +84,9 @@ func (st *h2stream) refuse(code int) {
 	c := st.c
 	defer c.handlers.Done()
 	defer st.cleanup()
+	if st.opens {
+		c.hc.since.Store(time.Now().UnixNano())
+	}
 	st.w = h2writer{st: st, length: -1}
 	st.req = &http.Request{Method: http.MethodGet, ProtoMajor: 2}
 	c.p.plainError(&st.w, code, http.StatusText(code))

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -26,8 +27,12 @@ func (hc *h1conn) handOver() bool {
 	}
 	hc.dl = time.Time{}
 	hc.c.SetDeadline(time.Time{})
-	hc.state.Store(h1Closed)
-	rc := &replayConn{Conn: hc.c, pre: pre, tls: hc.tlsState}
+	if bytes.HasPrefix(pre, []byte(h2Preface)) {
+		hc.ent.proto.Store(protoH2C) // prior knowledge, with the fast HTTP/2 server off
+	}
+	hc.ent.readAhead.Store(int64(len(pre)))
+	hc.ent.server.Store(serverNetHTTP) // closeIdle leaves it alone from now on
+	rc := &replayConn{Conn: hc.c, pre: pre, tls: hc.tlsState, ent: hc.ent}
 	if hc.s.feed == nil || !hc.s.feed.hand(rc) {
 		return false
 	}
@@ -40,19 +45,21 @@ type replayConn struct {
 	net.Conn
 	pre []byte
 	tls *tls.ConnectionState // of a decrypted TLS connection
+	ent *connEntry
 }
 
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(b, c.pre)
 		c.pre = c.pre[n:]
+		c.ent.readAhead.Store(int64(len(c.pre)))
 		return n, nil
 	}
 	return c.Conn.Read(b)
 }
 
-// handedTLS is net/http's ConnContext for the connections the fast path
-// hands over: a decrypted TLS connection keeps its TLS state for the
+// handedTLS is part of net/http's ConnContext (netHTTPConnContext) for
+// the connections the fast path hands over: a decrypted TLS connection keeps its TLS state for the
 // request (net/http sees only the plain bytes).
 func handedTLS(ctx context.Context, c net.Conn) context.Context {
 	if rc, ok := c.(*replayConn); ok && rc.tls != nil {

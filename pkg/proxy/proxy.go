@@ -29,6 +29,8 @@ type Proxy struct {
 	stopping    atomic.Bool  // graceful stop: answer with Connection: close
 	reading     atomic.Int64 // body bytes being read into memory for holding
 	activeConns atomic.Int64
+	conns       connRegistry // every client connection (registry.go)
+	h3conns     atomic.Int64 // HTTP/3 connections registered (h3ConnContext)
 	inflight    atomic.Int64
 	altSvc      atomic.Pointer[string]
 	addrs       atomic.Pointer[[]string] // what Serve listens on, for status
@@ -260,8 +262,11 @@ func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration
 }
 
 // ServeHTTP proxies one client request.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r, time.Now()) }
+
+// serve proxies one client request that began at start (the fast path
+// shares its clock reading with the connection registry).
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time) {
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	if r.TLS == nil && p.cfg.TLS != nil && r.ProtoMajor == 1 {

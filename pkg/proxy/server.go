@@ -40,7 +40,9 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 	}
 	errLog := slog.NewLogLogger(&badInputHandler{p: p, next: p.log.Handler()}, slog.LevelDebug)
 	srv := &http.Server{
-		Handler:           p,
+		Handler:           http.HandlerFunc(p.serveNetHTTP),
+		ConnState:         netHTTPConnState,
+		ConnContext:       netHTTPConnContext,
 		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
@@ -60,13 +62,14 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 		}
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
-		srv.Handler = h2cUpgrade(p, srv)
+		srv.Handler = h2cUpgrade(srv.Handler, srv)
 	}
 
 	var h3 *http3.Server
 	if len(ls.UDP) > 0 {
 		h3 = &http3.Server{
-			Handler:        p,
+			Handler:        http.HandlerFunc(p.serveH3),
+			ConnContext:    p.h3ConnContext,
 			TLSConfig:      http3.ConfigureTLSConfig(p.cfg.TLS.Clone()),
 			MaxHeaderBytes: p.cfg.MaxHeaderBytes,
 			IdleTimeout:    p.cfg.IdleTimeout,
@@ -101,7 +104,6 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 		feed := newConnFeed(ls.TCP[0].Addr())
 		fast = newFastServer(p, feed)
 		fast.tls = srv.TLSConfig
-		srv.ConnContext = handedTLS
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -213,6 +215,16 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, l
 	wg.Wait()
 	if h3 != nil {
 		h3.Close()
+		// Close has ended every HTTP/3 connection; their registrations
+		// go as their contexts end (h3ConnContext).
+		deadline := time.Now().Add(5 * time.Second)
+		for p.h3conns.Load() > 0 {
+			if time.Now().After(deadline) {
+				p.log.Warn("HTTP/3 connections still registered 5s after the server closed", "count", p.h3conns.Load())
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 
@@ -237,14 +249,26 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.p.activeConns.Add(1)
-	return &watchedConn{Conn: c, p: l.p}, nil
+	wc := &watchedConn{Conn: c, p: l.p}
+	e := &wc.ent
+	e.conn, e.remote, e.tls = wc, c.RemoteAddr().String(), l.p.cfg.TLS != nil
+	e.proto.Store(e.tlsProto(""))
+	if l.p.cfg.NoFastPath {
+		e.server.Store(serverNetHTTP)
+	}
+	e.setState(connActive, time.Now())
+	l.p.conns.add(e)
+	return wc, nil
 }
 
+// watchedConn is an accepted client connection, whoever serves it. It
+// holds the connection's registry entry (registered from Accept to Close).
 type watchedConn struct {
 	net.Conn
 	p        *Proxy
 	closed   atomic.Bool
 	deadline atomic.Int64 // last read deadline set, unix nanoseconds
+	ent      connEntry
 }
 
 // The server aborts its own background reads with a deadline in 1970; only
@@ -295,6 +319,8 @@ func (c *watchedConn) Write(b []byte) (int, error) {
 func (c *watchedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.p.activeConns.Add(-1)
+		c.ent.state.Store(connClosing)
+		c.p.conns.remove(&c.ent)
 	}
 	return c.Conn.Close()
 }

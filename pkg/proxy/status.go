@@ -18,6 +18,7 @@ func (p *Proxy) Status() queueapi.Status {
 		Paused:            p.opPaused.Load(),
 		Holding:           qs.Paused,
 		ActiveConnections: p.activeConns.Load(),
+		ClientConns:       p.ClientConnCounts(),
 		RequestsInFlight:  p.inflight.Load(),
 		BufferedRequests:  qs.Held,
 		BufferedBytes:     qs.Bytes,

@@ -22,6 +22,11 @@ type Status struct {
 	UptimeSeconds     float64         `msgpack:"uptime_seconds" json:"uptime_seconds"`
 	MemoryUsageMB     float64         `msgpack:"memory_usage_mb" json:"memory_usage_mb"`
 	Backends          []BackendStatus `msgpack:"backends" json:"backends"`
+
+	// ClientConns counts the open client connections by protocol (h1,
+	// h1+tls, h2c, h2, h3), then state (active, idle, upgraded, closing);
+	// only what has connections is in it.
+	ClientConns map[string]map[string]int `msgpack:"client_conns" json:"client_conns"`
 }
 
 // WorkerStats counts backends by state.

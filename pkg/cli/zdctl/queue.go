@@ -133,6 +133,7 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 	}
 	fmt.Fprintf(w, "held: %d requests, %d bytes; replayed %d; in flight %d; connections %d\n",
 		st.BufferedRequests, st.BufferedBytes, st.ReplayedRequests, st.RequestsInFlight, st.ActiveConnections)
+	fmt.Fprintf(w, "clients: %s\n", clientConns(st.ClientConns))
 	if len(st.Buffer.Rejected) > 0 {
 		keys := make([]string, 0, len(st.Buffer.Rejected))
 		for k := range st.Buffer.Rejected {
@@ -249,4 +250,31 @@ func jsonable(v any) any {
 		return t
 	}
 	return v
+}
+
+// clientConns says how many client connections there are by protocol and
+// state: "h1 2 idle, 1 active; h2 1 idle", or "none".
+func clientConns(m map[string]map[string]int) string {
+	protos := make([]string, 0, len(m))
+	for p := range m {
+		protos = append(protos, p)
+	}
+	sort.Strings(protos)
+	var out []string
+	for _, p := range protos {
+		states := make([]string, 0, len(m[p]))
+		for s := range m[p] {
+			states = append(states, s)
+		}
+		sort.Strings(states)
+		var parts []string
+		for _, s := range states {
+			parts = append(parts, fmt.Sprintf("%d %s", m[p][s], s))
+		}
+		out = append(out, p+" "+strings.Join(parts, ", "))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
 }
