@@ -43,6 +43,9 @@ func printSummary(sio cmdkit.IO, s *summary) {
 		{"WORKER", sortedCounts(s.ByWorker, nil)},
 		{"AGE", sortedCounts(s.ByAge, ageOrder())},
 	}
+	for i := range groups {
+		groups[i].rows = capRows(groups[i].rows, maxRows)
+	}
 	var listRows [][]string
 	for _, l := range s.First {
 		age := "-"
@@ -113,6 +116,23 @@ func printSummary(sio cmdkit.IO, s *summary) {
 		fmt.Fprintln(w, mk(listHead, listRows))
 	}
 	printLayoutPlain(w, s)
+}
+
+// maxRows bounds each count table for people (a snapshot of 5,000
+// workers has 5,000 pids); --json has every entry.
+const maxRows = 12
+
+// capRows keeps the first max-1 rows and sums the rest into one.
+func capRows(rows [][2]string, max int) [][2]string {
+	if len(rows) <= max {
+		return rows
+	}
+	var rest int64
+	for _, r := range rows[max-1:] {
+		n, _ := strconv.ParseInt(r[1], 10, 64)
+		rest += n
+	}
+	return append(rows[:max-1:max-1], [2]string{fmt.Sprintf("(%d more)", len(rows)-max+1), strconv.FormatInt(rest, 10)})
 }
 
 func printLayoutPlain(w io.Writer, s *summary) {
