@@ -167,7 +167,9 @@ func TestControlSocketPeers(t *testing.T) {
 	r.waitHealthy()
 	sock := filepath.Join(r.dir, "run.sock")
 	// Open the way through the file system so that only SO_PEERCRED decides.
-	for _, p := range []string{filepath.Dir(filepath.Dir(r.dir)), filepath.Dir(r.dir), r.dir} {
+	// Only the test's own folders: their parent is the system's temp dir
+	// (/tmp), whose mode (1777) must not be touched.
+	for _, p := range []string{filepath.Dir(r.dir), r.dir} {
 		os.Chmod(p, 0o711)
 	}
 	os.Chmod(sock, 0o666)
