@@ -57,3 +57,11 @@ var (
 	_ net.Listener    = (*connFeed)(nil)
 	_ net.Conn        = (*replayConn)(nil)
 )
+
+// The access log's response writer passes them on (upstreamRecorder's
+// upstreamHeaderWriter is checked where it is declared).
+var (
+	_ clientWatcher                             = (*statusRecorder)(nil)
+	_ interface{ Unwrap() http.ResponseWriter } = (*statusRecorder)(nil)
+	_ io.StringWriter                           = (*statusRecorder)(nil)
+)
