@@ -72,7 +72,7 @@ func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	b, err := os.ReadFile(ts.MkAbs(args[0]))
 	ts.Check(err)
-	regions, err := snapshot.Layout(b)
+	regions, err := snapshot.Layout(bytes.NewReader(b))
 	ts.Check(err)
 	find := func(name, chunk string) snapshot.Region {
 		for _, g := range regions {

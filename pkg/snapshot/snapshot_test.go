@@ -183,7 +183,7 @@ func flip(b []byte, off int) []byte {
 func TestFlipEveryRegion(t *testing.T) {
 	for _, key := range [][]byte{nil, testKey} {
 		b := write(t, 60, Options{Key: key, ChunkSize: 4096})
-		regions, err := Layout(b)
+		regions, err := Layout(bytes.NewReader(b))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestFlipEveryRegion(t *testing.T) {
 func TestTruncation(t *testing.T) {
 	for _, key := range [][]byte{nil, testKey} {
 		b := write(t, 60, Options{Key: key, ChunkSize: 4096})
-		regions, _ := Layout(b)
+		regions, _ := Layout(bytes.NewReader(b))
 		for _, g := range regions {
 			for _, cut := range []int{g.Offset, g.Offset + g.Size/2} {
 				err := damage(b[:cut], key)
@@ -235,7 +235,7 @@ func TestTruncation(t *testing.T) {
 // chunks returns the byte ranges of the data chunks of b and the offset of
 // the end marker.
 func chunks(t *testing.T, b []byte) ([][2]int, int) {
-	regions, err := Layout(b)
+	regions, err := Layout(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package zdsnapshot
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -138,11 +139,12 @@ func runInspect(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 			s.Bytes = st.Size()
 		}
 		if c.Bool("layout") {
-			b, err := os.ReadFile(path)
+			f, err := os.Open(path)
 			if err != nil {
 				return fileError(path, err)
 			}
-			regions, err := snapshot.Layout(b)
+			regions, err := snapshot.Layout(bufio.NewReaderSize(f, 256<<10))
+			f.Close()
 			if err != nil {
 				return fileError(path, err)
 			}
