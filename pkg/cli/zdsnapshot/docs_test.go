@@ -13,6 +13,12 @@ func TestFlagsDocumented(t *testing.T) {
 	cmdkit.CheckDocumented(t, newCommand(cmdkit.IO{}), "../../../README.md", "../../../man/zd-snapshot.1")
 }
 
+// Every command, and every command's arguments, are in the README and in
+// zd-snapshot(1) as --help shows them.
+func TestCommandsDocumented(t *testing.T) {
+	cmdkit.CheckCommandsDocumented(t, newCommand(cmdkit.IO{}), "../../../README.md", "../../../man/zd-snapshot.1")
+}
+
 func TestCapRows(t *testing.T) {
 	var rows [][2]string
 	for i := range 20 {
