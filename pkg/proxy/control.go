@@ -56,6 +56,10 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 		if err != nil {
 			return nil, err
 		}
+		if !res.Drained && res.Sessions > 0 {
+			return nil, control.Errorf(control.CodeTimeout, "no other backend took its WebSocket sessions in time; start one, raise timeout_ms or stop it anyway",
+				"drain %s: %d WebSocket sessions still attached after %dms", res.Backend, res.Sessions, res.WaitedMS)
+		}
 		if !res.Drained {
 			return nil, control.Errorf(control.CodeTimeout, "the backend still has requests in flight; raise timeout_ms or stop it anyway",
 				"drain %s: %d requests still in flight after %dms", res.Backend, res.InFlight, res.WaitedMS)

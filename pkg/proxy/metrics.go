@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/zdtools/zd/pkg/wsrelay"
 )
 
 // metrics are the proxy's Prometheus series, in a registry of its own.
@@ -16,6 +18,7 @@ type metrics struct {
 	badInput *prometheus.CounterVec
 	latency  prometheus.Histogram
 	tunnels  prometheus.Gauge
+	wsMove   prometheus.Histogram
 	panics   prometheus.Counter
 	outcome  map[string]prometheus.Counter // read-only after newMetrics: no lock per request
 	pinned   map[string]prometheus.Counter // by result; read-only after newMetrics
@@ -71,6 +74,12 @@ func newMetrics(p *Proxy) *metrics {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
+	m.wsMove = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "zdqueue_ws_move_seconds",
+		Help:    "How long a WebSocket session's client-to-backend messages were held while it moved to another backend.",
+		Buckets: wsrelay.MoveBuckets,
+	})
+	m.reg.MustRegister(m.wsMove, newWSCollector(p))
 	m.reg.MustRegister(pinned, m.requests, m.retries, m.badInput, m.latency, m.tunnels, m.panics,
 		gauge("zdqueue_buffered_requests", "Requests held in the buffer now.", func() float64 { return float64(p.q.Stats().Held) }),
 		gauge("zdqueue_buffer_bytes", "Bytes held in the buffer now, as charged against the byte limit.", func() float64 { return float64(p.q.Stats().Bytes) }),

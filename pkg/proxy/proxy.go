@@ -14,6 +14,7 @@ import (
 
 	"github.com/zdtools/zd/pkg/queue"
 	"github.com/zdtools/zd/pkg/queueapi"
+	"github.com/zdtools/zd/pkg/wsrelay"
 )
 
 // Proxy is zd-queue's engine. Create it with New, serve clients with Serve
@@ -24,6 +25,7 @@ type Proxy struct {
 	rt  *router
 	q   *queue.Buffer
 	m   *metrics
+	ws  *wsrelay.Relay // WebSocket sessions (websocket.go)
 
 	opPaused    atomic.Bool  // an operator paused all traffic
 	stopping    atomic.Bool  // graceful stop: answer with Connection: close
@@ -71,6 +73,7 @@ func New(cfg Config) (*Proxy, error) {
 		cancel:  cancel,
 		force:   make(chan struct{}),
 	}
+	p.ws = p.newRelay()
 	p.m = newMetrics(p)
 	specs := make([]BackendSpec, 0, len(cfg.Backends))
 	for _, a := range cfg.Backends {
@@ -94,6 +97,11 @@ func New(cfg Config) (*Proxy, error) {
 // work and closes the backend pools. Requests in flight are not touched.
 func (p *Proxy) Close() error {
 	p.q.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace+time.Second)
+	if err := p.ws.Close(ctx); err != nil {
+		p.log.Warn("WebSocket sessions did not all close", "err", err)
+	}
+	cancel()
 	p.cancel()
 	p.wg.Wait()
 	p.rt.close()
@@ -219,7 +227,8 @@ func (p *Proxy) Resume(backend string) error {
 func (p *Proxy) Flush() int { return p.q.Flush() }
 
 // Drain stops giving backend new requests and waits until it has none in
-// flight, or until timeout. A drained backend stays out of routing until it
+// flight and its WebSocket sessions moved to other backends, or until
+// timeout. A drained backend stays out of routing until it
 // leaves the backend set or Resume(backend) is called. An unknown backend
 // is an error wrapping ErrUnknownBackend: a mistyped address must not pass
 // for a drained one.
@@ -255,6 +264,14 @@ func (p *Proxy) Drain(ctx context.Context, backend string, timeout time.Duration
 			return res, nil
 		case <-t.C:
 		}
+	}
+	// Its WebSocket sessions move to other backends (the barrier), within
+	// the same bound.
+	if n := p.drainSessions(ctx, b); n > 0 {
+		res.Drained = false
+		res.Sessions = n
+		res.WaitedMS = time.Since(start).Milliseconds()
+		return res, nil
 	}
 	res.WaitedMS = time.Since(start).Milliseconds()
 	p.log.Info("backend drained", "backend", b.id, "waited", time.Since(start).Round(time.Millisecond))
@@ -296,6 +313,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time) {
 }
 
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
+	if r.ProtoMajor == 1 && isWebSocketUpgrade(r) {
+		return p.serveWebSocket(w, r)
+	}
 	if r.Method == http.MethodConnect {
 		p.plainError(w, http.StatusMethodNotAllowed, "CONNECT is not proxied")
 		return outcomeBadRequest

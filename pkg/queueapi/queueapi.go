@@ -63,6 +63,7 @@ type DrainResult struct {
 	Backend  string `msgpack:"backend" json:"backend"`
 	Drained  bool   `msgpack:"drained" json:"drained"`     // nothing in flight any more
 	InFlight int64  `msgpack:"in_flight" json:"in_flight"` // requests still in flight at the end
+	Sessions int    `msgpack:"sessions" json:"sessions"`   // WebSocket sessions still attached at the end
 	WaitedMS int64  `msgpack:"waited_ms" json:"waited_ms"`
 }
 

@@ -25,7 +25,7 @@ import (
 // measured in this process are the relay's alone.
 
 // startChild runs the test binary in a child role and waits for "ready".
-func startChild(tb testing.TB, env ...string) {
+func startChild(tb testing.TB, env ...string) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=XXX")
 	cmd.Env = append(os.Environ(), env...)
@@ -53,10 +53,16 @@ func startChild(tb testing.TB, env ...string) {
 	case <-time.After(120 * time.Second):
 		tb.Fatalf("child %v not ready in 120s", env)
 	}
+	return cmd
 }
 
 // remoteEcho starts the echo child with the named unix sockets.
 func remoteEcho(tb testing.TB, names ...string) []*echoBackend {
+	bs, _ := remoteEchoCmd(tb, names...)
+	return bs
+}
+
+func remoteEchoCmd(tb testing.TB, names ...string) ([]*echoBackend, *exec.Cmd) {
 	dir := tb.TempDir()
 	var socks []string
 	var out []*echoBackend
@@ -65,8 +71,8 @@ func remoteEcho(tb testing.TB, names ...string) []*echoBackend {
 		socks = append(socks, p)
 		out = append(out, &echoBackend{name: n, netw: "unix", addr: p})
 	}
-	startChild(tb, "ZD_WSRELAY_CHILD=echo", "ZD_WSRELAY_SOCKS="+strings.Join(socks, ","))
-	return out
+	cmd := startChild(tb, "ZD_WSRELAY_CHILD=echo", "ZD_WSRELAY_SOCKS="+strings.Join(socks, ","))
+	return out, cmd
 }
 
 // sessionCounts: 1,000 and 10,000 sessions, or as many as the descriptor

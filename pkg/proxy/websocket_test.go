@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestWebSocketSessionsSurviveDrain: sessions through zd-queue keep going
+// while their backends are drained in turn (Proxy.Drain, the queue.sock
+// drain op), every echo checked; each backend attempt carries the same
+// Zd-Session-Id and a growing Zd-Resume.
+func TestWebSocketSessionsSurviveDrain(t *testing.T) {
+	const clients, msgs, drains = 8, 200, 6
+	dir := sockDir(t)
+	var mu sync.Mutex
+	resumes := map[string][]int{} // session id -> Zd-Resume values seen
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		n, _ := strconv.Atoi(r.Header.Get("Zd-Resume"))
+		mu.Lock()
+		id := r.Header.Get("Zd-Session-Id")
+		resumes[id] = append(resumes[id], n)
+		mu.Unlock()
+		for {
+			typ, b, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if err := c.Write(context.Background(), typ, b); err != nil {
+				return
+			}
+		}
+	}
+	a := newTestBackend(t, dir, "a", echo)
+	b := newTestBackend(t, dir, "b", echo)
+	px := startProxy(t, Config{Backends: []string{a.addr, b.addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var progress sync.WaitGroup
+	progress.Add(clients)
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			errs <- func() error {
+				c, _, err := websocket.Dial(ctx, "ws://"+px.addr+"/ws", &websocket.DialOptions{HTTPClient: client(t)})
+				if err != nil {
+					progress.Done()
+					return fmt.Errorf("client %d: dial: %v", i, err)
+				}
+				defer c.CloseNow()
+				for m := 0; m < msgs; m++ {
+					if m == 10 {
+						progress.Done()
+					}
+					want := fmt.Sprintf("%d:%d", i, m)
+					if err := c.Write(ctx, websocket.MessageText, []byte(want)); err != nil {
+						return fmt.Errorf("client %d: write %d: %v", i, m, err)
+					}
+					_, got, err := c.Read(ctx)
+					if err != nil || string(got) != want {
+						return fmt.Errorf("client %d: echo %d = %q, %v; want %q", i, m, got, err, want)
+					}
+					if m%20 == 0 {
+						time.Sleep(time.Millisecond) // let the drains land mid-stream
+					}
+				}
+				return c.Close(websocket.StatusNormalClosure, "")
+			}()
+		}()
+	}
+	progress.Wait()
+	for d := 0; d < drains; d++ {
+		from, to := a, b
+		if d%2 == 1 {
+			from, to = b, a
+		}
+		if err := px.p.Resume(to.addr); err != nil {
+			t.Fatal(err)
+		}
+		res, err := px.p.Drain(ctx, from.addr, 10*time.Second)
+		if err != nil || !res.Drained {
+			t.Fatalf("drain %s: %+v, %v", from.addr, res, err)
+		}
+		if n := px.p.ws.Sessions(from.addr); n != 0 {
+			t.Fatalf("after draining %s: %d sessions still on it", from.addr, n)
+		}
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resumes) != clients {
+		t.Errorf("backends saw %d session ids; want %d", len(resumes), clients)
+	}
+	for id, rs := range resumes {
+		for i, n := range rs {
+			if n != i {
+				t.Errorf("session %s: Zd-Resume values %v; want 0, 1, 2, ...", id, rs)
+				break
+			}
+		}
+	}
+	st := px.p.ws.Stats()
+	t.Logf("moved %d sessions, failed %d, closes %v", st.Moved, st.MoveFailed, st.Closes)
+}
