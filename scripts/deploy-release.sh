@@ -28,7 +28,8 @@ service whose releases live in DIR, with zd-run and zdctl:
      go on serving)
   5. check that the new generation runs releases/N, then wait until
      zdctl health says healthy and --health-cmd (if given) passes, watching
-     for --observe seconds that the workers stay up
+     for --observe seconds that health stays so and no worker is restarted
+     (a crash)
   On a failure in 4 the link goes back; in 5 the link goes back and the
   previous release is reloaded (the service is rolled back too).
 
@@ -155,13 +156,27 @@ healthy_for() {
 			sleep 0.5
 		done
 	fi
+	# A crashed worker is respawned within a fraction of a second, which a
+	# look at health can miss: the restart count cannot.
+	local r0 r
+	r0=$(restarts)
 	deadline=$((SECONDS + secs))
 	while [ "$SECONDS" -lt "$deadline" ]; do
 		quiet_zdctl health
 		[ "$rc" -eq 0 ] || { why="zdctl health exited $rc within ${secs}s of the reload (a worker crashed?)"; return 1; }
+		r=$(restarts)
+		if [ "${r:-0}" -gt "${r0:-0}" ]; then
+			why="workers were restarted $((r - r0)) times within ${secs}s of the reload (they crash)"
+			return 1
+		fi
 		sleep 0.5
 	done
 	return 0
+}
+
+# restarts: how many times zd-run has restarted crashed workers so far.
+restarts() {
+	zdctl "${ctl[@]}" status --json 2>/dev/null | zd_json_field restarts
 }
 
 # 1. zd-run runs, and runs a release of ours.
