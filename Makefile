@@ -14,8 +14,12 @@ TEST_FLAGS  ?= -race -count=1 -timeout 60m
 FUZZTIME    ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
+# h2spec has no go.mod: its releases are +incompatible versions.
+H2SPEC_VERSION ?= v2.2.1+incompatible
+H2SPEC      ?= $(shell command -v h2spec 2>/dev/null || echo $$($(GO) env GOPATH)/bin/h2spec)
+H2SPEC_RUNS ?= 1
 
-.PHONY: all build tools test lint fmt-check vet staticcheck shellcheck unit fuzz demo bench clean help
+.PHONY: all build tools test lint fmt-check vet staticcheck shellcheck unit fuzz h2spec demo bench clean help
 
 all: build
 
@@ -25,6 +29,7 @@ help:
 	@echo "make test    gofmt check, go vet, staticcheck, shellcheck, go test -race (incl. testscripts)"
 	@echo "make lint    gofmt check, go vet, staticcheck, shellcheck scripts/*.sh"
 	@echo "make fuzz    run every Fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make h2spec  build, then run h2spec against a fresh zd-queue over h2c and TLS (H2SPEC_RUNS=$(H2SPEC_RUNS))"
 	@echo "make demo    build, then run scripts/demo.sh"
 	@echo "make bench   build, then run bench/run.sh (writes bench/RESULTS.md)"
 
@@ -75,6 +80,14 @@ unit:
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# HTTP/2 conformance of zd-queue's own HTTP/2 server: every h2spec case over
+# h2c and over TLS, against a freshly started zd-queue and examples/echo.
+h2spec: build
+	@test -x "$(H2SPEC)" || { echo "h2spec not found: installing $(H2SPEC_VERSION)"; \
+		$(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION); }
+	$(GO) build -trimpath -o $(BIN)/ ./examples/echo
+	H2SPEC="$(H2SPEC)" H2SPEC_RUNS=$(H2SPEC_RUNS) ZD_QUEUE_BIN=$(BIN)/zd-queue ECHO_BIN=$(BIN)/echo ./scripts/h2spec.sh
 
 demo: build tools
 	ZD_DEMO_NO_BUILD=1 ./scripts/demo.sh
