@@ -48,16 +48,16 @@ func TestBadInputIsRefusedAndCounted(t *testing.T) {
 	cases := []struct {
 		name, req, want string
 	}{
-		{"garbage request line", "GARBAGE\r\n\r\n", "HTTP/1.1 400"},
+		{"garbage request line", "GARBAGE\r\n\r\n", ""}, // not HTTP/1.x: closed, no answer
 		{"bad version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", "HTTP/1.1 505"},
 		{"space in header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", "HTTP/1.1 400"},
 		{"no host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
 		{"two content lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "HTTP/1.1 400"},
 		{"huge header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "HTTP/1.1 431"},
-		{"binary noise", "\x00\x01\x02\xff\xfe\r\n\r\n", "HTTP/1.1 400"},
+		{"binary noise", "\x00\x01\x02\xff\xfe\r\n\r\n", ""},
 	}
 	for _, tc := range cases {
-		if got := rawExchange(t, px.addr, tc.req); !strings.HasPrefix(got, tc.want) {
+		if got := rawExchange(t, px.addr, tc.req); !strings.HasPrefix(got, tc.want) || (tc.want == "" && got != "") {
 			t.Errorf("%s: answered %q; want %s", tc.name, got, tc.want)
 		}
 		ok()

@@ -67,7 +67,35 @@ type countingBody struct{ rb *reqBody }
 func (c *countingBody) Read(p []byte) (int, error) {
 	n, err := c.rb.src.Read(p)
 	c.rb.read.Add(int64(n))
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
 	return n, err
+}
+
+// clientBodyError is the client's request body failing to read (a
+// malformed or overflowing chunk size, a body cut short, too slow): the
+// client's fault, not the backend's.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// refuseBody answers a request whose body could not be read: 408 when it
+// was too slow, else 400, counted as bad input; the connection is not
+// reused (where the next request would start is unknown).
+func (p *Proxy) refuseBody(w http.ResponseWriter, r *http.Request, err error) attempt {
+	p.m.badInput.WithLabelValues("body").Inc()
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		p.plainError(w, http.StatusRequestTimeout, "request body not received in time")
+	} else {
+		p.plainError(w, http.StatusBadRequest, "malformed request body ("+err.Error()+")")
+	}
+	return attempt{outcome: outcomeBadRequest}
 }
 
 func (c *countingBody) Close() error { return nil }
@@ -136,6 +164,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		werr = bc.bw.Flush()
 	}
 	var resp *http.Response
+	if cbe := (*clientBodyError)(nil); errors.As(werr, &cbe) {
+		// Half a request went to the backend: its connection is done.
+		bc.c.Close()
+		if ctx.Err() != nil {
+			return attempt{outcome: outcomeClientGone}
+		}
+		return p.refuseBody(w, r, cbe.err)
+	}
 	if werr == nil {
 		resp, err = p.readResponse(w, bc, r)
 	} else if bc.read == 0 && body.read.Load() > sentBefore {

@@ -40,9 +40,21 @@ func FuzzH1Parse(f *testing.F) {
 		}
 		head := in[:end+4]
 		hc := &h1conn{hdr: http.Header{}, tmpl: &http.Request{}}
+		// The screen looks at every head the fast path does not serve and
+		// at heads still coming in: it must not panic, and must never
+		// refuse a head the fast path serves.
+		for i := range in {
+			screenHead(in[:i])
+		}
+		headEnd(in)
+		blankLines(in)
+		v, why := screenHead(in)
 		r, ok := hc.parse(head)
 		if !ok {
 			return
+		}
+		if v != headPass {
+			t.Fatalf("the screen refuses (%d, %s) what the fast path serves:\n%q", v, why, in)
 		}
 		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		if err != nil {

@@ -170,6 +170,15 @@ func (hc *h1conn) serve() {
 				hc.serveH2()
 				return
 			}
+			buf, _ := hc.br.Peek(hc.br.Buffered())
+			switch v, why := screenHead(buf); v {
+			case headNotHTTP:
+				hc.p.m.badInput.WithLabelValues("malformed").Inc()
+				return
+			case headBad:
+				hc.refuseHead(why)
+				return
+			}
 			handed = hc.handOver()
 			return
 		}
@@ -299,6 +308,12 @@ func (hc *h1conn) readRequest() (r *http.Request, ok, fallback bool) {
 	headerDL := false
 	for {
 		buf, _ := hc.br.Peek(hc.br.Buffered())
+		if len(buf) > 0 && (buf[0] == '\r' || buf[0] == '\n') {
+			if n := blankLines(buf); n > 0 {
+				hc.br.Discard(n)
+				continue
+			}
+		}
 		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
 			r, ok := hc.parse(buf[:end+4])
 			if !ok {
@@ -312,8 +327,13 @@ func (hc *h1conn) readRequest() (r *http.Request, ok, fallback bool) {
 			}
 			return r, true, false
 		}
-		if len(buf) >= hc.br.Size() {
-			return nil, false, true // larger than the fast path reads
+		if len(buf) >= hc.br.Size() || headEnd(buf) {
+			return nil, false, true // larger than the fast path reads, or bare LF line ends
+		}
+		if v, _ := screenHead(buf); v == headNotHTTP {
+			// Answered at once, not once the header timeout runs out.
+			hc.p.m.badInput.WithLabelValues("malformed").Inc()
+			return nil, false, false
 		}
 		if !headerDL {
 			// The head is coming in pieces: from now on it has

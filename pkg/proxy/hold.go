@@ -186,9 +186,7 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, body *reqBody) 
 			if r.Context().Err() != nil {
 				return outcomeClientGone, false
 			}
-			p.m.badInput.WithLabelValues("body").Inc()
-			p.plainError(w, http.StatusRequestTimeout, "request body not received in time")
-			return outcomeBadRequest, false
+			return p.refuseBody(w, r, err).outcome, false
 		}
 	}
 	body.held = buf

@@ -43,7 +43,7 @@ func newMetrics(p *Proxy) *metrics {
 	}, []string{"reason"})
 	m.badInput = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zdqueue_bad_input_total",
-		Help: "Client input refused before it reached a backend: malformed (400), header_too_large (431), timeout (slow headers or idle), body (slow or broken body), tls (handshake failure).",
+		Help: "Client input refused before it reached a backend: malformed (400, 501, 505, or a request line that is not HTTP/1.x, closed unanswered), header_too_large (431), timeout (slow headers or idle), body (a malformed or slow request body), tls (handshake failure), h2_protocol (HTTP/2 connection and stream errors).",
 	}, []string{"kind"})
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "zdqueue_request_duration_seconds",
@@ -65,7 +65,7 @@ func newMetrics(p *Proxy) *metrics {
 	for _, r := range []string{"connect", "stale_connection", "idempotent"} {
 		m.retries.WithLabelValues(r)
 	}
-	for _, k := range []string{"malformed", "header_too_large", "timeout", "body", "tls"} {
+	for _, k := range []string{"malformed", "header_too_large", "timeout", "body", "tls", "h2_protocol"} {
 		m.badInput.WithLabelValues(k)
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {

@@ -305,7 +305,7 @@ func (c *watchedConn) Read(b []byte) (int, error) {
 var serverErrorShape = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
 
 func (c *watchedConn) Write(b []byte) (int, error) {
-	if len(b) > 12 && b[0] == 'H' && bytes.HasPrefix(b, []byte("HTTP/1.1 4")) && bytes.Contains(b, serverErrorShape) {
+	if len(b) > 12 && b[0] == 'H' && serverErrorStatus(b) && bytes.Contains(b, serverErrorShape) {
 		switch {
 		case bytes.HasPrefix(b[9:], []byte("431")):
 			c.p.m.badInput.WithLabelValues("header_too_large").Inc()
@@ -314,6 +314,17 @@ func (c *watchedConn) Write(b []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(b)
+}
+
+// serverErrorStatus reports whether b starts with a status line the server
+// answers bad input with: 4xx, 501 (a transfer coding it does not decode)
+// or 505 (an HTTP version it does not speak).
+func serverErrorStatus(b []byte) bool {
+	if !bytes.HasPrefix(b, []byte("HTTP/1.1 ")) {
+		return false
+	}
+	s := b[9:12]
+	return s[0] == '4' || string(s) == "501" || string(s) == "505"
 }
 
 func (c *watchedConn) Close() error {
