@@ -49,7 +49,9 @@ func NewReader(r io.Reader, key []byte) (*Reader, error) {
 	sr := &Reader{r: br}
 	var prefix [prefixSize]byte
 	if n, err := io.ReadFull(br, prefix[:]); err != nil {
-		if n >= len(Magic) && !bytes.Equal(prefix[:len(Magic)], Magic[:]) || n < len(Magic) && !bytes.HasPrefix(Magic[:], prefix[:n]) || n == 0 {
+		// A short file is a truncated snapshot only if what it has is the
+		// start of one.
+		if m := min(n, len(Magic)); n == 0 || !bytes.Equal(prefix[:m], Magic[:m]) {
 			return nil, sr.fail(ErrNotSnapshot, -1, 0, "%d bytes, no .zds magic", n)
 		}
 		return nil, sr.short(err, -1, "in the prefix")
