@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The server-side case groups of the Autobahn|Testsuite (which cannot run
@@ -298,7 +297,7 @@ func runCase(t *testing.T, url string, c abCase) {
 		}
 		flush()
 		if s.want != nil {
-			got, err := rc.readMessage(10 * time.Second)
+			got, err := rc.readMessage(readBound)
 			if s.optional && err == nil && got.op == opClose && i+1 < len(c.steps) && c.steps[i+1].close != nil {
 				checkClose(t, rc, got, c.steps[i+1].close)
 				return
@@ -318,7 +317,7 @@ func runCase(t *testing.T, url string, c abCase) {
 func expectClosed(t *testing.T, rc *rawClient, codes []uint16) {
 	t.Helper()
 	for {
-		f, err := rc.readMessage(10 * time.Second)
+		f, err := rc.readMessage(readBound)
 		if err != nil {
 			t.Fatalf("want a Close %v: %v", codes, err)
 		}
@@ -351,7 +350,7 @@ func checkClose(t *testing.T, rc *rawClient, f srvFrame, codes []uint16) {
 	// The server closes the TCP connection after the close handshake.
 	rc.c.Write(frame(true, 0, opClose, closeFrame(1000, ""), false))
 	for {
-		_, err := rc.readFrame(10 * time.Second)
+		_, err := rc.readFrame(readBound)
 		if err != nil {
 			if errors.Is(err, io.EOF) || strings.Contains(err.Error(), "reset") {
 				return

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"testing"
-	"time"
 )
 
 // TestNegotiateDeflate: the offers of Autobahn's 13.x groups and invalid
@@ -91,7 +90,7 @@ func TestAutobahnCompression(t *testing.T) {
 					rc.write(frame(true, rsv1, m.op, deflateMsg(m.p), false), 0)
 					rc.write(frame(true, 0, m.op, m.p, false), 0) // and uncompressed
 					for range 2 {
-						got, err := rc.readMessage(10 * time.Second)
+						got, err := rc.readMessage(readBound)
 						if err != nil {
 							t.Fatalf("size %d: %v", n, err)
 						}
@@ -105,7 +104,7 @@ func TestAutobahnCompression(t *testing.T) {
 			z := deflateMsg(bytes.Repeat([]byte("fragmented "), 500))
 			rc.write(frame(false, rsv1, opText, z[:len(z)/2], false), 0)
 			rc.write(frame(true, 0, opContinuation, z[len(z)/2:], false), 0)
-			got, err := rc.readMessage(10 * time.Second)
+			got, err := rc.readMessage(readBound)
 			if err != nil || string(got.payload) != string(bytes.Repeat([]byte("fragmented "), 500)) {
 				t.Fatalf("fragmented compressed message: %v", err)
 			}

@@ -62,7 +62,7 @@ func dialRawErr(url string, hdr http.Header) (net.Conn, *http.Response, error) {
 		}
 	}
 	b.WriteString("\r\n")
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // the handshake, on a busy machine
 	if _, err := c.Write(b.Bytes()); err != nil {
 		c.Close()
 		return nil, nil, err
@@ -127,6 +127,11 @@ func (c *rawClient) write(b []byte, chop int) {
 		b = b[n:]
 	}
 }
+
+// readBound bounds each read of the relay's answer: a bound for a hang, not
+// a speed limit (echoing a 4 MiB message under -race on a busy 2-core
+// machine took more than 10 s).
+const readBound = time.Minute
 
 type srvFrame struct {
 	fin     bool

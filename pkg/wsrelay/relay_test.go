@@ -91,7 +91,7 @@ func numberedClient(ctx context.Context, url string, id, n int, sent chan<- stru
 		}
 		errc <- nil
 	}()
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	c.SetReadDeadline(time.Now().Add(2 * time.Minute)) // every echo of the session, on a busy machine
 	for i := 0; i < n; i++ {
 		_, data, err := c.ReadMessage()
 		if err != nil {
