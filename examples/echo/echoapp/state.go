@@ -34,6 +34,27 @@ type sessionStore struct {
 	n      int
 }
 
+// maxSessions bounds the store: past it, the session idle the longest is
+// forgotten to make room (a scan, which at this size costs microseconds).
+const maxSessions = 10000
+
+// makeRoomLocked forgets idle sessions, longest idle first, until there is
+// room for one more.
+func (s *sessionStore) makeRoomLocked() {
+	for len(s.recs) >= maxSessions {
+		var oldest *snapshot.Record
+		for _, r := range s.recs {
+			if r.State != snapshot.StateActive && (oldest == nil || r.LastActive.Before(oldest.LastActive)) {
+				oldest = r
+			}
+		}
+		if oldest == nil {
+			return // all active: each holds a connection, which bounds them
+		}
+		delete(s.recs, oldest.ID)
+	}
+}
+
 func newSessionStore(dir string, getenv func(string) string, logf func(string, ...any)) (*sessionStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -96,6 +117,9 @@ func (s *sessionStore) reloadLocked() int {
 				continue // live here: this worker's state is the newest
 			}
 			if rec.Kind == snapshot.KindWSSession && (!ok || rec.LastActive.After(old.LastActive)) {
+				if !ok {
+					s.makeRoomLocked()
+				}
 				rec.State = snapshot.StateIdle
 				s.recs[rec.ID] = rec
 				n++
@@ -126,6 +150,7 @@ func (s *sessionStore) open(r *http.Request, subprotocol string) *snapshot.Recor
 	}
 	now := time.Now()
 	if !ok {
+		s.makeRoomLocked()
 		rec = &snapshot.Record{Kind: snapshot.KindWSSession, ID: id, Protocol: "ws", Created: now}
 		s.recs[id] = rec
 	}
