@@ -80,19 +80,23 @@ func TestHandoffChain(t *testing.T) {
 	prev := start(0, append([]string{"listen", "web=tcp://127.0.0.1:0", "--"}, serve...)...)
 	addr := waitServing(t, zdh, sock, prev.Process.Pid, env)
 
+	// The client and ls loops run until the chain is done. Their bounds
+	// are for a hang and outlast the chain's own (per generation: 60 s to
+	// exit, 30 s for the app's pid, 30 s for its answer), so a slow machine
+	// fails the chain's bound first and the loops never stop under it.
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	counts := &clientCounts{pids: map[string]bool{}}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		hammer(ctx, addr, 1_000_000, 5*time.Minute, counts)
+		hammer(ctx, addr, (gens+1)*100_000, time.Duration(gens+1)*3*time.Minute, counts)
 	}()
 	lsc := &lsCounts{}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		lsLoop(ctx, zdh, sock, env, 100_000, 5*time.Minute, lsc)
+		lsLoop(ctx, zdh, sock, env, (gens+1)*10_000, time.Duration(gens+1)*3*time.Minute, lsc)
 	}()
 	// Every generation's app must answer before the next takes over, so
 	// that the socket really went through each of them.
@@ -139,6 +143,9 @@ func TestHandoffChain(t *testing.T) {
 	if counts.ok == 0 {
 		t.Errorf("no connection made")
 	}
+	if counts.bounded {
+		t.Errorf("the client stopped at its bound before the chain was done: the last generations ran without load")
+	}
 	t.Logf("ls during the chain: %d runs, %d failed", lsc.runs, lsc.failed)
 	if lsc.failed != 0 {
 		t.Errorf("ls failed during a handoff: %v", lsc.firstErr)
@@ -146,18 +153,23 @@ func TestHandoffChain(t *testing.T) {
 	if lsc.runs == 0 {
 		t.Errorf("no ls ran")
 	}
+	if lsc.bounded {
+		t.Errorf("the ls loop stopped at its bound before the chain was done")
+	}
 }
 
 // lsCounts is what the ls loop saw.
 type lsCounts struct {
 	runs, failed int
 	firstErr     error
+	bounded      bool // stopped by max or maxTime, not by ctx
 }
 
 // lsLoop runs "zd-handoff ls" one after another until ctx ends or the
 // bounds are reached; every run must succeed.
 func lsLoop(ctx context.Context, zdh, sock string, env []string, max int, maxTime time.Duration, c *lsCounts) {
 	deadline := time.Now().Add(maxTime)
+	defer func() { c.bounded = ctx.Err() == nil }()
 	for i := 0; i < max && ctx.Err() == nil && time.Now().Before(deadline); i++ {
 		_, _, err := lsOnce(zdh, sock, env)
 		c.runs++
@@ -202,6 +214,7 @@ type clientCounts struct {
 	attempts, ok, refused, reset, unanswered, other int
 	pids                                            map[string]bool
 	firstErr                                        error
+	bounded                                         bool // stopped by maxConns or maxTime, not by ctx
 }
 
 // served reports whether the app with pid has answered a connection.
@@ -237,6 +250,11 @@ func appPID(t *testing.T, log string) int {
 // line the app answers, until ctx ends or the bounds are reached.
 func hammer(ctx context.Context, addr string, maxConns int, maxTime time.Duration, c *clientCounts) {
 	deadline := time.Now().Add(maxTime)
+	defer func() {
+		c.mu.Lock()
+		c.bounded = ctx.Err() == nil
+		c.mu.Unlock()
+	}()
 	fail := func(n *int, err error) {
 		*n++
 		if c.firstErr == nil {
