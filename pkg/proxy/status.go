@@ -26,16 +26,18 @@ func (p *Proxy) Status() queueapi.Status {
 		Buffer:            queueapi.BufferStats(qs),
 		UptimeSeconds:     time.Since(p.started).Seconds(),
 	}
+	ws := p.ws.Stats()
+	st.WebSocket = queueapi.WebSocketStats{Sessions: ws.Sessions, Moving: ws.Moving, Moved: ws.Moved, MoveFailed: ws.MoveFailed, HeldBytes: ws.HeldBytes}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st.MemoryUsageMB = float64(ms.Sys) / (1 << 20)
 
 	p.rt.mu.Lock()
 	for _, b := range p.rt.byID {
-		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id]))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], p.ws.Sessions(b.id)))
 	}
 	for _, b := range p.rt.gone {
-		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id]))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], p.ws.Sessions(b.id)))
 	}
 	p.rt.mu.Unlock()
 	sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Addr < st.Backends[j].Addr })
@@ -98,8 +100,8 @@ func degradedReason(st queueapi.Status, tablePath string) string {
 	return "no backend is ready"
 }
 
-func backendStatus(b *backend, held int) queueapi.BackendStatus {
-	return queueapi.BackendStatus{Held: held,
+func backendStatus(b *backend, held, sessions int) queueapi.BackendStatus {
+	return queueapi.BackendStatus{Held: held, WSSessions: sessions,
 		Addr: b.id, State: b.stateName(), InFlight: b.outstanding.Load(), Served: b.served.Load(),
 		Failures: b.failures.Load(), Slot: b.slot, Generation: b.generation, PID: b.pid,
 	}

@@ -81,6 +81,14 @@ func TestWebSocketSessionsSurviveDrain(t *testing.T) {
 		}()
 	}
 	progress.Wait()
+	st := px.p.Status()
+	attached := 0
+	for _, b := range st.Backends {
+		attached += b.WSSessions
+	}
+	if st.WebSocket.Sessions != clients || attached != clients {
+		t.Errorf("Status: websocket.sessions %d, ws_sessions over the backends %d; want %d", st.WebSocket.Sessions, attached, clients)
+	}
 	for d := 0; d < drains; d++ {
 		from, to := a, b
 		if d%2 == 1 {
@@ -115,6 +123,6 @@ func TestWebSocketSessionsSurviveDrain(t *testing.T) {
 			}
 		}
 	}
-	st := px.p.ws.Stats()
-	t.Logf("moved %d sessions, failed %d, closes %v", st.Moved, st.MoveFailed, st.Closes)
+	ws := px.p.ws.Stats()
+	t.Logf("moved %d sessions, failed %d, closes %v", ws.Moved, ws.MoveFailed, ws.Closes)
 }

@@ -16,6 +16,7 @@ type Status struct {
 	BufferedRequests  int             `msgpack:"buffered_requests" json:"buffered_requests"`
 	BufferedBytes     int64           `msgpack:"buffered_bytes" json:"buffered_bytes"`
 	ReplayedRequests  uint64          `msgpack:"replayed_requests" json:"replayed_requests"`
+	WebSocket         WebSocketStats  `msgpack:"websocket" json:"websocket"`
 	WorkerStats       WorkerStats     `msgpack:"worker_stats" json:"worker_stats"`
 	Buffer            BufferStats     `msgpack:"buffer" json:"buffer"`
 	Table             *TableStatus    `msgpack:"worker_table,omitempty" json:"worker_table,omitempty"`
@@ -56,7 +57,17 @@ type BackendStatus struct {
 	Slot       int    `msgpack:"slot,omitempty" json:"slot,omitempty"`
 	Generation int    `msgpack:"generation,omitempty" json:"generation,omitempty"`
 	PID        int    `msgpack:"pid,omitempty" json:"pid,omitempty"`
-	Held       int    `msgpack:"held" json:"held"` // pinned requests held for it now
+	Held       int    `msgpack:"held" json:"held"`               // pinned requests held for it now
+	WSSessions int    `msgpack:"ws_sessions" json:"ws_sessions"` // WebSocket sessions attached to it now
+}
+
+// WebSocketStats are the counts of zd-queue's WebSocket relay.
+type WebSocketStats struct {
+	Sessions   int64  `msgpack:"sessions" json:"sessions"`       // open now
+	Moving     int64  `msgpack:"moving" json:"moving"`           // between backends now
+	Moved      uint64 `msgpack:"moved" json:"moved"`             // re-attaches done since start
+	MoveFailed uint64 `msgpack:"move_failed" json:"move_failed"` // sessions closed because no backend took them
+	HeldBytes  int64  `msgpack:"held_bytes" json:"held_bytes"`   // client→backend bytes held during moves now
 }
 
 // BufferStats is the state and counters of zd-queue's request buffer. It

@@ -126,6 +126,9 @@ func BenchmarkMoveIdleSessions(b *testing.B) {
 					b.Fatal(err)
 				}
 				cancel()
+				// Drain returns once the sessions left cur; wait for them
+				// on the other backend too, so the op is the whole move.
+				waitFor(b, "sessions on the new backend", 60*time.Second, func() bool { return r.Sessions(other.name) == n })
 				all = append(all, ps.take()...)
 				cur, other = other, cur
 			}

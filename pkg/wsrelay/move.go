@@ -65,6 +65,10 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 	old.wmu.Lock()
 	//lint:ignore SA2001 taking the lock is the wait: the client loop holds it while it writes
 	old.wmu.Unlock()
+	// The old backend is done with the session: a Drain of it need not
+	// wait for the next backend (with --exclusive there is none until the
+	// old one is stopped). The session waits here, bounded.
+	r.attached(s, old.name, "")
 
 	for {
 		s.mu.Lock()

@@ -140,9 +140,12 @@ func (r *Relay) attached(s *Session, old, backend string) {
 	r.mu.Unlock()
 }
 
-// Drain moves every session attached to backend to another one (the
-// barrier of DESIGN.md) and returns when none is left on it, or with
-// ctx's error, saying how many are still there. Sessions that cannot be
+// Drain moves every session attached to backend off it (the barrier of
+// DESIGN.md) and returns when none is left on it, or with ctx's error,
+// saying how many are still there. A session is off once the old backend
+// answered its Close (or timed out): it may still be waiting for the next
+// backend then, up to ReattachTimeout, so a drain with no other backend
+// (zd-run's --exclusive) returns and the next generation can start. Sessions that cannot be
 // re-attached end with 1012 or 1013 and count as gone.
 func (r *Relay) Drain(ctx context.Context, backend string) error {
 	r.mu.Lock()

@@ -146,6 +146,10 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 		}
 		fmt.Fprintf(w, "rejected: %s\n", strings.Join(parts, ", "))
 	}
+	if ws := st.WebSocket; ws.Sessions > 0 || ws.Moved > 0 || ws.MoveFailed > 0 {
+		fmt.Fprintf(w, "websocket: %d sessions (HTTP/1.1), %d moving, %d bytes held; moved %d, could not move %d\n",
+			ws.Sessions, ws.Moving, ws.HeldBytes, ws.Moved, ws.MoveFailed)
+	}
 	if len(st.Backends) == 0 {
 		fmt.Fprintln(w, "backends: none")
 	}
@@ -157,6 +161,9 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 		held := ""
 		if b.Held > 0 {
 			held = fmt.Sprintf(", held for it %d", b.Held)
+		}
+		if b.WSSessions > 0 {
+			held += fmt.Sprintf(", WebSocket sessions %d", b.WSSessions)
 		}
 		fmt.Fprintf(w, "backend %s%s: %s, in flight %d, served %d, connect failures %d%s\n", b.Addr, who, b.State, b.InFlight, b.Served, b.Failures, held)
 	}
