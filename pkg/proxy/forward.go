@@ -164,13 +164,18 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, body
 		werr = bc.bw.Flush()
 	}
 	var resp *http.Response
-	if cbe := (*clientBodyError)(nil); errors.As(werr, &cbe) {
-		// Half a request went to the backend: its connection is done.
-		bc.c.Close()
-		if ctx.Err() != nil {
-			return attempt{outcome: outcomeClientGone}
+	if werr != nil {
+		// (Declared here: errors.As makes it escape, an allocation that
+		// only a failed write should cost.)
+		var cbe *clientBodyError
+		if errors.As(werr, &cbe) {
+			// Half a request went to the backend: its connection is done.
+			bc.c.Close()
+			if ctx.Err() != nil {
+				return attempt{outcome: outcomeClientGone}
+			}
+			return p.refuseBody(w, r, cbe.err)
 		}
-		return p.refuseBody(w, r, cbe.err)
 	}
 	if werr == nil {
 		resp, err = p.readResponse(w, bc, r)
