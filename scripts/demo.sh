@@ -22,6 +22,10 @@
 # Knobs: DEMO_RATE (requests/s, default 1000), DEMO_RELOADS (default 5),
 # ZD_DEMO_NO_BUILD=1 to skip the build.
 set -euo pipefail
+# --help prints the comment above and runs nothing.
+case "${1:-}" in
+-h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+esac
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=$ROOT/bin

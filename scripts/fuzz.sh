@@ -3,6 +3,10 @@
 # one at a time (go test -fuzz takes one target per run). Exits non-zero if
 # any target finds a failure; the failing input is left in testdata/fuzz.
 set -euo pipefail
+# --help prints the comment above and runs nothing.
+case "${1:-}" in
+-h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+esac
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
 failed=0 ran=0

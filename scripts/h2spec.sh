@@ -11,6 +11,10 @@
 # (`make h2spec` installs the pinned version when it is missing).
 # ZD_QUEUE_BIN and ECHO_BIN name prebuilt binaries (default: build them).
 set -euo pipefail
+# --help prints the comment above and runs nothing.
+case "${1:-}" in
+-h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+esac
 cd "$(dirname "$0")/.."
 
 RUNS=${H2SPEC_RUNS:-1}
