@@ -55,6 +55,12 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Defer(func() { os.RemoveAll(dir) })
+			// A script that fails half-way leaves the daemons it started
+			// detached (handoff.sh's serve, a background zd-run) running;
+			// end every process whose command line names this script's
+			// folders, so a failed run does not leak into the next ones.
+			work := env.WorkDir
+			env.Defer(func() { reapStrays(dir, work) })
 			env.Setenv("SOCKDIR", dir)
 			env.Setenv("XDG_RUNTIME_DIR", dir)
 			env.Setenv("NO_COLOR", "1")
