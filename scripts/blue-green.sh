@@ -28,13 +28,4 @@ after the switch, rolled back; 8 the rollback failed too.
 HELP
 	exit 0
 fi
-for a in "$@"; do
-	case $a in
-	--strategy | --strategy=*)
-		printf '%s\n' "blue-green.sh: the strategy is blue-green here; use deploy-release.sh --strategy S for another" "hint: run 'blue-green.sh --help'" >&2
-		exit 2
-		;;
-	--) break ;;
-	esac
-done
-ZD_PROG=blue-green.sh exec "$(dirname "${BASH_SOURCE[0]}")/deploy-release.sh" --strategy blue-green "$@"
+ZD_PROG=blue-green.sh ZD_FIXED_STRATEGY=blue-green exec "$(dirname "${BASH_SOURCE[0]}")/deploy-release.sh" "$@"

@@ -67,7 +67,10 @@ EOF
 }
 
 root=${ZD_DEPLOY_ROOT:-}
-strategy=blue-green
+# rolling.sh and blue-green.sh run this script with ZD_FIXED_STRATEGY set:
+# the strategy is theirs, and --strategy is refused.
+fixed_strategy=${ZD_FIXED_STRATEGY:-}
+strategy=${fixed_strategy:-blue-green}
 timeout=60s
 observe=3s
 health_cmd=
@@ -80,7 +83,11 @@ while [ $# -gt 0 ]; do
 	--root) zd_need_arg "$1" $#; root=$2; shift 2 ;;
 	--name) zd_need_arg "$1" $#; ctl+=(--name "$2"); shift 2 ;;
 	--state-dir) zd_need_arg "$1" $#; ctl+=(--state-dir "$2"); shift 2 ;;
-	--strategy) zd_need_arg "$1" $#; strategy=$2; shift 2 ;;
+	--strategy | --strategy=*)
+		[ -z "$fixed_strategy" ] || zd_usage "the strategy is $fixed_strategy here; use deploy-release.sh --strategy S for another"
+		[ "$1" = --strategy ] || zd_usage "unknown flag $1"
+		zd_need_arg "$1" $#; strategy=$2; shift 2
+		;;
 	--timeout) zd_need_arg "$1" $#; timeout=$2; shift 2 ;;
 	--observe) zd_need_arg "$1" $#; observe=$2; shift 2 ;;
 	--health-cmd) zd_need_arg "$1" $#; health_cmd=$2; shift 2 ;;

@@ -28,13 +28,4 @@ after the switch, rolled back; 8 the rollback failed too.
 HELP
 	exit 0
 fi
-for a in "$@"; do
-	case $a in
-	--strategy | --strategy=*)
-		printf '%s\n' "rolling.sh: the strategy is rolling here; use deploy-release.sh --strategy S for another" "hint: run 'rolling.sh --help'" >&2
-		exit 2
-		;;
-	--) break ;;
-	esac
-done
-ZD_PROG=rolling.sh exec "$(dirname "${BASH_SOURCE[0]}")/deploy-release.sh" --strategy rolling "$@"
+ZD_PROG=rolling.sh ZD_FIXED_STRATEGY=rolling exec "$(dirname "${BASH_SOURCE[0]}")/deploy-release.sh" "$@"

@@ -126,6 +126,44 @@ func (r *zdRun) waitHealthy() runapi.Status {
 }
 
 // zdctl runs zdctl against r and returns stdout, stderr and the exit code.
+// startZdQueue starts zd-queue in front of r's workers (it finds their table
+// in r's state dir), listening on a unix socket beside that dir, and waits
+// until it serves its control socket. It is stopped (TERM, then KILL after
+// 15 s) when the test ends, and its log is shown if the test failed.
+// startZdQueue returns the client socket's path.
+func (r *zdRun) startZdQueue() string {
+	t := r.t
+	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
+	q := exec.Command("zd-queue", "--state-dir", r.dir, "--listen", "unix://"+qsock)
+	var qlog syncBuf
+	q.Stderr = &qlog
+	if err := q.Start(); err != nil {
+		t.Fatal(err)
+	}
+	qdone := make(chan struct{})
+	go func() { q.Wait(); close(qdone) }()
+	t.Cleanup(func() {
+		q.Process.Signal(unix.SIGTERM)
+		select {
+		case <-qdone:
+		case <-time.After(15 * time.Second):
+			q.Process.Kill()
+			<-qdone
+		}
+		if t.Failed() {
+			t.Logf("zd-queue stderr:\n%s", qlog.String())
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(r.dir, "queue.sock")); err == nil {
+			return qsock
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("zd-queue did not create queue.sock within 20s")
+		}
+	}
+}
+
 func (r *zdRun) zdctl(args ...string) (string, string, int) {
 	r.t.Helper()
 	cmd := exec.Command("zdctl", append([]string{"--state-dir", r.dir}, args...)...)

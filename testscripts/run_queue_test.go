@@ -2,7 +2,6 @@ package testscripts
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/zdtools/zd/pkg/runapi"
 	"github.com/zdtools/zd/pkg/workertable"
-	"golang.org/x/sys/unix"
 )
 
 // Proxy topology: zd-run gives each worker its own backend socket and
@@ -36,35 +34,7 @@ func TestRunBehindZdQueue(t *testing.T) {
 			t.Fatalf("worker table: %v, %v; want 2 ready workers", tab, err)
 		}
 	}
-	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
-	q := exec.Command("zd-queue", "--state-dir", r.dir, "--listen", "unix://"+qsock)
-	var qlog syncBuf
-	q.Stderr = &qlog
-	if err := q.Start(); err != nil {
-		t.Fatal(err)
-	}
-	qdone := make(chan struct{})
-	go func() { q.Wait(); close(qdone) }()
-	defer func() {
-		q.Process.Signal(unix.SIGTERM)
-		select {
-		case <-qdone:
-		case <-time.After(15 * time.Second):
-			q.Process.Kill()
-			<-qdone
-		}
-		if t.Failed() {
-			t.Logf("zd-queue stderr:\n%s", qlog.String())
-		}
-	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(r.dir, "queue.sock")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("zd-queue did not create queue.sock within 20s")
-		}
-	}
+	qsock := r.startZdQueue()
 	l := startLoad(qsock, 8)
 	for i, args := range [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"},
 		{"--strategy", "blue-green", "--exclusive"}, {"--strategy", "blue-green"}} {

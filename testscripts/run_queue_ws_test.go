@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/sys/unix"
 )
 
 // WebSocket sessions through zd-queue outlive every reload behind it:
@@ -26,35 +23,7 @@ func TestWebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 	const clients = 10
 	r := startZdRun(t, "--workers", "2", "--worker-listen", "unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", "--", "zd-echo")
 	r.waitHealthy()
-	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
-	q := exec.Command("zd-queue", "--state-dir", r.dir, "--listen", "unix://"+qsock)
-	var qlog syncBuf
-	q.Stderr = &qlog
-	if err := q.Start(); err != nil {
-		t.Fatal(err)
-	}
-	qdone := make(chan struct{})
-	go func() { q.Wait(); close(qdone) }()
-	defer func() {
-		q.Process.Signal(unix.SIGTERM)
-		select {
-		case <-qdone:
-		case <-time.After(15 * time.Second):
-			q.Process.Kill()
-			<-qdone
-		}
-		if t.Failed() {
-			t.Logf("zd-queue stderr:\n%s", qlog.String())
-		}
-	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(r.dir, "queue.sock")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("zd-queue did not create queue.sock within 20s")
-		}
-	}
+	qsock := r.startZdQueue()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

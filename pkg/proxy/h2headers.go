@@ -30,30 +30,29 @@ func (c *h2conn) onBlockFragment(frag []byte, ended bool) error {
 		return err
 	}
 	defer func() { b.id = 0 }() // no block open until the next HEADERS
-	if b.selfDep {
-		c.p.m.badInput.WithLabelValues("h2_protocol").Inc()
-		c.smu.Lock()
-		if b.id%2 == 1 && b.id > c.maxID {
-			c.maxID = b.id
-		}
-		c.smu.Unlock()
-		c.resetStream(b.id, http2.ErrCodeProtocol)
+	switch {
+	case b.selfDep:
+		c.refuseBlock(b.id, "h2_protocol")
 		return nil
-	}
-	if b.invalid != nil {
-		// A malformed request (RFC 9113 section 8.1.1): its stream is reset,
-		// and counts as opened (and closed) so that its late frames are
-		// not taken for a protocol error.
-		c.p.m.badInput.WithLabelValues("malformed").Inc()
-		c.smu.Lock()
-		if b.id%2 == 1 && b.id > c.maxID {
-			c.maxID = b.id
-		}
-		c.smu.Unlock()
-		c.resetStream(b.id, http2.ErrCodeProtocol)
+	case b.invalid != nil:
+		// A malformed request (RFC 9113 section 8.1.1).
+		c.refuseBlock(b.id, "malformed")
 		return nil
 	}
 	return c.onHeaders(b)
+}
+
+// refuseBlock resets the stream whose header block was refused, counted as
+// bad input of the given kind. The stream counts as opened (and closed), so
+// that its late frames are not taken for a protocol error.
+func (c *h2conn) refuseBlock(id uint32, kind string) {
+	c.p.m.badInput.WithLabelValues(kind).Inc()
+	c.smu.Lock()
+	if id%2 == 1 && id > c.maxID {
+		c.maxID = id
+	}
+	c.smu.Unlock()
+	c.resetStream(id, http2.ErrCodeProtocol)
 }
 
 // h2block is the header block being read (RFC 9113 section 4.3), its

@@ -77,7 +77,9 @@ func (p *Proxy) applyTable(path string, t *workertable.Table) {
 // when the file is there.
 func tableMissing(path string) string {
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(dir); err != nil {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Sprintf("%s is a file, not a folder: point --backends-from at zd-run's state dir, not a file in it", dir)
+	} else if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Sprintf("its folder %s does not exist: start zd-run with the same --name or --state-dir, or point --backends-from at zd-run's state dir", dir)
 		}

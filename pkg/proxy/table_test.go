@@ -21,24 +21,11 @@ func TestWorkerTableDrivesBackends(t *testing.T) {
 	a := newTestBackend(t, dir, "a", nil)
 	b := newTestBackend(t, dir, "b", nil)
 	path := filepath.Join(dir, "workers.msgpack")
-	store := func(gen int, ws ...workertable.Worker) {
-		t.Helper()
-		if err := workertable.Store(path, &workertable.Table{Generation: gen, Health: workertable.HealthHealthy, Workers: ws}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store := func(gen int, ws ...workertable.Worker) { t.Helper(); storeTable(t, path, gen, ws...) }
 	store(1, workertable.Worker{Slot: 1, Generation: 1, PID: 11, State: workertable.StateReady, Backend: a.addr},
 		workertable.Worker{Slot: 1, Generation: 2, PID: 12, State: workertable.StateStarting, Backend: b.addr})
 	px := startProxy(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- px.p.WatchTable(ctx, path) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("WatchTable: %v", err)
-		}
-	}()
+	watchTable(t, px.p, path)
 	c := client(t)
 	waitFor(t, "backend a routable", func() bool { return px.p.rt.routableCount() == 1 })
 	if _, body := get(t, c, px.url); body != "backend a\n" {
@@ -147,15 +134,7 @@ func TestWorkerTableMissingIsExplained(t *testing.T) {
 	stateDir := filepath.Join(dir, "st")
 	path := filepath.Join(stateDir, "workers.msgpack")
 	px := startProxy(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- px.p.WatchTable(ctx, path) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("WatchTable: %v", err)
-		}
-	}()
+	watchTable(t, px.p, path)
 	waitFor(t, "the table path known", func() bool { return strings.Contains(px.p.Status().HealthReason, "worker table") })
 	if st := px.p.Status(); st.Health != "degraded" || !strings.Contains(st.HealthReason, "its folder "+stateDir+" does not exist") {
 		t.Errorf("no folder: health %q, reason %q", st.Health, st.HealthReason)
@@ -189,23 +168,10 @@ func TestBackendMetricsKeepSlotLabels(t *testing.T) {
 	a := newTestBackend(t, dir, "a", nil)
 	b := newTestBackend(t, dir, "b", nil)
 	path := filepath.Join(dir, "workers.msgpack")
-	store := func(gen int, ws ...workertable.Worker) {
-		t.Helper()
-		if err := workertable.Store(path, &workertable.Table{Generation: gen, Health: workertable.HealthHealthy, Workers: ws}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store := func(gen int, ws ...workertable.Worker) { t.Helper(); storeTable(t, path, gen, ws...) }
 	store(1, workertable.Worker{Slot: 0, Generation: 1, PID: 11, State: workertable.StateReady, Backend: a.addr})
 	px := startProxy(t, Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- px.p.WatchTable(ctx, path) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("WatchTable: %v", err)
-		}
-	}()
+	watchTable(t, px.p, path)
 	c := client(t)
 	waitFor(t, "generation 1", func() bool { return px.p.rt.routableCount() == 1 })
 	for i := 0; i < 3; i++ {
@@ -240,4 +206,26 @@ func TestBackendMetricsKeepSlotLabels(t *testing.T) {
 			}
 		}
 	}
+}
+
+// storeTable writes a healthy worker table of generation gen to path.
+func storeTable(t *testing.T, path string, gen int, ws ...workertable.Worker) {
+	t.Helper()
+	if err := workertable.Store(path, &workertable.Table{Generation: gen, Health: workertable.HealthHealthy, Workers: ws}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watchTable runs p.WatchTable on path until the test ends, and fails the
+// test if it returned an error.
+func watchTable(t *testing.T, p *Proxy, path string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.WatchTable(ctx, path) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchTable: %v", err)
+		}
+	})
 }

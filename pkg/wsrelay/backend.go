@@ -102,7 +102,8 @@ func (s *Session) backendClosed(b *backendConn, payload []byte) {
 	s.closeClient(code, reason)
 }
 
-// replyClose answers a backend's Close and closes the connection.
+// replyClose sends b a Close with code (an answer to its own Close, or the
+// reason zd-queue ends it), bounded by CloseTimeout, and closes b.
 func (s *Session) replyClose(b *backendConn, code uint16) {
 	var buf [maxHeaderLen + maxControlPayload]byte
 	b.wmu.Lock()
@@ -142,12 +143,7 @@ func (s *Session) backendBroke(b *backendConn, err error) {
 	if errors.As(err, &ce) {
 		code = ce.Code
 	}
-	var buf [maxHeaderLen + maxControlPayload]byte
-	b.wmu.Lock()
-	b.conn.SetWriteDeadline(time.Now().Add(s.r.cfg.CloseTimeout))
-	b.conn.Write(appendFrame(buf[:0], true, 0, opClose, closePayload(code, ""), true))
-	b.wmu.Unlock()
-	b.conn.Close()
+	s.replyClose(b, code)
 	if code == CloseTooBig {
 		s.failClient(CloseTooBig, "zd-queue: message from the backend over the size limit", ReasonTooBig)
 		return

@@ -120,8 +120,12 @@ func run(ctx context.Context, c *cli.Command, io cmdkit.IO, fk *supervisor.Forke
 	} else {
 		srv, err = control.Listen(filepath.Join(dir, statedir.RunSock), copts)
 		if err != nil {
+			who := "--name " + o.cfg.Name
+			if o.dirFlag != "" {
+				who = "--state-dir " + dir
+			}
 			return cmdkit.Wrap(err, cmdkit.ExitFailure,
-				"is another zd-run running with this --name/--state-dir? `zdctl --name "+o.cfg.Name+" status` tells")
+				"is another zd-run running with this --name/--state-dir? `zdctl "+who+" status` tells")
 		}
 	}
 	// Signals are asked for here, before the supervisor runs, so that none

@@ -11,8 +11,8 @@ import (
 	"github.com/zdtools/zd/pkg/snapshot"
 )
 
-// openArg opens the snapshot named by the command's only argument (- for
-// stdin) with the key in effect.
+// openArg checks that the command got args file arguments (- for stdin)
+// and loads the key in effect; it returns the arguments and the key.
 func openArg(c *cli.Command, io cmdkit.IO, args int) ([]string, []byte, error) {
 	if c.Args().Len() != args {
 		what := "a FILE"
