@@ -40,6 +40,9 @@ type Request struct {
 	// -Extensions (the relay terminates those) and any Zd-Session-Id or
 	// Zd-Resume the client sent are not.
 	Header http.Header
+	// Transport is the client's protocol, for counting: "h1", "h2" or "h3"
+	// (ServeHTTP sets "h1"; Open callers say theirs, "" counts as "h1").
+	Transport string
 }
 
 // CheckUpgrade checks an HTTP/1.1 request is a valid WebSocket opening

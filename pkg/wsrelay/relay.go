@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 )
@@ -121,6 +122,56 @@ func (r *Relay) Sessions(backend string) int {
 	return len(r.byBackend[backend])
 }
 
+// SessionCount is how many sessions of one client transport are attached
+// to one backend now; Backend is "" for sessions between backends.
+type SessionCount struct {
+	Backend, Transport string
+	Sessions           int
+}
+
+// Breakdown counts the open sessions by backend and client transport,
+// sorted by backend then transport.
+func (r *Relay) Breakdown() []SessionCount {
+	n := map[[2]string]int{}
+	r.mu.Lock()
+	on := 0
+	for b, set := range r.byBackend {
+		for s := range set {
+			n[[2]string{b, s.transport()}]++
+			on++
+		}
+	}
+	if on < len(r.all) {
+		for s := range r.all {
+			if !r.isAttached(s) {
+				n[[2]string{"", s.transport()}]++
+			}
+		}
+	}
+	r.mu.Unlock()
+	out := make([]SessionCount, 0, len(n))
+	for k, v := range n {
+		out = append(out, SessionCount{Backend: k[0], Transport: k[1], Sessions: v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Backend != out[j].Backend {
+			return out[i].Backend < out[j].Backend
+		}
+		return out[i].Transport < out[j].Transport
+	})
+	return out
+}
+
+// isAttached reports whether s is in a backend's set; r.mu is held.
+func (r *Relay) isAttached(s *Session) bool {
+	for _, set := range r.byBackend {
+		if _, ok := set[s]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Relay) attached(s *Session, old, backend string) {
 	r.mu.Lock()
 	if m := r.byBackend[old]; m != nil {
@@ -214,7 +265,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "zd-queue: "+err.Error(), status)
 		return
 	}
-	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header}
+	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header, Transport: "h1"}
 	s, resp, err := r.Open(req.Context(), wreq)
 	if err != nil {
 		writeOpenError(w, err)

@@ -45,6 +45,14 @@ type Session struct {
 	replyCode    uint16
 }
 
+// transport is the client's protocol for counting ("h1" when unsaid).
+func (s *Session) transport() string {
+	if s.req.Transport == "" {
+		return "h1"
+	}
+	return s.req.Transport
+}
+
 // ID is the session's Zd-Session-Id.
 func (s *Session) ID() string { return s.id }
 
