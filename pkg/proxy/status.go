@@ -28,16 +28,27 @@ func (p *Proxy) Status() queueapi.Status {
 	}
 	ws := p.ws.Stats()
 	st.WebSocket = queueapi.WebSocketStats{Sessions: ws.Sessions, Moving: ws.Moving, Moved: ws.Moved, MoveFailed: ws.MoveFailed, HeldBytes: ws.HeldBytes}
+	byBackend := map[string]map[string]int{}
+	for _, c := range p.ws.Breakdown() {
+		if st.WebSocket.Protocols == nil {
+			st.WebSocket.Protocols = map[string]int64{}
+		}
+		st.WebSocket.Protocols[c.Transport] += int64(c.Sessions)
+		if byBackend[c.Backend] == nil {
+			byBackend[c.Backend] = map[string]int{}
+		}
+		byBackend[c.Backend][c.Transport] += c.Sessions
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st.MemoryUsageMB = float64(ms.Sys) / (1 << 20)
 
 	p.rt.mu.Lock()
 	for _, b := range p.rt.byID {
-		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], p.ws.Sessions(b.id)))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], byBackend[b.id]))
 	}
 	for _, b := range p.rt.gone {
-		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], p.ws.Sessions(b.id)))
+		st.Backends = append(st.Backends, backendStatus(b, qs.HeldByBackend[b.id], byBackend[b.id]))
 	}
 	p.rt.mu.Unlock()
 	sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Addr < st.Backends[j].Addr })
@@ -100,8 +111,13 @@ func degradedReason(st queueapi.Status, tablePath string) string {
 	return "no backend is ready"
 }
 
-func backendStatus(b *backend, held, sessions int) queueapi.BackendStatus {
-	return queueapi.BackendStatus{Held: held, WSSessions: sessions,
+// backendStatus is b's row; ws are its WebSocket sessions by protocol.
+func backendStatus(b *backend, held int, ws map[string]int) queueapi.BackendStatus {
+	sessions := 0
+	for _, n := range ws {
+		sessions += n
+	}
+	return queueapi.BackendStatus{Held: held, WSSessions: sessions, WSProtocols: ws,
 		Addr: b.id, State: b.stateName(), InFlight: b.outstanding.Load(), Served: b.served.Load(),
 		Failures: b.failures.Load(), Slot: b.slot, Generation: b.generation, PID: b.pid,
 	}

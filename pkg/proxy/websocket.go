@@ -95,6 +95,7 @@ type wsCollector struct {
 	sessions, moving, held           *prometheus.Desc
 	opened, refused, moved, failed   *prometheus.Desc
 	messages, bytes, closes, lostMid *prometheus.Desc
+	byBackend                        *prometheus.Desc
 }
 
 func newWSCollector(p *Proxy) *wsCollector {
@@ -114,11 +115,13 @@ func newWSCollector(p *Proxy) *wsCollector {
 		bytes:    d("zdqueue_ws_bytes_total", "WebSocket payload bytes relayed, by direction.", "direction"),
 		closes:   d("zdqueue_ws_closes_total", "WebSocket sessions ended, by close code and reason (see pkg/wsrelay).", "code", "reason"),
 		lostMid:  d("zdqueue_ws_lost_in_flight_total", "Backend-to-client messages cut by a backend that dropped mid-message (never delivered in part)."),
+		byBackend: d("zdqueue_ws_backend_sessions", "WebSocket sessions open now by backend (slot:N, an address, or none while between backends) and client protocol (h1, h2, h3).",
+			"backend", "protocol"),
 	}
 }
 
 func (c *wsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.moving, c.held, c.opened, c.refused, c.moved, c.failed, c.messages, c.bytes, c.closes, c.lostMid} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.moving, c.held, c.opened, c.refused, c.moved, c.failed, c.messages, c.bytes, c.closes, c.lostMid, c.byBackend} {
 		ch <- d
 	}
 }
@@ -146,4 +149,34 @@ func (c *wsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cc := range st.Closes {
 		n(c.closes, cc.Count, strconv.Itoa(int(cc.Code)), cc.Reason)
 	}
+	labels := c.p.rt.labels()
+	sum := map[[2]string]int{}
+	for _, bc := range c.p.ws.Breakdown() {
+		l, ok := labels[bc.Backend]
+		switch {
+		case bc.Backend == "":
+			l = "none"
+		case !ok:
+			l = bc.Backend
+		}
+		sum[[2]string{l, bc.Transport}] += bc.Sessions
+	}
+	for k, v := range sum {
+		g(c.byBackend, float64(v), k[0], k[1])
+	}
+}
+
+// labels maps every backend's id to its metric label (slot:N or its
+// address).
+func (rt *router) labels() map[string]string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	m := make(map[string]string, len(rt.byID)+len(rt.gone))
+	for _, b := range rt.byID {
+		m[b.id] = b.metricLabel()
+	}
+	for _, b := range rt.gone {
+		m[b.id] = b.metricLabel()
+	}
+	return m
 }

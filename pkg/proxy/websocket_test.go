@@ -82,12 +82,16 @@ func TestWebSocketSessionsSurviveDrain(t *testing.T) {
 	}
 	progress.Wait()
 	st := px.p.Status()
-	attached := 0
+	attached, attachedH1 := 0, 0
 	for _, b := range st.Backends {
 		attached += b.WSSessions
+		attachedH1 += b.WSProtocols["h1"]
 	}
 	if st.WebSocket.Sessions != clients || attached != clients {
 		t.Errorf("Status: websocket.sessions %d, ws_sessions over the backends %d; want %d", st.WebSocket.Sessions, attached, clients)
+	}
+	if st.WebSocket.Protocols["h1"] != clients || attachedH1 != clients {
+		t.Errorf("Status: websocket.protocols %v, ws_protocols h1 over the backends %d; want h1 %d", st.WebSocket.Protocols, attachedH1, clients)
 	}
 	for d := 0; d < drains; d++ {
 		from, to := a, b

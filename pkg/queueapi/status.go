@@ -59,6 +59,9 @@ type BackendStatus struct {
 	PID        int    `msgpack:"pid,omitempty" json:"pid,omitempty"`
 	Held       int    `msgpack:"held" json:"held"`               // pinned requests held for it now
 	WSSessions int    `msgpack:"ws_sessions" json:"ws_sessions"` // WebSocket sessions attached to it now
+	// WSProtocols splits WSSessions by the client's protocol (h1, h2, h3);
+	// null when it has none.
+	WSProtocols map[string]int `msgpack:"ws_protocols" json:"ws_protocols"`
 }
 
 // WebSocketStats are the counts of zd-queue's WebSocket relay.
@@ -68,6 +71,9 @@ type WebSocketStats struct {
 	Moved      uint64 `msgpack:"moved" json:"moved"`             // re-attaches done since start
 	MoveFailed uint64 `msgpack:"move_failed" json:"move_failed"` // sessions closed because no backend took them
 	HeldBytes  int64  `msgpack:"held_bytes" json:"held_bytes"`   // client→backend bytes held during moves now
+	// Protocols splits Sessions by the client's protocol (h1, h2, h3);
+	// null when there are none.
+	Protocols map[string]int64 `msgpack:"protocols" json:"protocols"`
 }
 
 // BufferStats is the state and counters of zd-queue's request buffer. It

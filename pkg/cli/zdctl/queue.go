@@ -147,8 +147,8 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 		fmt.Fprintf(w, "rejected: %s\n", strings.Join(parts, ", "))
 	}
 	if ws := st.WebSocket; ws.Sessions > 0 || ws.Moved > 0 || ws.MoveFailed > 0 {
-		fmt.Fprintf(w, "websocket: %d sessions (HTTP/1.1), %d moving, %d bytes held; moved %d, could not move %d\n",
-			ws.Sessions, ws.Moving, ws.HeldBytes, ws.Moved, ws.MoveFailed)
+		fmt.Fprintf(w, "websocket: %d sessions%s, %d moving, %d bytes held; moved %d, could not move %d\n",
+			ws.Sessions, byProtocol(ws.Protocols), ws.Moving, ws.HeldBytes, ws.Moved, ws.MoveFailed)
 	}
 	if len(st.Backends) == 0 {
 		fmt.Fprintln(w, "backends: none")
@@ -163,11 +163,29 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 			held = fmt.Sprintf(", held for it %d", b.Held)
 		}
 		if b.WSSessions > 0 {
-			held += fmt.Sprintf(", WebSocket sessions %d", b.WSSessions)
+			held += fmt.Sprintf(", WebSocket sessions %d%s", b.WSSessions, byProtocol(b.WSProtocols))
 		}
 		fmt.Fprintf(w, "backend %s%s: %s, in flight %d, served %d, connect failures %d%s\n", b.Addr, who, b.State, b.InFlight, b.Served, b.Failures, held)
 	}
 	return nil
+}
+
+// byProtocol is " (h1 N, h2 N)": WebSocket sessions by client protocol,
+// in protocol order, or "" when there are none.
+func byProtocol[N int | int64](m map[string]N) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func queueFlush(ctx context.Context, c *cli.Command, io cmdkit.IO) error {

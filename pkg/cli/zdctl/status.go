@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -59,9 +60,41 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 		} else {
 			fmt.Fprintf(io.Stdout, "queue: %s, %d backends, %d in flight, %d held (%d bytes), paused %v\n",
 				q.Health, len(q.Backends), q.RequestsInFlight, q.BufferedRequests, q.BufferedBytes, q.Paused)
+			if ws := wsStatusLine(q); ws != "" {
+				fmt.Fprintln(io.Stdout, ws)
+			}
 		}
 	}
 	return nil
+}
+
+// wsStatusLine is zdctl status's line on zd-queue's WebSocket sessions
+// (none without sessions): how many, by client protocol, moving, and by
+// worker slot (other backends by address), cut to 80 columns.
+func wsStatusLine(q queueapi.Status) string {
+	ws := q.WebSocket
+	if ws.Sessions == 0 && ws.Moving == 0 {
+		return ""
+	}
+	line := fmt.Sprintf("websocket: %d sessions%s, %d moving", ws.Sessions, byProtocol(ws.Protocols), ws.Moving)
+	var per []string
+	for _, b := range q.Backends {
+		if b.WSSessions == 0 {
+			continue
+		}
+		who := b.Addr
+		if b.PID != 0 {
+			who = fmt.Sprintf("slot %d gen %d", b.Slot, b.Generation)
+		}
+		per = append(per, fmt.Sprintf("%s: %d", who, b.WSSessions))
+	}
+	if len(per) > 0 {
+		line += "; " + strings.Join(per, ", ")
+	}
+	if len(line) > 80 {
+		line = line[:79] + "…"
+	}
+	return line
 }
 
 // statusOut is `zdctl status --json`: zd-run's status, plus zd-queue's
