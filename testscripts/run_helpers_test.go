@@ -130,11 +130,11 @@ func (r *zdRun) waitHealthy() runapi.Status {
 // in r's state dir), listening on a unix socket beside that dir, and waits
 // until it serves its control socket. It is stopped (TERM, then KILL after
 // 15 s) when the test ends, and its log is shown if the test failed.
-// startZdQueue returns the client socket's path.
-func (r *zdRun) startZdQueue() string {
+// startZdQueue returns the client socket's path; extra are more flags.
+func (r *zdRun) startZdQueue(extra ...string) string {
 	t := r.t
 	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
-	q := exec.Command("zd-queue", "--state-dir", r.dir, "--listen", "unix://"+qsock)
+	q := exec.Command("zd-queue", append([]string{"--state-dir", r.dir, "--listen", "unix://" + qsock}, extra...)...)
 	var qlog syncBuf
 	q.Stderr = &qlog
 	if err := q.Start(); err != nil {
