@@ -16,14 +16,12 @@ func TestBreakdown(t *testing.T) {
 	rt := &router{}
 	rt.set(a, b)
 	r, url := startRelay(t, Config{}, rt)
-	var conns []*websocket.Conn
 	for range 4 {
 		c, _, err := websocket.DefaultDialer.Dial(url+"/ws", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		conns = append(conns, c)
 	}
 	waitFor(t, "4 sessions", 10*time.Second, func() bool { return r.Sessions("") == 4 })
 	want := []SessionCount{{"a", "h1", 2}, {"b", "h1", 2}}
