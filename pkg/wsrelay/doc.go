@@ -12,7 +12,8 @@
 // Host, Origin, Cookie, Authorization, the subprotocol offer, every other
 // end-to-end field) plus Zd-Session-Id (random, made here: a client cannot
 // choose it) and, on a re-attach, Zd-Resume: N (how many times the session
-// moved).
+// moved). The first backend's subprotocol choice and the end-to-end
+// fields of its 101 (Set-Cookie, ...) go into the client's answer.
 //
 // Usage sketch (HTTP/1.1):
 //

@@ -110,6 +110,7 @@ type backendConn struct {
 	conn     net.Conn
 	name     string
 	protocol string
+	header   http.Header // the first 101's end-to-end fields (Set-Cookie, ...), for the client's answer
 	wmu      sync.Mutex
 	rd       msgReader
 	done     chan struct{} // closed when its read loop ended
@@ -198,9 +199,34 @@ func handshake(ctx context.Context, conn net.Conn, req *Request, sid string, res
 		return nil, fmt.Errorf("backend chose subprotocol %q that the client did not offer", proto)
 	}
 	bc := &backendConn{conn: conn, protocol: proto, done: make(chan struct{})}
+	if resume == 0 {
+		bc.header = answerFields(resp.Header)
+	}
 	carried, _ := br.Peek(br.Buffered())
 	bc.rd.fr.init(conn, carried)
 	return bc, nil
+}
+
+// answerFields are the fields of a backend's 101 that go into the client's
+// handshake answer: all but hop-by-hop ones and those of the backend's own
+// WebSocket hop (the subprotocol is passed on by Open); nil when none.
+func answerFields(h http.Header) http.Header {
+	var out http.Header
+	for k, vv := range h {
+		if notForwarded[k] || k == "Sec-Websocket-Protocol" || k == "Date" || !validFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				continue
+			}
+			if out == nil {
+				out = http.Header{}
+			}
+			out[k] = append(out[k], v)
+		}
+	}
+	return out
 }
 
 func offered(h http.Header, proto string) bool {

@@ -327,5 +327,5 @@ func writeOpenError(w http.ResponseWriter, err error) {
 // Response is what the client's handshake answer carries besides what its
 // transport requires (the 101's Sec-WebSocket-Accept, or an h2/h3 200).
 type Response struct {
-	Header http.Header // Sec-WebSocket-Protocol, Sec-WebSocket-Extensions, the backend's Set-Cookie
+	Header http.Header // Sec-WebSocket-Protocol, Sec-WebSocket-Extensions, the first backend's end-to-end fields (Set-Cookie, ...)
 }

@@ -85,6 +85,10 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 	}
 	s.b = bc
 	s.protocol = bc.protocol
+	for k, vv := range bc.header {
+		resp.Header[k] = vv
+	}
+	bc.header = nil
 	if bc.protocol != "" {
 		resp.Header.Set("Sec-WebSocket-Protocol", bc.protocol)
 	}
