@@ -70,21 +70,31 @@ func status(ctx context.Context, c *cli.Command, io cmdkit.IO) error {
 
 // wsStatusLine is zdctl status's line on zd-queue's WebSocket sessions
 // (none without sessions): how many, by client protocol, moving, and by
-// worker slot (other backends by address), cut to 80 columns.
+// worker slot (with its generation when two of a slot have sessions; other
+// backends by address), cut to 80 columns.
 func wsStatusLine(q queueapi.Status) string {
 	ws := q.WebSocket
 	if ws.Sessions == 0 && ws.Moving == 0 {
 		return ""
 	}
 	line := fmt.Sprintf("websocket: %d sessions%s, %d moving", ws.Sessions, byProtocol(ws.Protocols), ws.Moving)
+	slots := map[int]int{}
+	for _, b := range q.Backends {
+		if b.WSSessions > 0 && b.PID != 0 {
+			slots[b.Slot]++
+		}
+	}
 	var per []string
 	for _, b := range q.Backends {
 		if b.WSSessions == 0 {
 			continue
 		}
 		who := b.Addr
-		if b.PID != 0 {
+		switch {
+		case b.PID != 0 && slots[b.Slot] > 1: // two generations of a slot
 			who = fmt.Sprintf("slot %d gen %d", b.Slot, b.Generation)
+		case b.PID != 0:
+			who = fmt.Sprintf("slot %d", b.Slot)
 		}
 		per = append(per, fmt.Sprintf("%s: %d", who, b.WSSessions))
 	}
