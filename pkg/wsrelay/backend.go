@@ -16,11 +16,14 @@ func (s *Session) backendLoop(b *backendConn) {
 	// The output buffer is borrowed for a batch and given back at each
 	// flush, so an idle session holds none.
 	var out *[]byte
+	var outGen uint64 // resumable: the client stream out was encoded for
 	flush := func() {
 		if out == nil {
 			return
 		}
-		if s.state.Load() != stClosing || s.replyPending.Load() {
+		if s.rs != nil {
+			s.flushResumable(*out, outGen)
+		} else if s.state.Load() != stClosing || s.replyPending.Load() {
 			s.writeClient(*out)
 		}
 		putBuf(out)
@@ -56,6 +59,34 @@ func (s *Session) backendLoop(b *backendConn) {
 		}
 		r.st.msgsToClient.Add(1)
 		r.st.bytesToClient.Add(uint64(len(msg.payload)))
+		if s.rs != nil && s.state.Load() == stClosing && !s.replyPending.Load() {
+			continue
+		}
+		if s.rs != nil {
+			// Every message is kept for a replay; it is encoded now only
+			// for a stream that is attached, and a batch for a stream
+			// that went is dropped (the replay sends it again).
+			s.cw.Lock()
+			over := s.recordLocked(msg.op, msg.payload)
+			if s.rs.live {
+				if out != nil && outGen != s.rs.gen {
+					putBuf(out)
+					out = nil
+				}
+				if out == nil {
+					out, outGen = getBuf(), s.rs.gen
+				}
+				*out = s.appendClientFrame(*out, msg.op, msg.payload)
+			}
+			s.cw.Unlock()
+			if over {
+				s.endDetached(ReasonResumeGap, ResumeGap)
+			}
+			if out != nil && len(*out) >= bigReadSize {
+				flush()
+			}
+			continue
+		}
 		if out == nil {
 			out = getBuf()
 		}
@@ -161,5 +192,24 @@ func (s *Session) sendCloseReply(b *backendConn) {
 	s.mu.Unlock()
 	if pending {
 		s.writeClientControl(opClose, closePayload(code, ""))
+	}
+}
+
+// flushResumable writes a batch encoded for client stream gen, unless
+// that stream went meanwhile.
+func (s *Session) flushResumable(b []byte, gen uint64) {
+	if s.state.Load() == stClosing && !s.replyPending.Load() {
+		return
+	}
+	s.cw.Lock()
+	if !s.rs.live || s.rs.gen != gen {
+		s.cw.Unlock()
+		return
+	}
+	c := s.client
+	_, err := c.Write(b)
+	s.cw.Unlock()
+	if err != nil {
+		c.Close()
 	}
 }

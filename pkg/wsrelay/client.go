@@ -52,6 +52,9 @@ func (s *Session) clientLoop() {
 		}
 		r.st.msgsToBackend.Add(1)
 		r.st.bytesToBackend.Add(uint64(len(msg.payload)))
+		if s.rs != nil {
+			s.rs.fromClient.Add(1)
+		}
 		switch s.state.Load() {
 		case stAttached:
 			if ob == nil {
@@ -176,12 +179,19 @@ func (s *Session) clientClosed(payload []byte) {
 // clientFailed handles a client that broke the protocol or dropped.
 func (s *Session) clientFailed(err error) {
 	var ce *CloseError
+	isCE := errors.As(err, &ce)
 	s.mu.Lock()
+	if s.rs != nil && !isCE && s.state.Load() != stClosing {
+		// A resumable session outlives its stream: Run detaches it.
+		s.rs.dropped = true
+		s.mu.Unlock()
+		return
+	}
 	prev := s.state.Load()
 	s.toClosing()
 	b := s.b
 	s.mu.Unlock()
-	if errors.As(err, &ce) {
+	if isCE {
 		reason := ReasonClientProtocol
 		if ce.Code == CloseTooBig {
 			reason = ReasonTooBig

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -78,6 +79,40 @@ func FuzzUTF8Prefix(f *testing.F) {
 			if okw != ok2 || (ok2 && n+rest != whole) {
 				t.Fatalf("split at %d: %d+%d,%v vs whole %d,%v", cut, n, rest, ok2, whole, okw)
 			}
+		}
+	})
+}
+
+// FuzzResumeOffer feeds arbitrary Sec-WebSocket-Protocol values to the
+// zd-resume decoder: no panic; a token read encodes back to itself; the
+// other subprotocols never include a zd-resume one.
+func FuzzResumeOffer(f *testing.F) {
+	f.Add("chat, zd-resume.AAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("zd-resume.AAAAAAAAAAAAAAAAAAAAAA.123, chat")
+	f.Add("zd-resume.AAAAAAAAAAAAAAAAAAAAAB.0")
+	f.Add("zd-resume.AAAAAAAAAAAAAAAAAAAAAA.9007199254740992")
+	f.Add("zd-resume.x.1,zd-resume.y")
+	f.Add("zd-resume.AAAAAAAAAAAAAAAAAAAAAA.+1")
+	f.Fuzz(func(t *testing.T, v string) {
+		tok, rest, found, err := parseResumeOffer([]string{v})
+		for _, p := range rest {
+			if strings.HasPrefix(p, resumePrefix) {
+				t.Fatalf("rest %q holds a zd-resume token", rest)
+			}
+		}
+		if !found || err != nil {
+			return
+		}
+		if len(tok.secret) < minSecretBytes || len(tok.secret) > maxSecretBytes || tok.received > maxResumeCount {
+			t.Fatalf("token %+v out of bounds", tok)
+		}
+		enc := tok.String()
+		tok2, rest2, found2, err := parseResumeOffer([]string{enc})
+		if err != nil || !found2 || len(rest2) != 0 || tok2.String() != enc || !bytes.Equal(tok2.secret, tok.secret) {
+			t.Fatalf("round trip of %q: %q, %v", enc, tok2.String(), err)
+		}
+		if !strings.Contains(v, enc) {
+			t.Fatalf("token %q read from %q, which does not hold it", enc, v)
 		}
 	})
 }

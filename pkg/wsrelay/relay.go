@@ -38,6 +38,19 @@ type Config struct {
 	NoCompression     bool          // do not offer permessage-deflate to clients
 	CompressMin       int           // messages to the client shorter than this go uncompressed (128)
 
+	// ResumeWindow is how long a resumable session (a client that offered
+	// a zd-resume token, see resume.go) waits for its client to come back
+	// after its stream dropped; 0 turns resumption off (such clients are
+	// refused with "off"). zd-queue's --ws-resume-window sets it.
+	ResumeWindow time.Duration
+	// MaxReplayPerSession bounds the backend→client bytes a resumable
+	// session keeps for a replay (1 MiB); MaxReplayTotal the same over all
+	// sessions (256 MiB). While the client is connected the oldest are
+	// forgotten past them; while it is away the session ends (a resume
+	// then gets "gap").
+	MaxReplayPerSession int64
+	MaxReplayTotal      int64
+
 	// OnMove, when set, is called after each re-attach with how long the
 	// session's client→backend messages were held (for a histogram).
 	OnMove func(pause time.Duration)
@@ -54,6 +67,11 @@ func (c *Config) defaults() {
 	def(&c.MaxMessage, 1<<20)
 	def(&c.MaxHeldPerSession, 1<<20)
 	def(&c.MaxHeldTotal, 256<<20)
+	def(&c.MaxReplayPerSession, 1<<20)
+	def(&c.MaxReplayTotal, 256<<20)
+	if c.ResumeWindow < 0 {
+		c.ResumeWindow = 0
+	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = 100_000
 	}
@@ -94,6 +112,7 @@ type Relay struct {
 	mu        sync.Mutex
 	byBackend map[string]map[*Session]struct{}
 	all       map[*Session]struct{}
+	resume    resumeIndex
 }
 
 // New returns a Relay; Close ends it.

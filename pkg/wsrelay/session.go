@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,15 @@ type Session struct {
 	// remaining messages and its Close reply were forwarded.
 	replyPending atomic.Bool
 	replyCode    uint16
+
+	rs *resumeState // nil unless the client asked for a resumable session
+
+	// A handle Open returns for a resume is not a session of its own: its
+	// Run attaches the stream to resumeOf (received: what the client has;
+	// deflate, dp: this stream's negotiation), or sends refusal.
+	resumeOf *Session
+	received uint64
+	refusal  *refusal
 }
 
 // transport is the client's protocol for counting ("h1" when unsaid).
@@ -63,12 +73,32 @@ func (s *Session) ID() string { return s.id }
 // *RefusedError (the backend's answer, for the client as it is), or why no
 // backend could be attached.
 func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, error) {
+	tok, rest, asked, terr := parseResumeOffer(req.Header["Sec-Websocket-Protocol"])
+	if asked {
+		switch {
+		case terr != nil:
+			return r.refuse(ResumeMalformed, terr.Error(), 0)
+		case r.cfg.ResumeWindow <= 0:
+			return r.refuse(ResumeOff, "this zd-queue does not resume sessions; connect without the zd-resume token", 0)
+		}
+		req = withProtocols(req, rest)
+		if tok.resume {
+			return r.openResume(req, tok)
+		}
+	}
 	if r.st.sessions.Add(1) > int64(r.cfg.MaxSessions) {
 		r.st.sessions.Add(-1)
 		r.st.refused.Add(1)
 		return nil, nil, ErrTooManySessions
 	}
 	s := &Session{r: r, id: newSessionID(), req: req}
+	if asked {
+		s.rs = &resumeState{key: secretKey(tok.secret), cred: credentialHash(req.Header), wake: make(chan struct{}, 1)}
+		if !r.reserveResumable(s) {
+			r.st.sessions.Add(-1)
+			return r.refuse(ResumeConflict, "a live session has this secret; choose a new random one", 0)
+		}
+	}
 	resp := &Response{Header: http.Header{}}
 	if !r.cfg.NoCompression {
 		if ext, p, ok := negotiateDeflate(req.Header["Sec-Websocket-Extensions"]); ok {
@@ -81,6 +111,9 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 	bc, err := s.dial(ctx, 0)
 	if err != nil {
 		r.st.sessions.Add(-1)
+		if s.rs != nil {
+			r.forgetResumable(s, "", 0)
+		}
 		return nil, nil, err
 	}
 	s.b = bc
@@ -96,20 +129,48 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 	return s, resp, nil
 }
 
+// withProtocols returns req with its subprotocol offer replaced by protos
+// (the zd-resume token taken out), leaving the caller's fields as they are.
+func withProtocols(req *Request, protos []string) *Request {
+	c := *req
+	c.Header = req.Header.Clone()
+	c.Header.Del("Sec-Websocket-Protocol")
+	if len(protos) > 0 {
+		c.Header.Set("Sec-Websocket-Protocol", strings.Join(protos, ", "))
+	}
+	return &c
+}
+
 // abort ends a session that was opened but never ran.
 func (s *Session) abort() {
+	if s.resumeOf != nil || s.refusal != nil {
+		return
+	}
 	s.b.conn.Close()
 	s.r.st.sessions.Add(-1)
+	if s.rs != nil {
+		s.r.forgetResumable(s, "", 0)
+	}
 }
 
 // Run relays the session over stream (an HTTP/1.1 connection after its
 // 101, or an h2/h3 stream after its 200) until it ends; carried are bytes
 // already read from stream after the handshake. Run closes stream.
 func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
+	switch {
+	case s.refusal != nil:
+		s.runRefusal(stream, carried)
+		return
+	case s.resumeOf != nil:
+		s.resumeOf.runResumed(s, stream, carried)
+		return
+	}
 	r := s.r
 	r.wg.Add(1)
 	defer r.wg.Done()
+	s.cw.Lock()
 	s.client = stream
+	s.cw.Unlock()
 	s.cr.fr.init(stream, carried)
 	s.cr.expectMasked = true
 	s.cr.deflate = s.deflate
@@ -119,6 +180,18 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 	r.mu.Lock()
 	r.all[s] = struct{}{}
 	r.mu.Unlock()
+	if s.rs != nil {
+		// The answer goes before any backend message.
+		s.mu.Lock()
+		s.rs.runDone = make(chan struct{})
+		s.mu.Unlock()
+		s.cw.Lock()
+		s.rs.live, s.rs.gen = true, 1
+		if err := s.sendAnswerLocked(answer{status: "new", window: int64(r.cfg.ResumeWindow / time.Second)}); err != nil {
+			stream.Close()
+		}
+		s.cw.Unlock()
+	}
 	s.mu.Lock()
 	r.attached(s, "", s.b.name)
 	s.startBackend(s.b)
@@ -128,15 +201,27 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 	}
 
 	s.clientLoop()
+	if s.rs != nil && s.detachAfter(stream) {
+		return
+	}
+	s.finish(stream)
+}
 
+// finish tears a session down once its client loop is done (stream, which
+// it closes) or, for a detached session, from its warden (stream nil).
+func (s *Session) finish(stream io.ReadWriteCloser) {
+	r := s.r
 	s.mu.Lock()
 	s.toClosing()
 	b := s.b
 	if s.closeTimer != nil {
 		s.closeTimer.Stop()
 	}
+	detached := s.rs != nil && s.rs.detached
 	s.mu.Unlock()
-	stream.Close()
+	if stream != nil {
+		stream.Close()
+	}
 	// The backend's close handshake was started on every way here; this
 	// bounds it.
 	var t *time.Timer
@@ -156,6 +241,22 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 	}
 	r.attached(s, s.nameLocked(), "")
 	s.mu.Unlock()
+	if s.rs != nil {
+		s.cw.Lock()
+		r.st.replay.Add(-s.rs.ring.reset())
+		s.rs.live = false
+		s.cw.Unlock()
+		s.mu.Lock()
+		tomb, code := s.rs.tomb, s.rs.tombCode
+		s.mu.Unlock()
+		if tomb == "" {
+			tomb = ResumeEnded
+		}
+		r.forgetResumable(s, tomb, code)
+		if detached {
+			r.st.detached.Add(-1)
+		}
+	}
 	r.mu.Lock()
 	delete(r.all, s)
 	r.mu.Unlock()
@@ -178,12 +279,18 @@ func (s *Session) toClosing() {
 	if s.moveCancel != nil {
 		s.moveCancel()
 	}
+	if s.rs != nil && s.rs.detached {
+		s.wakeWarden()
+	}
 }
 
 func (s *Session) countEnd(code uint16, reason string) {
 	s.mu.Lock()
 	first := !s.ended
 	s.ended = true
+	if first && s.rs != nil && s.rs.tomb == "" {
+		s.rs.tomb, s.rs.tombCode = ResumeEnded, code
+	}
 	s.mu.Unlock()
 	if first {
 		s.r.st.close(code, reason)
@@ -194,10 +301,11 @@ func (s *Session) countEnd(code uint16, reason string) {
 // stream so the client loop ends.
 func (s *Session) writeClient(b []byte) error {
 	s.cw.Lock()
-	_, err := s.client.Write(b)
+	c := s.client
+	_, err := c.Write(b)
 	s.cw.Unlock()
 	if err != nil {
-		s.client.Close()
+		c.Close()
 	}
 	return err
 }
@@ -211,7 +319,10 @@ func (s *Session) writeClientControl(op byte, payload []byte) error {
 // reply came within CloseTimeout.
 func (s *Session) closeClient(code uint16, reason string) {
 	s.writeClientControl(opClose, closePayload(code, reason))
-	t := time.AfterFunc(s.r.cfg.CloseTimeout, func() { s.client.Close() })
+	s.cw.Lock()
+	c := s.client
+	s.cw.Unlock()
+	t := time.AfterFunc(s.r.cfg.CloseTimeout, func() { c.Close() })
 	s.mu.Lock()
 	if s.closeTimer != nil {
 		s.closeTimer.Stop()

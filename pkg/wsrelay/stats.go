@@ -19,6 +19,8 @@ const (
 	ReasonReattachTimeout = "reattach-timeout" // no backend took the session in time (1012)
 	ReasonReattachRefused = "reattach-refused" // a backend refused the re-attach with a 4xx (1012)
 	ReasonShutdown        = "shutdown"         // the relay closed (1012)
+	ReasonResumeExpired   = "resume-expired"   // a resumable session's client stayed away past the window (1006)
+	ReasonResumeGap       = "resume-gap"       // what it missed went over the replay bounds while away, or its resume was refused with "gap" (1006)
 )
 
 // CloseCount is how many sessions ended with Code for Reason. Code is the
@@ -42,6 +44,12 @@ type Stats struct {
 	MoveFailed    uint64 // sessions that could not be re-attached (closed 1012/1013)
 	HeldBytes     int64  // client→backend bytes held during moves now
 
+	Detached        int64  // resumable sessions whose client is away now
+	Resumed         uint64 // resumes that attached a client stream again
+	ReplayHeldBytes int64  // backend→client bytes kept for replays now
+	// ResumeRefused counts refused resumes by reason (ResumeUnknown, ...).
+	ResumeRefused map[string]uint64
+
 	MessagesToBackend, MessagesToClient uint64
 	BytesToBackend, BytesToClient       uint64 // payload bytes (after inflating)
 	// LostInFlight counts backend→client messages a backend had begun to
@@ -60,12 +68,15 @@ type Stats struct {
 
 type counters struct {
 	sessions, moving, held                 atomic.Int64
+	detached, replay                       atomic.Int64
+	resumed                                atomic.Uint64
 	sessionsTotal, refused, moved, failed  atomic.Uint64
 	msgsToBackend, msgsToClient            atomic.Uint64
 	bytesToBackend, bytesToClient, lostMid atomic.Uint64
 
 	mu      sync.Mutex
 	closes  map[closeKey]uint64
+	refusal map[string]uint64
 	hist    []uint64
 	moveSum time.Duration
 	moveMax time.Duration
@@ -82,6 +93,15 @@ func (c *counters) close(code uint16, reason string) {
 		c.closes = map[closeKey]uint64{}
 	}
 	c.closes[closeKey{code, reason}]++
+	c.mu.Unlock()
+}
+
+func (c *counters) resumeRefused(reason string) {
+	c.mu.Lock()
+	if c.refusal == nil {
+		c.refusal = map[string]uint64{}
+	}
+	c.refusal[reason]++
 	c.mu.Unlock()
 }
 
@@ -105,8 +125,13 @@ func (c *counters) snapshot() Stats {
 		MessagesToBackend: c.msgsToBackend.Load(), MessagesToClient: c.msgsToClient.Load(),
 		BytesToBackend: c.bytesToBackend.Load(), BytesToClient: c.bytesToClient.Load(),
 		LostInFlight: c.lostMid.Load(),
+		Detached:     c.detached.Load(), Resumed: c.resumed.Load(), ReplayHeldBytes: c.replay.Load(),
+		ResumeRefused: map[string]uint64{},
 	}
 	c.mu.Lock()
+	for k, n := range c.refusal {
+		s.ResumeRefused[k] = n
+	}
 	for k, n := range c.closes {
 		s.Closes = append(s.Closes, CloseCount{Code: k.code, Reason: k.reason, Count: n})
 	}
