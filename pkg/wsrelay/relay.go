@@ -41,7 +41,8 @@ type Config struct {
 	// ResumeWindow is how long a resumable session (a client that offered
 	// a zd-resume token, see resume.go) waits for its client to come back
 	// after its stream dropped; 0 turns resumption off (such clients are
-	// refused with "off"). zd-queue's --ws-resume-window sets it.
+	// refused with "off"). zd-queue does not set it yet (a
+	// --ws-resume-window flag is planned), so resumption is off there.
 	ResumeWindow time.Duration
 	// MaxReplayPerSession bounds the backend→client bytes a resumable
 	// session keeps for a replay (1 MiB); MaxReplayTotal the same over all
