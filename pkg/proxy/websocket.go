@@ -51,9 +51,21 @@ func isWebSocketUpgrade(r *http.Request) bool {
 	return ok && strings.EqualFold(up, "websocket")
 }
 
-// serveWebSocket hands an upgrade to the relay, with the X-Forwarded-*
-// fields every proxied request carries.
+// serveWebSocket hands an HTTP/1.1 upgrade to the relay.
 func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) string {
+	setForwarded(r)
+	p.ws.ServeHTTP(w, r)
+	return outcomeProxied
+}
+
+// setForwarded adds to a WebSocket request's fields the X-Forwarded-*
+// fields every proxied request carries (as writeForwarded does for plain
+// requests): the client's address appended to X-Forwarded-For (none made
+// up for a unix-socket client), X-Forwarded-Proto (https over TLS and
+// HTTP/3, else http; the client's replaced) and X-Forwarded-Host. Every
+// transport's WebSocket (h1 Upgrade, h2 and h3 extended CONNECT) uses it,
+// so a backend cannot tell them apart.
+func setForwarded(r *http.Request) {
 	h := r.Header
 	if ip, ok := remoteIP(r.RemoteAddr); ok {
 		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
@@ -62,7 +74,7 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) string {
 			h.Set("X-Forwarded-For", ip)
 		}
 	}
-	if r.TLS != nil {
+	if r.TLS != nil || r.ProtoMajor == 3 {
 		h.Set("X-Forwarded-Proto", "https")
 	} else {
 		h.Set("X-Forwarded-Proto", "http")
@@ -70,8 +82,6 @@ func (p *Proxy) serveWebSocket(w http.ResponseWriter, r *http.Request) string {
 	if r.Host != "" {
 		h.Set("X-Forwarded-Host", r.Host)
 	}
-	p.ws.ServeHTTP(w, r)
-	return outcomeProxied
 }
 
 // drainSessions moves the WebSocket sessions off backend b, bounded by ctx;

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +131,37 @@ func TestWebSocketSessionsSurviveDrain(t *testing.T) {
 	}
 	ws := px.p.ws.Stats()
 	t.Logf("moved %d sessions, failed %d, closes %v", ws.Moved, ws.MoveFailed, ws.Closes)
+}
+
+func TestSetForwarded(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		remote, via string // RemoteAddr; "tls", "h3" or "" for plain
+		prior       []string
+		want        [3]string // X-Forwarded-For, -Proto, -Host
+	}{
+		{"plain", "192.0.2.1:5000", "", nil, [3]string{"192.0.2.1", "http", "example.test"}},
+		{"appended", "192.0.2.1:5000", "", []string{"10.0.0.1", "10.0.0.2"}, [3]string{"10.0.0.1, 10.0.0.2, 192.0.2.1", "http", "example.test"}},
+		{"v6 over tls", "[2001:db8::1]:443", "tls", nil, [3]string{"2001:db8::1", "https", "example.test"}},
+		{"h3", "192.0.2.1:5000", "h3", nil, [3]string{"192.0.2.1", "https", "example.test"}},
+		{"unix client", "@", "", []string{"10.0.0.1"}, [3]string{"10.0.0.1", "http", "example.test"}},
+	} {
+		r, _ := http.NewRequest("GET", "http://example.test/ws", nil)
+		r.RemoteAddr = tc.remote
+		r.Header.Set("X-Forwarded-Proto", "gopher")
+		for _, v := range tc.prior {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		switch tc.via {
+		case "tls":
+			r.TLS = &tls.ConnectionState{}
+		case "h3":
+			r.ProtoMajor = 3
+		}
+		setForwarded(r)
+		got := [3]string{strings.Join(r.Header.Values("X-Forwarded-For"), "|"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host")}
+		if got != tc.want {
+			t.Errorf("%s: setForwarded gave %q; want %q", tc.name, got, tc.want)
+		}
+	}
 }

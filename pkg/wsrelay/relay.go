@@ -288,7 +288,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header, Transport: "h1"}
 	s, resp, err := r.Open(req.Context(), wreq)
 	if err != nil {
-		writeOpenError(w, err)
+		WriteOpenError(w, err)
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
@@ -323,7 +323,11 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}()
 }
 
-func writeOpenError(w http.ResponseWriter, err error) {
+// WriteOpenError answers a client whose session Open refused, whatever its
+// transport: a backend's refusal as the backend sent it (status, end-to-end
+// fields, body), ErrTooManySessions with 503 and Retry-After, any other
+// error (no backend within ReattachTimeout) with 502 and Retry-After.
+func WriteOpenError(w http.ResponseWriter, err error) {
 	var ref *RefusedError
 	switch {
 	case errors.As(err, &ref):
