@@ -43,8 +43,9 @@ type Proxy struct {
 	lastTable   tableInfo
 	tablePath   string // the worker table WatchTable follows; "" for none
 
-	force     chan struct{} // closed by ForceStop
-	forceOnce sync.Once
+	force      chan struct{}  // closed by ForceStop
+	streamWork chan *h2stream // idle HTTP/2 stream workers take streams here (workers.go)
+	forceOnce  sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -64,14 +65,15 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.SetDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		rt:      newRouter(&cfg),
-		q:       queue.New(cfg.Limits),
-		started: time.Now(),
-		ctx:     ctx,
-		cancel:  cancel,
-		force:   make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		rt:         newRouter(&cfg),
+		q:          queue.New(cfg.Limits),
+		started:    time.Now(),
+		ctx:        ctx,
+		cancel:     cancel,
+		force:      make(chan struct{}),
+		streamWork: make(chan *h2stream),
 	}
 	p.ws = p.newRelay()
 	p.m = newMetrics(p)
