@@ -83,6 +83,10 @@ type Config struct {
 
 	// Strategy is reported in status output (the zd-run strategy in use).
 	Strategy string
+
+	// quicIdleTimeout is QUIC's idle timeout on HTTP/3 connections (0:
+	// quic-go's 30 s); tests shorten it to see keep-alive at work.
+	quicIdleTimeout time.Duration
 }
 
 // SetDefaults fills every zero field with its documented default.

@@ -33,6 +33,7 @@ type Proxy struct {
 	activeConns atomic.Int64
 	conns       connRegistry // every client connection (registry.go)
 	h3conns     atomic.Int64 // HTTP/3 connections registered (h3ConnContext)
+	h3ws        h3Sessions   // WebSocket sessions on HTTP/3 streams
 	inflight    atomic.Int64
 	altSvc      atomic.Pointer[string]
 	addrs       atomic.Pointer[[]string] // what Serve listens on, for status
@@ -104,6 +105,9 @@ func (p *Proxy) Close() error {
 		p.log.Warn("WebSocket sessions did not all close", "err", err)
 	}
 	cancel()
+	if !p.h3ws.wait(h3FinishTimeout + time.Second) {
+		p.log.Warn("HTTP/3 WebSocket streams still open after their sessions ended")
+	}
 	p.cancel()
 	p.wg.Wait()
 	p.rt.close()
@@ -317,6 +321,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, start time.Time) {
 func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 	if r.ProtoMajor == 1 && isWebSocketUpgrade(r) {
 		return p.serveWebSocket(w, r)
+	}
+	if isH3ExtendedConnect(r) {
+		return p.serveH3WebSocket(w, r)
 	}
 	if r.Method == http.MethodConnect {
 		p.plainError(w, http.StatusMethodNotAllowed, "CONNECT is not proxied")

@@ -71,6 +71,7 @@ func (p *Proxy) Serve(ctx context.Context, ls Listeners) error {
 			Handler:        http.HandlerFunc(p.serveH3),
 			ConnContext:    p.h3ConnContext,
 			TLSConfig:      http3.ConfigureTLSConfig(p.cfg.TLS.Clone()),
+			QUICConfig:     p.h3QUICConfig(),
 			MaxHeaderBytes: p.cfg.MaxHeaderBytes,
 			IdleTimeout:    p.cfg.IdleTimeout,
 			Logger:         p.log,
@@ -183,7 +184,18 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, l
 		forceWG.Wait()
 	}()
 	if h3 != nil {
-		wg.Add(1)
+		// GOAWAY first (Shutdown), then Close 1012 to the WebSocket
+		// sessions on HTTP/3 streams: Shutdown waits for their
+		// connections, which clients close once no stream is open, and
+		// cuts them when sctx ends, so a session not closed by then would
+		// see its connection torn down instead of a WebSocket close.
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if n, left := p.h3ws.shutdown(sctx); n > 0 {
+				p.log.Info("stopping: closed HTTP/3 WebSocket sessions with 1012", "count", n, "still_open", left)
+			}
+		}()
 		go func() {
 			defer wg.Done()
 			_ = h3.Shutdown(sctx)

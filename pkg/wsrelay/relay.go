@@ -293,7 +293,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		s.abort()
+		s.Abort()
 		http.Error(w, "zd-queue: this connection cannot switch protocols", http.StatusInternalServerError)
 		return
 	}
@@ -305,7 +305,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	bw.WriteString("\r\n")
 	if err := bw.Flush(); err != nil {
 		conn.Close()
-		s.abort()
+		s.Abort()
 		return
 	}
 	var carried []byte

@@ -53,6 +53,8 @@ type Session struct {
 	resumeOf *Session
 	received uint64
 	refusal  *refusal
+
+	stopAsked bool // Shutdown was called (under r.mu)
 }
 
 // transport is the client's protocol for counting ("h1" when unsaid).
@@ -141,8 +143,10 @@ func withProtocols(req *Request, protos []string) *Request {
 	return &c
 }
 
-// abort ends a session that was opened but never ran.
-func (s *Session) abort() {
+// Abort ends a session Open returned that will never Run (its client's
+// transport failed before the handshake answer went out): the backend
+// connection is closed and the session is not counted as open.
+func (s *Session) Abort() {
 	if s.resumeOf != nil || s.refusal != nil {
 		return
 	}
@@ -179,6 +183,7 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 
 	r.mu.Lock()
 	r.all[s] = struct{}{}
+	stop := s.stopAsked
 	r.mu.Unlock()
 	if s.rs != nil {
 		// The answer goes before any backend message.
@@ -196,7 +201,7 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 	r.attached(s, "", s.b.name)
 	s.startBackend(s.b)
 	s.mu.Unlock()
-	if r.ctx.Err() != nil {
+	if r.ctx.Err() != nil || stop {
 		go s.shutdown()
 	}
 
@@ -350,6 +355,31 @@ func (s *Session) failClient(code uint16, reason, counted string) {
 		s.closeBackend(b, CloseGoingAway, "client session ended")
 	}
 	s.closeClient(code, reason)
+}
+
+// Shutdown ends the session as Relay.Close ends every session: Close 1012
+// (Service Restart) to the client, whose reply (or CloseTimeout) ends
+// Run. It returns at once and may be called before Run (Run then ends the
+// session as soon as it starts), while it runs, after, and more than once.
+// A server whose transport outlives the relay's sessions only by its own
+// grace (HTTP/2, HTTP/3) calls it on a graceful stop, so its clients get a
+// WebSocket close instead of a torn connection.
+func (s *Session) Shutdown() {
+	r := s.r
+	r.mu.Lock()
+	s.stopAsked = true
+	_, running := r.all[s]
+	if running {
+		// Run holds r.wg while s is in r.all: this Add cannot race a Wait at zero.
+		r.wg.Add(1)
+	}
+	r.mu.Unlock()
+	if running {
+		go func() {
+			defer r.wg.Done()
+			s.shutdown()
+		}()
+	}
 }
 
 // shutdown is Relay.Close's end of a session.
