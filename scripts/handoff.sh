@@ -167,9 +167,9 @@ next_gen() {
 }
 
 # The readiness gate between zd-handoff serve and zd-run: zd-run reports
-# READY=1 once its first generation has started even if its workers failed
-# (a service under systemd must come up degraded rather than not at all), so
-# serve is not told READY=1 by zd-run but by the gate, once zdctl health says
+# READY=1 once one worker of its first generation is ready even if the others
+# failed (a service under systemd must come up degraded rather than not at
+# all), so serve is not told READY=1 by zd-run but by the gate, once zdctl health says
 # every slot has a ready worker. Then a release that cannot start never takes
 # the sockets over: the old serve's --release-timeout runs out and it keeps
 # serving. The gate's subshell outlives the exec; zd-run reaps it.

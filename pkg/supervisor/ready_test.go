@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zdtools/zd/pkg/runapi"
+	"github.com/zdtools/zd/pkg/sdnotify"
 )
 
 // Apps that cannot notify are found ready by a probe; the app here never
@@ -101,5 +102,46 @@ func TestParseReady(t *testing.T) {
 		if got != c.want {
 			t.Errorf("ParseReady(%q) = %q (%v); want %q", c.in, got, err, c.want)
 		}
+	}
+}
+
+// zd-run tells its own service manager READY=1 only once a worker is ready:
+// a first generation slower than --ready-timeout holds READY=1 back (with a
+// STATUS= saying why) until its worker gets ready, instead of claiming a
+// service that cannot serve yet.
+func TestReadyHeldUntilAWorkerIsReady(t *testing.T) {
+	rdir := t.TempDir()
+	rpath := filepath.Join(rdir, "systemd.sock")
+	r, err := sdnotify.Listen(rpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := start(t, 1, []string{"ZD_TEST_SLOW=1/0"}, func(c *Config) {
+		c.ReadyTimeout = 300 * time.Millisecond // the worker takes 2 s
+		c.Notify = func(state string) { _ = sdnotify.NotifyTo(rpath, state) }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waiting := false
+	for {
+		m, err := r.Receive(ctx)
+		if err != nil {
+			t.Fatalf("no READY=1 (waiting status seen: %v): %v", waiting, err)
+		}
+		if v, ok := m.Get(sdnotify.KeyStatus); ok && strings.HasPrefix(v, "waiting for a ready worker") {
+			waiting = true
+		}
+		if !m.Is(sdnotify.KeyReady) {
+			continue
+		}
+		st := h.s.Status()
+		if len(st.Workers) != 1 || st.Workers[0].State != "ready" {
+			t.Fatalf("READY=1 sent while the workers are %+v; want one ready", st.Workers)
+		}
+		break
+	}
+	if !waiting {
+		t.Error("READY=1 came without a STATUS=waiting for a ready worker first; the worker was slower than --ready-timeout")
 	}
 }

@@ -57,6 +57,7 @@ type Supervisor struct {
 	reloadErr    error
 	reloadCancel context.CancelFunc
 	startCancel  context.CancelFunc // cuts the first generation's readiness wait short
+	readyHeld    bool // READY=1 waits for the first ready worker (none was at start)
 	stopping     bool
 	stopC        chan bool // stop requests: true = now
 	restarts     []time.Time
@@ -150,13 +151,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.selfWatchdog()
 	}
-	if !s.adopted() {
+	adopted := s.adopted()
+	if !adopted {
 		if err := s.startFirst(ctx); err != nil {
 			s.shutdown(true)
 			return err
 		}
 	}
-	s.cfg.Notify("READY=1\nSTATUS=" + s.statusLine())
+	s.notifyReadyOrHold(adopted)
 	var now bool
 	select {
 	case now = <-s.stopC:
@@ -165,6 +167,28 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.cfg.Notify("STOPPING=1\nSTATUS=stopping")
 	s.shutdown(now)
 	return nil
+}
+
+// notifyReadyOrHold tells zd-run's own supervisor (systemd) READY=1 when a
+// worker is ready. When none is (the first generation did not get ready
+// within --ready-timeout), READY=1 waits for the first worker that does
+// (markReady), so that systemd's start timeout, not a false READY=1, decides.
+// Workers adopted from the zd-run this one replaced (an upgrade in place)
+// count as ready: the service was ready before.
+func (s *Supervisor) notifyReadyOrHold(adopted bool) {
+	s.mu.Lock()
+	ready := adopted
+	for _, w := range s.slots {
+		ready = ready || (w != nil && w.state == StateReady)
+	}
+	s.readyHeld = !ready
+	s.mu.Unlock()
+	if ready {
+		s.cfg.Notify("READY=1\nSTATUS=" + s.statusLine())
+		return
+	}
+	s.log.Warn("no worker is ready: READY=1 to the service manager waits for the first one")
+	s.cfg.Notify("STATUS=waiting for a ready worker; " + s.statusLine())
 }
 
 // startFirst starts generation 1 in every slot and waits (bounded) for it to

@@ -217,7 +217,12 @@ func (s *Supervisor) markReady(w *worker) {
 	w.readyAt = time.Now()
 	w.pinged = w.readyAt
 	close(w.ready)
+	held := s.readyHeld
+	s.readyHeld = false
 	s.mu.Unlock()
+	if held {
+		s.cfg.Notify("READY=1\nSTATUS=" + s.statusLine())
+	}
 	s.log.Info("worker ready", "slot", w.slot, "generation", w.gen, "pid", w.pid,
 		"after", time.Since(w.startedAt).Round(time.Millisecond))
 	s.emit("ready", w, fmt.Sprintf("worker %d (pid %d) of generation %d ready after %v",
