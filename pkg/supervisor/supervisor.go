@@ -57,7 +57,7 @@ type Supervisor struct {
 	reloadErr    error
 	reloadCancel context.CancelFunc
 	startCancel  context.CancelFunc // cuts the first generation's readiness wait short
-	readyHeld    bool // READY=1 waits for the first ready worker (none was at start)
+	readyHeld    bool               // READY=1 waits for the first ready worker (none was at start)
 	stopping     bool
 	stopC        chan bool // stop requests: true = now
 	restarts     []time.Time
