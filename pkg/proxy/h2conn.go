@@ -157,6 +157,8 @@ func (hc *h1conn) serveH2() {
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(hc.p.cfg.MaxHeaderBytes)},
+		// WebSockets over HTTP/2 (RFC 8441): served here (h2ws.go).
+		http2.Setting{ID: http2.SettingEnableConnectProtocol, Val: 1},
 	)
 	c.fr.WriteWindowUpdate(0, h2ConnWindow-h2DefaultWindow)
 	c.werr = c.bw.Flush()

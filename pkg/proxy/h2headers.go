@@ -214,7 +214,7 @@ func (c *h2conn) onHeaders(f *h2block) error {
 
 // newRequest builds the request of a HEADERS frame (RFC 9113 section 8.3).
 func (c *h2conn) newRequest(st *h2stream, f *h2block) (*http.Request, error) {
-	var method, path, scheme, authority string
+	var method, path, scheme, authority, protocol string
 	var seen uint8
 	npseudo := 0
 	for _, hf := range f.fields {
@@ -228,6 +228,8 @@ func (c *h2conn) newRequest(st *h2stream, f *h2block) (*http.Request, error) {
 			scheme, bit = hf.Value, 4
 		case ":authority":
 			authority, bit = hf.Value, 8
+		case ":protocol":
+			protocol, bit = hf.Value, 16
 		default:
 			if strings.HasPrefix(hf.Name, ":") {
 				return nil, errors.New("unsupported pseudo-header " + hf.Name)
@@ -242,7 +244,17 @@ func (c *h2conn) newRequest(st *h2stream, f *h2block) (*http.Request, error) {
 		seen |= bit
 		npseudo++
 	}
-	if method == "" || !validToken([]byte(method)) || method == http.MethodConnect || scheme == "" || path == "" ||
+	if seen&16 != 0 {
+		// An extended CONNECT (RFC 8441 section 4): CONNECT with all of
+		// :scheme, :path and :authority; :protocol on any other method
+		// is malformed. A plain CONNECT (no :protocol) stays refused
+		// below: zd-queue is no forward proxy. One that ends the stream
+		// at once could carry nothing: malformed too.
+		if method != http.MethodConnect || scheme == "" || path == "" || path[0] != '/' ||
+			seen&8 == 0 || authority == "" || !validToken([]byte(protocol)) || f.endStream {
+			return nil, errors.New("malformed extended CONNECT")
+		}
+	} else if method == "" || !validToken([]byte(method)) || method == http.MethodConnect || scheme == "" || path == "" ||
 		(path[0] != '/' && !(path == "*" && method == http.MethodOptions)) {
 		return nil, errors.New("malformed pseudo-headers")
 	}
@@ -284,6 +296,13 @@ func (c *h2conn) newRequest(st *h2stream, f *h2block) (*http.Request, error) {
 		return nil, errors.New("bad authority")
 	}
 	delete(h, "Host")
+	if protocol != "" {
+		if length >= 0 {
+			return nil, errors.New("content-length on an extended CONNECT")
+		}
+		// Where net/http's HTTP/2 server puts it too (handle looks there).
+		h[":protocol"] = []string{protocol}
+	}
 	u := &url.URL{}
 	if path == "*" {
 		u.Path = "*"

@@ -120,6 +120,8 @@ func FuzzH2Request(f *testing.F) {
 	f.Add(":method\x00OPTIONS\n:scheme\x00http\n:path\x00*\nhost\x00b:1\n", true)
 	f.Add(":method\x00GET\n:scheme\x00http\n:path\x00/\nconnection\x00close\n", true)
 	f.Add(":method\x00CONNECT\n:authority\x00a:443\n", false)
+	f.Add(":method\x00CONNECT\n:protocol\x00websocket\n:scheme\x00https\n:authority\x00a\n:path\x00/ws\nsec-websocket-version\x0013\n", false)
+	f.Add(":method\x00GET\n:protocol\x00websocket\n:scheme\x00http\n:authority\x00a\n:path\x00/\n", false)
 	f.Fuzz(func(t *testing.T, list string, end bool) {
 		var fields []hpack.HeaderField
 		for _, line := range strings.Split(list, "\n") {
@@ -153,6 +155,20 @@ func checkH2Request(t *testing.T, c *h2conn, id uint32, end bool) {
 	if err != nil {
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// Only an extended CONNECT (RFC 8441) is taken, never forwarded
+		// as a request: handle gives it to the WebSocket relay.
+		p := r.Header[":protocol"]
+		if len(p) != 1 || !validToken([]byte(p[0])) || end || r.Host == "" || !httpguts.ValidHostHeader(r.Host) ||
+			!strings.HasPrefix(r.RequestURI, "/") || r.ContentLength >= 0 {
+			t.Fatalf("accepted a CONNECT that is no extended CONNECT: protocol %q, host %q, path %q, end %v, length %d",
+				p, r.Host, r.RequestURI, end, r.ContentLength)
+		}
+		return
+	}
+	if _, ok := r.Header[":protocol"]; ok {
+		t.Fatalf("accepted :protocol on %s", r.Method)
+	}
 	for k, vv := range r.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			t.Fatalf("accepted field name %q", k)
@@ -166,7 +182,7 @@ func checkH2Request(t *testing.T, c *h2conn, id uint32, end bool) {
 			t.Fatalf("accepted connection-specific field %s", k)
 		}
 	}
-	if !validToken([]byte(r.Method)) || r.Method == http.MethodConnect {
+	if !validToken([]byte(r.Method)) {
 		t.Fatalf("accepted method %q", r.Method)
 	}
 	if r.RequestURI != "*" && !strings.HasPrefix(r.RequestURI, "/") {

@@ -33,6 +33,7 @@ type h2stream struct {
 	doneCh chan struct{} // made when first asked for
 	ctxErr error
 
+	ws      *h2ws // an RFC 8441 WebSocket's session, run after the handshake
 	sendWin int64 // under c.fmu
 	opens   bool  // the first stream open on the connection: it stamps the connection's since
 
@@ -75,6 +76,11 @@ func (st *h2stream) run() {
 		c.hc.since.Store(now.UnixNano())
 	}
 	c.p.serve(&st.w, st.req, now)
+	if st.ws != nil {
+		// An RFC 8441 WebSocket: its session runs on the stream now that
+		// the handshake was answered and counted (h2ws.go).
+		st.ws.run()
+	}
 	st.w.finish()
 }
 

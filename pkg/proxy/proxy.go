@@ -326,6 +326,9 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) string {
 		return p.serveH3WebSocket(w, r)
 	}
 	if r.Method == http.MethodConnect {
+		if isExtendedConnect(r) {
+			return p.serveExtendedConnect(w, r)
+		}
 		p.plainError(w, http.StatusMethodNotAllowed, "CONNECT is not proxied")
 		return outcomeBadRequest
 	}

@@ -13,7 +13,8 @@ import (
 	"github.com/zdtools/zd/pkg/wsrelay"
 )
 
-// WebSocket upgrades (HTTP/1.1) go to the session relay, which terminates
+// WebSocket upgrades (HTTP/1.1) and RFC 8441 extended CONNECTs (HTTP/2,
+// h2ws.go) go to the session relay, which terminates
 // the WebSocket on both sides and moves sessions between backends at
 // message boundaries (pkg/wsrelay; DESIGN.md, WebSocket across reloads).
 // Other upgrades keep the byte tunnel (tunnel.go).

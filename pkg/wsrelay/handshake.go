@@ -70,6 +70,19 @@ func CheckUpgrade(r *http.Request) (key string, status int, err error) {
 	return key, 0, nil
 }
 
+// CheckConnect checks the fields of an extended CONNECT for a WebSocket
+// (RFC 8441 section 5 over HTTP/2, RFC 9220 over HTTP/3; the caller has
+// checked :protocol is "websocket"): Sec-WebSocket-Version must be 13.
+// There is no Sec-WebSocket-Key on these transports. The error says what
+// is wrong; the status to answer with is http.StatusUpgradeRequired (with
+// "Sec-WebSocket-Version: 13"), as CheckUpgrade's.
+func CheckConnect(h http.Header) (status int, err error) {
+	if v := h.Get("Sec-WebSocket-Version"); v != "13" {
+		return http.StatusUpgradeRequired, fmt.Errorf("unsupported Sec-WebSocket-Version %q: only 13 is spoken", v)
+	}
+	return 0, nil
+}
+
 // headerHasToken reports whether a comma-separated field of h lists token.
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h[textproto.CanonicalMIMEHeaderKey(name)] {

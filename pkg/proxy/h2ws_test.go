@@ -1,0 +1,630 @@
+//lint:file-ignore SA1019 net/http's Transport refuses the :protocol pseudo-header; x/net's
+// (deprecated for ordinary use) is the HTTP/2 client that sends an RFC 8441 extended CONNECT.
+
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/net/http2"
+
+	"github.com/zdtools/zd/pkg/wsrelay"
+)
+
+// The client side of these tests is x/net's HTTP/2 Transport, which sends
+// an extended CONNECT only once the server's SETTINGS allowed it, with
+// RFC 6455 framing written here (masked, as a client must), so nothing of
+// the relay's own code talks to the relay.
+
+// h2wsTransport is an HTTP/2 client: h2c with prior knowledge, or h2 over
+// TLS when roots is set. All of a test's sessions share its connection.
+func h2wsTransport(t *testing.T, roots *tls.Config) *http2.Transport {
+	tr := &http2.Transport{TLSClientConfig: roots}
+	if roots == nil {
+		tr.AllowHTTP = true
+		tr.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// h2wsClient is one RFC 8441 WebSocket over an HTTP/2 stream.
+type h2wsClient struct {
+	resp    *http.Response
+	out     *io.PipeWriter
+	in      *bufio.Reader
+	deflate bool
+}
+
+// dialH2WS opens a WebSocket at url (http:// or https://) with an
+// extended CONNECT; hdr are extra fields, name and value in turn.
+func dialH2WS(ctx context.Context, tr *http2.Transport, url string, hdr ...string) (*h2wsClient, error) {
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, url, pr)
+	if err != nil {
+		return nil, err
+	}
+	req.Header[":protocol"] = []string{"websocket"}
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		pw.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		pw.Close()
+		return nil, fmt.Errorf("extended CONNECT answered %d: %s", resp.StatusCode, b)
+	}
+	c := &h2wsClient{resp: resp, out: pw, in: bufio.NewReader(resp.Body)}
+	c.deflate = strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	return c, nil
+}
+
+// send writes one masked frame; compressed (RSV1) when deflate is on and
+// compress asks for it.
+func (c *h2wsClient) send(op byte, payload []byte, compress bool) error {
+	rsv1 := false
+	if compress && c.deflate && op != 8 {
+		payload, rsv1 = deflateMessage(payload), true
+	}
+	_, err := c.out.Write(clientFrame(op, rsv1, payload))
+	return err
+}
+
+func clientFrame(op byte, rsv1 bool, payload []byte) []byte {
+	b0 := 0x80 | op
+	if rsv1 {
+		b0 |= 0x40
+	}
+	f := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		f = append(f, 0x80|byte(n))
+	case n <= 0xFFFF:
+		f = append(f, 0x80|126, byte(n>>8), byte(n))
+	default:
+		f = append(f, 0x80|127)
+		f = binary.BigEndian.AppendUint64(f, uint64(n))
+	}
+	var key [4]byte
+	rand.Read(key[:])
+	f = append(f, key[:]...)
+	for i, b := range payload {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
+func deflateMessage(p []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write(p)
+	w.Flush()
+	return bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// recv reads one message (continuations joined, inflated when RSV1 was
+// set on its first frame). Server frames must not be masked.
+func (c *h2wsClient) recv() (op byte, msg []byte, err error) {
+	var compressed bool
+	for first := true; ; first = false {
+		var h [2]byte
+		if _, err := io.ReadFull(c.in, h[:]); err != nil {
+			return 0, nil, err
+		}
+		if h[1]&0x80 != 0 {
+			return 0, nil, errors.New("masked frame from the server")
+		}
+		n := uint64(h[1] & 0x7F)
+		switch n {
+		case 126:
+			var l [2]byte
+			io.ReadFull(c.in, l[:])
+			n = uint64(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			io.ReadFull(c.in, l[:])
+			n = binary.BigEndian.Uint64(l[:])
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(c.in, p); err != nil {
+			return 0, nil, err
+		}
+		if first {
+			op, compressed = h[0]&0x0F, h[0]&0x40 != 0
+		}
+		msg = append(msg, p...)
+		if h[0]&0x80 != 0 {
+			break
+		}
+	}
+	if compressed {
+		if !c.deflate {
+			return 0, nil, errors.New("RSV1 set without permessage-deflate")
+		}
+		r := flate.NewReader(io.MultiReader(bytes.NewReader(msg), bytes.NewReader([]byte{0, 0, 0xff, 0xff})))
+		var out bytes.Buffer
+		_, err := io.Copy(&out, r)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, fmt.Errorf("inflate: %v", err)
+		}
+		msg = out.Bytes()
+	}
+	return op, msg, nil
+}
+
+// close sends Close(1000), reads up to the server's Close reply and then
+// the end of the stream: END_STREAM, not a reset.
+func (c *h2wsClient) close() error {
+	if err := c.send(8, []byte{0x03, 0xE8}, false); err != nil {
+		return err
+	}
+	for {
+		op, p, err := c.recv()
+		if err != nil {
+			return fmt.Errorf("waiting for the Close reply: %v", err)
+		}
+		if op == 8 {
+			if len(p) < 2 || binary.BigEndian.Uint16(p) != 1000 {
+				return fmt.Errorf("Close reply %x; want 1000", p)
+			}
+			break
+		}
+	}
+	c.out.Close() // END_STREAM from our side
+	if b, err := io.ReadAll(c.in); err != nil || len(b) > 0 {
+		return fmt.Errorf("after the Close reply: %d bytes, %v; want END_STREAM", len(b), err)
+	}
+	return nil
+}
+
+// wsSeen is what the backends saw, by Zd-Session-Id.
+type wsSeen struct {
+	mu       sync.Mutex
+	resumes  map[string][]string // Zd-Resume of each attach ("" on the first)
+	got      map[string][]string // messages the backends read, in order
+	first    map[string]http.Header
+	backends map[string][]string // which backend served each attach
+}
+
+// h2wsEcho is a backend that answers each message with "echo " and the
+// message, choosing the "chat" subprotocol, and records what it saw.
+func h2wsEcho(name string, seen *wsSeen) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			io.WriteString(w, "plain")
+			return
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"chat"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		id := r.Header.Get("Zd-Session-Id")
+		seen.mu.Lock()
+		seen.resumes[id] = append(seen.resumes[id], r.Header.Get("Zd-Resume"))
+		seen.backends[id] = append(seen.backends[id], name)
+		if seen.first[id] == nil {
+			seen.first[id] = r.Header.Clone()
+		}
+		seen.mu.Unlock()
+		for {
+			typ, b, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			seen.mu.Lock()
+			seen.got[id] = append(seen.got[id], string(b))
+			seen.mu.Unlock()
+			if err := c.Write(context.Background(), typ, append([]byte("echo "), b...)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func newWSSeen() *wsSeen {
+	return &wsSeen{resumes: map[string][]string{}, got: map[string][]string{},
+		first: map[string]http.Header{}, backends: map[string][]string{}}
+}
+
+// TestH2WebSocketSurvivesDrains: RFC 8441 sessions, all on one HTTP/2
+// connection (h2c and h2 over TLS), keep going while their backends are
+// drained in turn; every numbered message goes both ways exactly once, in
+// order; the backends see ordinary RFC 6455 handshakes carrying the
+// client's fields, X-Forwarded-*, the same Zd-Session-Id on every attach
+// and a growing Zd-Resume; the sessions count as h2; each ends with a
+// clean close and END_STREAM. An ordinary request on the same connection
+// is served meanwhile.
+func TestH2WebSocketSurvivesDrains(t *testing.T) {
+	for _, mode := range []string{"h2c", "tls"} {
+		t.Run(mode, func(t *testing.T) { testH2WebSocketDrains(t, mode) })
+	}
+}
+
+func testH2WebSocketDrains(t *testing.T, mode string) {
+	const clients, msgs, drains = 6, 240, 6
+	dir := sockDir(t)
+	seen := newWSSeen()
+	a := newTestBackend(t, dir, "a", h2wsEcho("a", seen))
+	b := newTestBackend(t, dir, "b", h2wsEcho("b", seen))
+	cfg := Config{Backends: []string{a.addr, b.addr}}
+	var px *Proxy
+	var base string
+	var tr *http2.Transport
+	if mode == "tls" {
+		tc, pool := selfSigned(t)
+		cfg.TLS = tc
+		addr, _, p := startTLSProxy(t, cfg)
+		px, base = p, "https://"+addr
+		tr = h2wsTransport(t, &tls.Config{RootCAs: pool})
+	} else {
+		r := startProxy(t, cfg)
+		px, base = r.p, r.url
+		tr = h2wsTransport(t, nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	var progress sync.WaitGroup
+	progress.Add(clients)
+	errs := make(chan error, clients)
+	var drained atomic.Bool
+	sent := make([]int, clients) // messages each client sent
+	for i := range clients {
+		go func() {
+			errs <- func() error {
+				c, err := dialH2WS(ctx, tr, fmt.Sprintf("%s/ws?client=%d", base, i),
+					"Sec-WebSocket-Protocol", "chat, other", "Sec-WebSocket-Extensions", "permessage-deflate",
+					"Origin", base, "Cookie", fmt.Sprintf("c=%d", i))
+				if err != nil {
+					progress.Done()
+					return fmt.Errorf("client %d: %v", i, err)
+				}
+				if p := c.resp.Header.Get("Sec-WebSocket-Protocol"); p != "chat" {
+					progress.Done()
+					return fmt.Errorf("client %d: subprotocol %q; want the backend's choice, chat", i, p)
+				}
+				if !c.deflate {
+					progress.Done()
+					return fmt.Errorf("client %d: no permessage-deflate in %q", i, c.resp.Header.Get("Sec-WebSocket-Extensions"))
+				}
+				// Numbered messages until the drains are done (at least msgs,
+				// at most 100 times that).
+				for m := 0; m < 100*msgs; m++ {
+					if m == 10 {
+						progress.Done()
+					}
+					if m >= msgs && drained.Load() {
+						sent[i] = m
+						break
+					}
+					want := fmt.Sprintf("%d:%d", i, m)
+					if m%7 == 3 {
+						// Long enough for zd-queue to compress its echo; sent
+						// compressed too.
+						want += ":" + strings.Repeat("x", 300)
+					}
+					if err := c.send(1, []byte(want), m%7 == 3); err != nil {
+						return fmt.Errorf("client %d: send %d: %v", i, m, err)
+					}
+					op, got, err := c.recv()
+					if err != nil || op != 1 || string(got) != "echo "+want {
+						return fmt.Errorf("client %d: message %d: op %d %.40q, %v; want %.40q", i, m, op, got, err, "echo "+want)
+					}
+					if m%20 == 0 {
+						time.Sleep(time.Millisecond) // let the drains land mid-stream
+					}
+				}
+				return c.close()
+			}()
+		}()
+	}
+	progress.Wait()
+
+	// An ordinary request on the same connection.
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/plain", nil)
+	if resp, err := tr.RoundTrip(req); err != nil {
+		t.Errorf("GET beside the sessions: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+
+	st := px.Status()
+	if st.WebSocket.Protocols["h2"] != clients {
+		t.Errorf("Status: websocket.protocols %v; want h2 %d", st.WebSocket.Protocols, clients)
+	}
+	onBackends := 0
+	for _, b := range st.Backends {
+		onBackends += b.WSProtocols["h2"]
+	}
+	if onBackends != clients {
+		t.Errorf("Status: ws_protocols h2 over the backends %d; want %d", onBackends, clients)
+	}
+	if v := metricValue(t, px, `zdqueue_ws_backend_sessions{backend="`+a.addr+`",protocol="h2"}`) +
+		metricValue(t, px, `zdqueue_ws_backend_sessions{backend="`+b.addr+`",protocol="h2"}`); v != clients {
+		t.Errorf("zdqueue_ws_backend_sessions with protocol h2: %v; want %d", v, clients)
+	}
+
+	for d := range drains {
+		from, to := a, b
+		if d%2 == 1 {
+			from, to = b, a
+		}
+		if err := px.Resume(to.addr); err != nil {
+			t.Fatal(err)
+		}
+		res, err := px.Drain(ctx, from.addr, 10*time.Second)
+		if err != nil || !res.Drained {
+			t.Fatalf("drain %s: %+v, %v", from.addr, res, err)
+		}
+		if n := px.ws.Sessions(from.addr); n != 0 {
+			t.Fatalf("after draining %s: %d sessions still on it", from.addr, n)
+		}
+		// Every session is on the other backend before the next drain,
+		// so each drain moves them all.
+		waitFor(t, "the sessions to re-attach to "+to.addr, func() bool { return px.ws.Sessions(to.addr) == clients })
+	}
+	drained.Store(true)
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if len(seen.got) != clients {
+		t.Errorf("backends saw %d sessions; want %d", len(seen.got), clients)
+	}
+	for id, got := range seen.got {
+		h := seen.first[id]
+		i := -1
+		fmt.Sscanf(h.Get("Cookie"), "c=%d", &i)
+		for m, g := range got {
+			want := fmt.Sprintf("%d:%d", i, m)
+			if !strings.HasPrefix(g, want) || (len(g) > len(want) && g[len(want)] != ':') {
+				t.Errorf("session %d: backends read message %d as %.40q; want %q (lost, duplicated or reordered)", i, m, g, want)
+				break
+			}
+		}
+		if i < 0 || i >= clients || len(got) != sent[i] {
+			t.Errorf("session %d: backends read %d messages; want %d", i, len(got), sent[max(i, 0)])
+		}
+		if n := len(seen.resumes[id]) - 1; n < drains-1 {
+			t.Errorf("session %d moved %d times; want at least %d (all but the first of %d drains move every session)", i, n, drains-1, drains)
+		}
+		for n, r := range seen.resumes[id] {
+			if want := fmt.Sprint(n); (n == 0 && r != "") || (n > 0 && r != want) {
+				t.Errorf("session %d: Zd-Resume %v; want none, then 1, 2, ...", i, seen.resumes[id])
+				break
+			}
+		}
+		wantProto := "http"
+		if mode == "tls" {
+			wantProto = "https"
+		}
+		host := strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://")
+		for _, c := range []struct{ k, want string }{
+			{"X-Forwarded-For", "127.0.0.1"}, {"X-Forwarded-Proto", wantProto}, {"X-Forwarded-Host", host},
+			{"Origin", base}, {"Sec-Websocket-Protocol", "chat, other"},
+		} {
+			if got := h.Get(c.k); got != c.want {
+				t.Errorf("session %d: backend saw %s %q; want %q", i, c.k, got, c.want)
+			}
+		}
+		if len(h[":protocol"]) > 0 {
+			t.Errorf("session %d: the backend got the :protocol pseudo-header", i)
+		}
+	}
+	waitFor(t, "the sessions to end", func() bool { return px.ws.Sessions("") == 0 })
+	ws := px.ws.Stats()
+	t.Logf("%s: %v messages each way per session; moved %d sessions, failed %d, closes %v", mode, sent, ws.Moved, ws.MoveFailed, ws.Closes)
+	for _, cc := range ws.Closes {
+		if cc.Code != 1000 {
+			t.Errorf("a session ended with %d (%s); want every one closed 1000 by its client", cc.Code, cc.Reason)
+		}
+	}
+}
+
+// openWS opens an RFC 8441 WebSocket on stream id of a raw connection and
+// reads up to its 200.
+func (r *rawH2) openWS(t *testing.T, id uint32, authority string) {
+	t.Helper()
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, BlockFragment: r.block(
+		":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", authority, ":path", "/ws",
+		"sec-websocket-version", "13")})
+	if got := r.answer(t, id); got != fmt.Sprintf("200 on %d", id) {
+		t.Fatalf("extended CONNECT on stream %d: %s; want 200", id, got)
+	}
+}
+
+// TestH2ExtendedConnectBadInput: zd-queue's HTTP/2 server advertises
+// SETTINGS_ENABLE_CONNECT_PROTOCOL; an extended CONNECT missing a
+// pseudo-header, :protocol on another method, or one that ends the
+// stream at once is malformed (RST_STREAM PROTOCOL_ERROR, RFC 8441
+// section 4 and RFC 9113 section 8.1.1); a plain CONNECT keeps its
+// PROTOCOL_ERROR; an unknown :protocol is 501 and a wrong
+// Sec-WebSocket-Version 426; DATA after the client's END_STREAM is
+// STREAM_CLOSED; a client's RST_STREAM ends its session as "client gone"
+// and the backend is told. The connection serves on after each.
+func TestH2ExtendedConnectBadInput(t *testing.T) {
+	dir := sockDir(t)
+	seen := newWSSeen()
+	be := newTestBackend(t, dir, "a", h2wsEcho("a", seen))
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	r := dialRawH2(t, px.addr)
+
+	// The server's SETTINGS come first.
+	f, err := r.fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok || sf.IsAck() {
+		t.Fatalf("first frame %T; want SETTINGS", f)
+	}
+	if v, ok := sf.Value(http2.SettingEnableConnectProtocol); !ok || v != 1 {
+		t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL = %d, %v; want 1", v, ok)
+	}
+	r.fr.WriteSettingsAck()
+
+	a := px.addr
+	for i, c := range []struct {
+		name   string
+		fields []string
+		end    bool
+		want   string
+	}{
+		{"missing :path", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", a}, false, "RST %d PROTOCOL_ERROR"},
+		{"missing :scheme", []string{":method", "CONNECT", ":protocol", "websocket", ":authority", a, ":path", "/ws"}, false, "RST %d PROTOCOL_ERROR"},
+		{"missing :authority", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/ws", "host", a}, false, "RST %d PROTOCOL_ERROR"},
+		{"relative :path", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", a, ":path", "ws"}, false, "RST %d PROTOCOL_ERROR"},
+		{":protocol on GET", []string{":method", "GET", ":protocol", "websocket", ":scheme", "http", ":authority", a, ":path", "/ws"}, false, "RST %d PROTOCOL_ERROR"},
+		{"END_STREAM on the CONNECT", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", a, ":path", "/ws"}, true, "RST %d PROTOCOL_ERROR"},
+		{"plain CONNECT", []string{":method", "CONNECT", ":authority", a}, false, "RST %d PROTOCOL_ERROR"},
+		{"unknown :protocol", []string{":method", "CONNECT", ":protocol", "connect-udp", ":scheme", "http", ":authority", a, ":path", "/x", "sec-websocket-version", "13"}, false, "501 on %d"},
+		{"Sec-WebSocket-Version 8", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", a, ":path", "/ws", "sec-websocket-version", "8"}, false, "426 on %d"},
+		{"no Sec-WebSocket-Version", []string{":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":authority", a, ":path", "/ws"}, false, "426 on %d"},
+	} {
+		id := uint32(2*i + 1)
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: c.end, BlockFragment: r.block(c.fields...)})
+		if got, want := r.answer(t, id), fmt.Sprintf(c.want, id); got != want {
+			t.Errorf("%s: %s; want %s", c.name, got, want)
+		}
+		if strings.HasPrefix(c.want, "RST") {
+			// A refused stream sends nothing more; the next case reads on.
+			continue
+		}
+		untilEnd(t, r, id)
+	}
+	seen.mu.Lock()
+	if len(seen.resumes) != 0 {
+		t.Errorf("a refused handshake reached the backend: %v", seen.resumes)
+	}
+	seen.mu.Unlock()
+
+	// DATA after the client's END_STREAM on a live session.
+	id := uint32(101)
+	r.openWS(t, id, a)
+	r.fr.WriteData(id, true, clientFrame(1, false, []byte("last")))
+	r.fr.WriteData(id, false, clientFrame(1, false, []byte("too late")))
+	if got := r.untilReset(t, id); got != http2.ErrCodeStreamClosed {
+		t.Errorf("DATA after END_STREAM: reset %v; want STREAM_CLOSED", got)
+	}
+
+	// The client resets a live session: its session ends as "client
+	// gone", and the backend gets Close 1001.
+	id = 103
+	r.openWS(t, id, a)
+	r.fr.WriteData(id, false, clientFrame(1, false, []byte("hello")))
+	if p := r.dataOn(t, id); !bytes.Contains(p, []byte("echo hello")) {
+		t.Errorf("echo on stream %d: %q", id, p)
+	}
+	before := closesBy(px.p, wsrelay.ReasonClientGone)
+	r.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	waitFor(t, "the reset session to end", func() bool { return closesBy(px.p, wsrelay.ReasonClientGone) > before && px.p.ws.Sessions("") == 0 })
+
+	// The connection still serves.
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 105, EndHeaders: true, EndStream: true, BlockFragment: r.block(rawGET...)})
+	if got := r.answer(t, 105); got != "200 on 105" {
+		t.Errorf("GET after the bad input: %s", got)
+	}
+}
+
+// answer reads frames until stream id is answered: "RST 3 PROTOCOL_ERROR"
+// or "501 on 3".
+func (r *rawH2) answer(t *testing.T, id uint32) string {
+	t.Helper()
+	for range 200 {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			return "read error: " + err.Error()
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				return fmt.Sprintf("RST %d %v", id, f.ErrCode)
+			}
+		case *http2.GoAwayFrame:
+			return fmt.Sprintf("GOAWAY %v", f.ErrCode)
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == id {
+				return fmt.Sprintf("%s on %d", f.PseudoValue("status"), id)
+			}
+		}
+	}
+	return "no answer"
+}
+
+// closesBy counts the relay's session ends with reason.
+func closesBy(p *Proxy, reason string) uint64 {
+	var n uint64
+	for _, c := range p.ws.Stats().Closes {
+		if c.Reason == reason {
+			n += c.Count
+		}
+	}
+	return n
+}
+
+// untilReset reads frames until stream id is reset and returns the code.
+func (r *rawH2) untilReset(t *testing.T, id uint32) http2.ErrCode {
+	t.Helper()
+	for range 200 {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for RST_STREAM on %d: %v", id, err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == id {
+			return rst.ErrCode
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			t.Fatalf("waiting for RST_STREAM on %d: GOAWAY %v", id, g.ErrCode)
+		}
+	}
+	t.Fatalf("no RST_STREAM on %d", id)
+	return 0
+}
+
+// dataOn reads frames until DATA arrives on stream id and returns it.
+func (r *rawH2) dataOn(t *testing.T, id uint32) []byte {
+	t.Helper()
+	for range 200 {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for DATA on %d: %v", id, err)
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == id && len(d.Data()) > 0 {
+			return bytes.Clone(d.Data())
+		}
+	}
+	t.Fatalf("no DATA on %d", id)
+	return nil
+}
