@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,7 +141,7 @@ func (s *Supervisor) rollbackTarget(target, cur string) (string, error) {
 	}
 	fi, err := os.Stat(target)
 	if err != nil {
-		return "", fmt.Errorf("release %s: %w", target, err)
+		return "", releaseStatError(target, err)
 	}
 	p := target
 	if fi.IsDir() {
@@ -155,10 +156,26 @@ func (s *Supervisor) rollbackTarget(target, cur string) (string, error) {
 	}
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
-		return "", fmt.Errorf("release %s: %w", p, err)
+		return "", releaseStatError(p, err)
 	}
 	if fi, err = os.Stat(real); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return "", fmt.Errorf("release %s: not an executable file", real)
 	}
 	return real, nil
+}
+
+// releaseStatError says what is wrong with a release path in words, not
+// as the stat call's text.
+func releaseStatError(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("release %s does not exist (nothing at that path, or a symlink in it points nowhere)", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("release %s cannot be read by zd-run (permission denied)", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("release %s: %w", path, err)
 }

@@ -104,8 +104,8 @@ func TestRollbackTarget(t *testing.T) {
 		{r42, r42},
 		{"3", "error: no generation 3 ever served (generations that did: 1, 2)"},
 		{"releases/42", "error: neither a generation number nor an absolute path"},
-		{filepath.Join(dir, "releases/44"), "error: no such file"},
-		{filepath.Join(dir, "releases/42/bin"), "error: no such file"},
+		{filepath.Join(dir, "releases/44"), "error: does not exist (nothing at that path"},
+		{filepath.Join(dir, "releases/42/bin"), "error: does not exist (nothing at that path"},
 	} {
 		got, err := s.rollbackTarget(c.target, r45)
 		if err != nil {
