@@ -182,7 +182,10 @@ func (r *zdRun) zdctl(args ...string) (string, string, int) {
 }
 
 // load sends keep-alive HTTP requests to the app's unix socket from n
-// clients until stop is called, counting successes and failures.
+// clients until stop is called, counting successes and failures. It is
+// bounded: it ends by itself after loadMaxTime or loadMaxRequests, so a
+// test that forgets stop (or hangs before it) cannot load the machine for
+// ever.
 type load struct {
 	ok, failed atomic.Int64
 	lastErr    atomic.Value
@@ -190,8 +193,13 @@ type load struct {
 	wg         sync.WaitGroup
 }
 
+const (
+	loadMaxTime     = 10 * time.Minute
+	loadMaxRequests = 5_000_000
+)
+
 func startLoad(sock string, n int) *load {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), loadMaxTime)
 	l := &load{cancel: cancel}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -221,7 +229,9 @@ func startLoad(sock string, n int) *load {
 					l.lastErr.Store(err.Error())
 					continue
 				}
-				l.ok.Add(1)
+				if l.ok.Add(1)+l.failed.Load() >= loadMaxRequests {
+					return
+				}
 			}
 		}()
 	}
