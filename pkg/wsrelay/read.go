@@ -43,7 +43,8 @@ func (fr *frameReader) release() {
 	fr.r, fr.w = 0, 0
 }
 
-// fill reads at least need bytes into the buffer (need <= maxHeaderLen).
+// fill reads until at least need bytes are buffered (need at most the
+// buffer's length less maxHeaderLen).
 func (fr *frameReader) fill(need int) error {
 	for fr.w-fr.r < need {
 		if fr.r > 0 && fr.r == fr.w {
@@ -75,15 +76,28 @@ func (fr *frameReader) fill(need int) error {
 	return nil
 }
 
-// readFull reads len(p) payload bytes: buffered ones first, then straight
+// readFull reads len(p) payload bytes: buffered ones first; a rest that
+// fits the buffer is read through it, with whatever follows (the next
+// frames of a batch: one read instead of two), a bigger rest straight
 // from the stream.
 func (fr *frameReader) readFull(p []byte) error {
 	n := copy(p, fr.buf[fr.r:fr.w])
 	fr.r += n
-	if n == len(p) {
+	p = p[n:]
+	if len(p) == 0 {
 		return nil
 	}
-	_, err := io.ReadFull(fr.src, p[n:])
+	if len(p) <= len(fr.buf)-maxHeaderLen {
+		if err := fr.fill(len(p)); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		fr.r += copy(p, fr.buf[fr.r:fr.w])
+		return nil
+	}
+	_, err := io.ReadFull(fr.src, p)
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
