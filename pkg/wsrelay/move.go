@@ -8,30 +8,37 @@ import (
 	"time"
 )
 
-// requestMove starts moving the session if it is attached to backend.
-func (s *Session) requestMove(backend string) {
+// requestMove starts moving the session if it is attached to backend and
+// returns a channel closed when that move ends (nil: none was started).
+func (s *Session) requestMove(backend string) <-chan struct{} {
+	var done <-chan struct{}
 	s.mu.Lock()
 	if s.state.Load() == stAttached && s.b != nil && s.b.name == backend {
-		s.startMoveLocked(false)
+		done = s.startMoveLocked(false)
 	}
 	s.mu.Unlock()
+	return done
 }
 
 // startMoveLocked enters stMoving and starts the mover; s.mu is held.
 // gone says the old backend's connection is finished already (it closed
-// with 1001/1012 or dropped): no Close 1012 is sent to it.
-func (s *Session) startMoveLocked(gone bool) {
+// with 1001/1012 or dropped): no Close 1012 is sent to it. The channel
+// returned is closed when the move ends, re-attached or not.
+func (s *Session) startMoveLocked(gone bool) <-chan struct{} {
 	s.state.Store(stMoving)
 	s.r.st.moving.Add(1)
 	ctx, cancel := context.WithTimeout(s.r.ctx, s.r.cfg.ReattachTimeout)
 	s.moveCancel = cancel
 	old := s.b
+	done := make(chan struct{})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer close(done)
 		defer cancel()
 		s.move(ctx, old, gone)
 	}()
+	return done
 }
 
 // move is the barrier of DESIGN.md: client→backend messages are held

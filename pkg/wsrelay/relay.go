@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -216,41 +217,100 @@ func (r *Relay) attached(s *Session, old, backend string) {
 // saying how many are still there. A session is off once the old backend
 // answered its Close (or timed out): it may still be waiting for the next
 // backend then, up to ReattachTimeout, so a drain with no other backend
-// (zd-run's --exclusive) returns and the next generation can start. Sessions that cannot be
-// re-attached end with 1012 or 1013 and count as gone.
+// (zd-run's --exclusive) returns and the next generation can start.
+// Sessions that cannot be re-attached end with 1012 or 1013 and count as
+// gone.
+//
+// Sessions move drainWindow(MaxDials) at a time: each one's messages are
+// held only while its own move runs, not while thousands of others queue
+// for a dial (10,000 moved at once held each for most of the whole drain).
 func (r *Relay) Drain(ctx context.Context, backend string) error {
-	r.mu.Lock()
-	list := make([]*Session, 0, len(r.byBackend[backend]))
-	for s := range r.byBackend[backend] {
-		list = append(list, s)
-	}
-	r.mu.Unlock()
-	for _, s := range list {
-		s.requestMove(backend)
-	}
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n := r.Sessions(backend)
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("drain %s: %d WebSocket sessions still attached: %w", backend, n, ctx.Err())
-		case <-t.C:
-		}
-		// Sessions that attached to it while it drained move too.
 		r.mu.Lock()
-		list = list[:0]
+		list := make([]*Session, 0, len(r.byBackend[backend]))
 		for s := range r.byBackend[backend] {
 			list = append(list, s)
 		}
 		r.mu.Unlock()
-		for _, s := range list {
+		if len(list) == 0 {
+			return nil
+		}
+		started, err := r.moveAll(ctx, backend, list)
+		if err == nil && started == 0 {
+			// All of them are moving already (their backend closed
+			// them): wait for them to leave it.
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-t.C:
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("drain %s: %d WebSocket sessions still attached: %w", backend, r.Sessions(backend), err)
+		}
+		// Sessions that attached to it while it drained move too.
+	}
+}
+
+// drainWindow is how many sessions a Drain moves at once: enough to keep
+// every dial slot busy while the next ones wait for their old backend's
+// Close reply.
+func drainWindow(maxDials int) int { return 2 * maxDials }
+
+// drainSlot bounds how long a Drain waits for one move before it starts
+// the next anyway, so an old backend that is slow to answer Close does not
+// slow the whole drain down to a crawl.
+const drainSlot = 100 * time.Millisecond
+
+// moveAll starts the move of each session of list that is still attached
+// to backend, drainWindow at a time, and returns how many it started once
+// each of those moves ended or had its drainSlot. When ctx ends first, the
+// rest are started at once and ctx's error returned.
+func (r *Relay) moveAll(ctx context.Context, backend string, list []*Session) (int, error) {
+	next := make(chan *Session)
+	var started atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(list), drainWindow(r.cfg.MaxDials)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(drainSlot)
+			defer t.Stop()
+			for s := range next {
+				done := s.requestMove(backend)
+				if done == nil {
+					continue
+				}
+				started.Add(1)
+				t.Reset(drainSlot)
+				select {
+				case <-done:
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}
+		}()
+	}
+	var err error
+	for i, s := range list {
+		select {
+		case next <- s:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		// Out of time: the rest start their moves at once, unpaced, so
+		// each has had its barrier before the caller stops the backend.
+		for _, s := range list[i:] {
 			s.requestMove(backend)
 		}
+		break
 	}
+	close(next)
+	wg.Wait()
+	return int(started.Load()), err
 }
 
 // Close ends every session with 1012 (Service Restart: the client may
