@@ -6,24 +6,33 @@
 #
 #   - BenchmarkMoveIdleSessions: time to move n idle sessions off a draining
 #     backend onto another (one op = one Drain of all n, until all are on the
-#     other backend) and the p50/p99 of the per-session pause (held, dial
-#     queueing included). n = 1,000 and as many as the descriptor limit lets
-#     one process hold (each session is two sockets in the relay's process).
-#   - BenchmarkIdleSessionMemory: heap + stacks per idle relayed session.
-#   - BenchmarkRelay100B: 100-byte messages echoed over one connection (256 in
-#     flight), direct to the backend, through the relay, through HAProxy's
-#     WebSocket tunnel, taking turns ROUNDS times (default 3); MESSAGES
-#     messages each (default 200000). The report gives each round's ratio.
+#     other backend; 3 drains a run, ROUNDS runs), the per-session pause
+#     (p50/p99/max of how long each session's client messages were held)
+#     and the new backend's dial inside it, and the CPU time of the relay's
+#     process and of the backends' process per moved session. n = 1,000 and
+#     10,000, or as many as the descriptor limit lets one process hold (two
+#     sockets a session; the benchmark raises its soft limit to the hard one).
+#   - BenchmarkIdleSessionMemory: heap + goroutine stacks per idle relayed
+#     session, n = the same (ROUNDS runs).
+#   - BenchmarkRelay100B: 100-byte messages echoed over one connection (a
+#     gorilla client in a child process, 256 in flight), direct to the
+#     backend, through the relay, through HAProxy's WebSocket tunnel, ROUNDS
+#     rounds, the order of the three turned each round; MESSAGES messages
+#     each (default 200000). Each round's ratio, then medians and ranges.
 #
-# The benchmarks are pkg/wsrelay's (bench_test.go): the backends and clients
-# are child processes, so what is measured in the benchmark's process is the
-# relay alone. Needs haproxy (Debian package) for the third target.
-# The machine may be shared: read ratios from one run, not absolute numbers.
-# PROFILE=1 also writes CPU profiles of the relay run to bench/out/
-# (go tool pprof -top bench/out/ws-relay.cpu.prof).
+# The backends and clients are child processes, so what is measured in the
+# benchmark's process is the relay alone. Needs haproxy (Debian package).
+# The machine may be shared: read ratios within a round, not absolute numbers.
+# PROFILE=1 also writes CPU profiles of the relay's throughput runs to
+# bench/out/ (go tool pprof -top bench/out/ws-relay.cpu.1.prof).
 set -euo pipefail
 
-ROUNDS=${1:-3}
+case "${1:-}" in -h | --help)
+	sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0
+	;;
+esac
+ROUNDS=${1:-5}
 MESSAGES=${2:-200000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/bench/WS-RESULTS.md"
@@ -31,67 +40,128 @@ mkdir -p "$ROOT/bench/out"
 cd "$ROOT"
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-PROF=()
-if [ -n "${PROFILE:-}" ]; then
-	PROF=(-cpuprofile "$ROOT/bench/out/ws-relay.cpu.prof")
-fi
 
 echo "building the benchmark binary" >&2
-go test -c -o "$ROOT/bench/out/wsrelay.test" ./pkg/wsrelay/
 BIN="$ROOT/bench/out/wsrelay.test"
+go test -c -o "$BIN" ./pkg/wsrelay/
 cd pkg/wsrelay
+run() { "$BIN" -test.run '^$' -test.timeout 30m "$@" 2>&1 | tee /dev/stderr | grep -E '^Benchmark|descriptor limit' || true; }
 
 l0=$(load)
-echo "moves and memory (load $l0)" >&2
-moves=$("$BIN" -test.run XXX -test.bench 'BenchmarkMoveIdleSessions|BenchmarkIdleSessionMemory' -test.benchtime 3x -test.timeout 30m 2>&1 | tee /dev/stderr | grep -E '^(Benchmark|.*descriptor limit)' || true)
+echo "moves (load $l0)" >&2
+moves=$(run -test.bench BenchmarkMoveIdleSessions -test.benchtime 3x -test.count "$ROUNDS")
 l1=$(load)
-echo "relay throughput (load $l1)" >&2
-thr=$("$BIN" -test.run XXX -test.bench 'BenchmarkRelay100B' -test.benchtime "${MESSAGES}x" -test.count "$ROUNDS" "${PROF[@]}" -test.timeout 30m 2>&1 | tee /dev/stderr | grep -E '^Benchmark' || true)
+echo "memory (load $l1)" >&2
+mem=$(run -test.bench BenchmarkIdleSessionMemory -test.benchtime 1x -test.count "$ROUNDS")
 l2=$(load)
+thr=""
+orders=(direct,relay,haproxy relay,haproxy,direct haproxy,direct,relay)
+for i in $(seq 1 "$ROUNDS"); do
+	o=${orders[$(((i - 1) % 3))]}
+	PROF=()
+	if [ -n "${PROFILE:-}" ]; then
+		PROF=(-test.cpuprofile "$ROOT/bench/out/ws-relay.cpu.$i.prof")
+	fi
+	echo "throughput round $i ($o, load $(load))" >&2
+	r=$(ZD_WSRELAY_ORDER=$o run -test.bench BenchmarkRelay100B -test.benchtime "${MESSAGES}x" "${PROF[@]}" | sed "s/^/round$i /")
+	thr+="$r"$'\n'
+done
+l3=$(load)
 
-# ratios per round: the n-th direct, relay and haproxy lines belong together
-ratios=$(awk '
-	/Relay100B\/direct/  { d[++nd] = $3 }
-	/Relay100B\/relay/   { r[++nr] = $3 }
-	/Relay100B\/haproxy/ { h[++nh] = $3 }
-	END {
-		for (i = 1; i <= nr; i++) {
-			line = sprintf("| %d | %.0f | %.0f | %s |", i, d[i], r[i], (i in h) ? sprintf("%.0f", h[i]) : "—")
-			line = line sprintf(" %.2fx |", d[i] / r[i])
-			line = line ((i in h) ? sprintf(" %.2fx |", h[i] / r[i]) : " — |")
-			print line
-		}
-	}' <<<"$thr")
+# metric NAME FIELD: the values of one metric of the benchmark lines whose
+# name starts with NAME, one a line.
+metric() {
+	awk -v name="$1" -v unit="$2" '$1 ~ "^"name { for (i = 3; i < NF; i += 2) if ($(i+1) == unit) print $i }'
+}
+# stats: median [min – max] of the numbers on stdin.
+stats() {
+	sort -g | awk -v f="${1:-%.1f}" '{ v[NR] = $1 } END {
+		if (NR == 0) { print "—"; exit }
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf(f " [" f " – " f "]\n", m, v[1], v[NR]) }'
+}
+moverow() { # n
+	local l
+	l=$(grep -E "^BenchmarkMoveIdleSessions/n=$1-" <<<"$moves" || true)
+	[ -n "$l" ] || return 0
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" \
+		"$(metric Bench ns/op <<<"$l" | awk '{ print $1 / 1e6 }' | stats %.0f)" \
+		"$(metric Bench pause-p50-ms <<<"$l" | stats)" \
+		"$(metric Bench pause-p99-ms <<<"$l" | stats)" \
+		"$(metric Bench pause-max-ms <<<"$l" | stats %.0f)" \
+		"$(metric Bench dial-p99-ms <<<"$l" | stats)" \
+		"$(metric Bench relay-cpu-us/session <<<"$l" | stats %.0f)" \
+		"$(metric Bench backend-cpu-us/session <<<"$l" | stats %.0f)"
+}
+memrow() { # n
+	local l
+	l=$(grep -E "^BenchmarkIdleSessionMemory/n=$1-" <<<"$mem" || true)
+	[ -n "$l" ] || return 0
+	printf '| %s | %s | %s | %s | %s |\n' "$1" \
+		"$(metric Bench bytes/session <<<"$l" | stats %.0f)" \
+		"$(metric Bench heap-bytes/session <<<"$l" | stats %.0f)" \
+		"$(metric Bench stack-bytes/session <<<"$l" | stats %.0f)" \
+		"$(metric Bench goroutines/session <<<"$l" | stats %.1f)"
+}
+ns() { metric Bench ns/op <<<"$(grep -E "^round$1 BenchmarkRelay100B/$2-" <<<"$thr" | cut -d' ' -f2-)"; }
+cpu() { metric Bench proxy-cpu-us/msg <<<"$(grep -E "^round$1 BenchmarkRelay100B/$2-" <<<"$thr" | cut -d' ' -f2-)"; }
+rounds=""
+for i in $(seq 1 "$ROUNDS"); do
+	d=$(ns "$i" direct) r=$(ns "$i" relay) h=$(ns "$i" haproxy)
+	[ -n "$r" ] || continue
+	rounds+=$(awk -v i="$i" -v d="$d" -v r="$r" -v h="${h:-0}" -v rc="$(cpu "$i" relay)" -v hc="$(cpu "$i" haproxy)" \
+		-v o="${orders[$(((i - 1) % 3))]}" 'BEGIN {
+		printf("| %d | %s | %.0f | %.0f | %s | %.2fx | %s | %.2f | %s |\n", i, o, d, r, h ? sprintf("%.0f", h) : "—",
+			d / r, h ? sprintf("%.2fx", h / r) : "—", rc, hc != "" ? sprintf("%.2f", hc) : "—") }')$'\n'
+done
+col() { awk -F'|' -v c="$1" 'NF > 2 { gsub(/[ x]/, "", $c); print $c }' <<<"$rounds"; }
 
+n=$(grep -oE '^BenchmarkMoveIdleSessions/n=[0-9]+' <<<"$moves" | cut -d= -f2 | sort -un)
 {
 	echo "# WebSocket relay benchmarks"
 	echo
 	echo "Written by \`bench/ws-bench.sh $ROUNDS $MESSAGES\` on $(date -u '+%Y-%m-%d %H:%M UTC'),"
 	echo "commit $(git -C "$ROOT" rev-parse --short HEAD), $(nproc) CPUs, $(go version | cut -d' ' -f3)."
-	echo "Load average (1, 5, 15 min): $l0 before the moves, $l1 before the"
-	echo "throughput rounds, $l2 after. Other work shared the machine: read the"
-	echo "ratios of one round, not the absolute numbers."
+	echo "Load average (1, 5, 15 min): $l0 before the moves, $l1 before the memory runs,"
+	echo "$l2 before the throughput rounds, $l3 after. Other work shared the machine:"
+	echo "medians [min – max] over $ROUNDS runs; read throughput as ratios within a round."
 	echo
-	echo "## Moving idle sessions, memory per session"
+	echo "## Moving idle sessions off a draining backend"
 	echo
-	echo "Targets (issue #11): all sessions moved in under 1 s; per-session pause"
-	echo "p99 under 100 ms beyond the new backend's dial; under 16 KiB per idle"
-	echo "session, both sockets."
+	echo "Targets (issue #11): 10,000 sessions moved in under 1 s; per-session pause"
+	echo "p99 under 100 ms beyond the new backend's dial. pause: how long a session's"
+	echo "client→backend messages were held, from its barrier (Close 1012 to the old"
+	echo "backend) to the flush onto the new one: the longest a client message can wait."
+	echo "dial: the new backend's part (connect to its 101). CPU: per moved session,"
+	echo "of the relay's process and of the echo backends' process (coder/websocket)."
+	echo
+	echo "| sessions | move all (ms) | pause p50 (ms) | pause p99 (ms) | pause max (ms) | dial p99 (ms) | relay CPU (µs) | backend CPU (µs) |"
+	echo "|---|---|---|---|---|---|---|---|"
+	for x in $n; do moverow "$x"; done
+	echo
+	echo "## Memory per idle relayed session (both sockets)"
+	echo
+	echo "Target: under 16 KiB (Centrifugo: about 30 KB). Heap in use and goroutine"
+	echo "stacks of the relay's process after a GC, with n sessions open, minus before."
+	echo
+	echo "| sessions | bytes/session | heap | stacks | goroutines/session |"
+	echo "|---|---|---|---|---|"
+	for x in $n; do memrow "$x"; done
+	echo
+	echo "## Throughput of 100-byte messages (ns per message and its echo; lower is faster)"
+	echo
+	echo "Target: the relay at least 0.8x HAProxy's WebSocket tunnel (HAProxy's ns over"
+	echo "the relay's). CPU: of the proxy's process per message (µs)."
+	echo
+	echo "| round | order | direct | relay | haproxy | relay vs direct | relay vs haproxy | relay CPU | haproxy CPU |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	printf '%s' "$rounds"
+	echo "| median [range] | | $(col 4 | stats %.0f) | $(col 5 | stats %.0f) | $(col 6 | stats %.0f) | $(col 7 | stats %.2f) | $(col 8 | stats %.2f) | $(col 9 | stats %.2f) | $(col 10 | stats %.2f) |"
+	echo
+	echo "## Raw output"
 	echo
 	echo '```'
-	echo "$moves"
-	echo '```'
-	echo
-	echo "## Throughput of 100-byte messages (ns per message and echo; lower is faster)"
-	echo
-	echo "Target: the relay at least 0.8x HAProxy's WebSocket tunnel."
-	echo
-	echo "| round | direct | relay | haproxy | relay vs direct | relay vs haproxy |"
-	echo "|---|---|---|---|---|---|"
-	echo "$ratios"
-	echo
-	echo '```'
-	echo "$thr"
+	printf '%s\n%s\n%s' "$moves" "$mem" "$thr"
 	echo '```'
 } >"$OUT"
 echo "wrote $OUT" >&2

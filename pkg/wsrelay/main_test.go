@@ -17,7 +17,10 @@ import (
 // TestMain runs the test binary's child roles:
 // ZD_WSRELAY_CHILD=echo serves coder/websocket echo backends on the unix
 // sockets of ZD_WSRELAY_SOCKS; =clients opens ZD_WSRELAY_N idle sessions to
-// ZD_WSRELAY_URL. A child prints "ready" and lives until its stdin closes.
+// ZD_WSRELAY_URL; =pump echoes 100-byte messages over one connection (to
+// ZD_WSRELAY_URL, or straight to the backend socket ZD_WSRELAY_UNIX), as
+// many as each line it reads says, answering "done". A child prints
+// "ready" and lives until its stdin closes.
 func TestMain(m *testing.M) {
 	switch os.Getenv("ZD_WSRELAY_CHILD") {
 	case "echo":
@@ -25,7 +28,10 @@ func TestMain(m *testing.M) {
 	case "clients":
 		n, _ := strconv.Atoi(os.Getenv("ZD_WSRELAY_N"))
 		os.Exit(childClients(os.Getenv("ZD_WSRELAY_URL"), n))
+	case "pump":
+		os.Exit(childPump(os.Getenv("ZD_WSRELAY_URL"), os.Getenv("ZD_WSRELAY_UNIX")))
 	}
+	raiseNoFile() // before any child starts: they inherit it
 	os.Exit(m.Run())
 }
 
