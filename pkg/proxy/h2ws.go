@@ -57,6 +57,11 @@ func (p *Proxy) serveH2WebSocket(w http.ResponseWriter, r *http.Request) string 
 		p.plainError(w, status, err.Error())
 		return outcomeBadRequest
 	}
+	if p.stopping.Load() {
+		w.Header().Set("Retry-After", "1")
+		p.plainError(w, http.StatusServiceUnavailable, "zd-queue is stopping")
+		return outcomeShutdown
+	}
 	setForwarded(r)
 	wreq := &wsrelay.Request{Target: r.URL.RequestURI(), Host: r.Host, Header: r.Header, Transport: "h2"}
 	s, resp, err := p.ws.Open(r.Context(), wreq)
@@ -73,8 +78,53 @@ func (p *Proxy) serveH2WebSocket(w http.ResponseWriter, r *http.Request) string 
 		hw.st.ws = &h2ws{st: hw.st, s: s}
 		return outcomeProxied
 	}
+	p.h2ws.add(s)
+	defer p.h2ws.remove(s)
 	h2wsNetHTTP(w, r, s)
 	return outcomeProxied
+}
+
+// h2Sessions are the WebSocket sessions on HTTP/2 streams. A connection
+// with one open never goes idle, so a graceful stop would wait out its
+// grace and then cut it: shutdown ends them with Close 1012 first, as
+// HTTP/1.1 and HTTP/3 sessions get.
+type h2Sessions struct {
+	mu     sync.Mutex
+	m      map[*wsrelay.Session]struct{}
+	closed bool
+}
+
+// add tracks s; after shutdown began, s is ended as soon as it runs.
+func (t *h2Sessions) add(s *wsrelay.Session) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		s.Shutdown()
+		return
+	}
+	if t.m == nil {
+		t.m = map[*wsrelay.Session]struct{}{}
+	}
+	t.m[s] = struct{}{}
+}
+
+func (t *h2Sessions) remove(s *wsrelay.Session) {
+	t.mu.Lock()
+	delete(t.m, s)
+	t.mu.Unlock()
+}
+
+// shutdown sends Close 1012 to every session and returns how many; each
+// ends when its client replies or the relay's CloseTimeout passes, and
+// its stream then ends the connection's last work.
+func (t *h2Sessions) shutdown() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for s := range t.m {
+		s.Shutdown()
+	}
+	return len(t.m)
 }
 
 // fastH2Writer returns the fast HTTP/2 server's writer under w (the
@@ -110,10 +160,13 @@ type h2ws struct {
 // stream's goroutine runs it.
 func (t *h2ws) run() {
 	st := t.st
+	p := st.c.p
 	if st.w.start(false) == nil {
 		st.c.requestFlush()
 	}
+	p.h2ws.add(t.s)
 	t.s.Run(t, nil)
+	p.h2ws.remove(t.s)
 	t.Close() // done by Run already; this orders its writes before finish
 	st.awaitPeerEnd(h2wsGrace)
 }

@@ -16,6 +16,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/zdtools/zd/pkg/wsrelay"
 )
@@ -274,6 +277,14 @@ func testH2WebSocketDrains(t *testing.T, mode string) {
 	a := newTestBackend(t, dir, "a", h2wsEcho("a", seen))
 	b := newTestBackend(t, dir, "b", h2wsEcho("b", seen))
 	cfg := Config{Backends: []string{a.addr, b.addr}}
+	switch mode {
+	case "net/http h2c":
+		cfg.NoFastPath = true
+		mode = "h2c"
+	case "net/http tls":
+		cfg.NoFastH2 = true
+		mode = "tls"
+	}
 	var px *Proxy
 	var base string
 	var tr *http2.Transport
@@ -627,4 +638,140 @@ func (r *rawH2) dataOn(t *testing.T, id uint32) []byte {
 	}
 	t.Fatalf("no DATA on %d", id)
 	return nil
+}
+
+// TestH2WebSocketGracefulStop: a graceful stop ends an HTTP/2 session at
+// once with Close 1012 (Service Restart: reconnect now) and END_STREAM;
+// the connection it keeps busy does not hold the stop for the grace.
+func TestH2WebSocketGracefulStop(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", h2wsEcho("a", newWSSeen()))
+	px := startProxy(t, Config{Backends: []string{be.addr}, ShutdownGrace: 20 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialH2WS(ctx, h2wsTransport(t, nil), px.url+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.send(1, []byte("one"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.recv(); err != nil || string(got) != "echo one" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() { px.stop(); close(stopped) }()
+	op, p, err := c.recv()
+	if err != nil || op != 8 || len(p) < 2 || binary.BigEndian.Uint16(p) != 1012 {
+		t.Fatalf("on a graceful stop the client got op %d %q, %v; want Close 1012", op, p, err)
+	}
+	c.send(8, p[:2], false)
+	c.out.Close()
+	if b, err := io.ReadAll(c.in); err != nil || len(b) > 0 {
+		t.Errorf("after the Close: %d bytes, %v; want END_STREAM", len(b), err)
+	}
+	within(t, stopped, 10*time.Second, "the stop waited on the HTTP/2 session's connection")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("graceful stop took %v with an HTTP/2 session open; want it ended at once, not after the grace", d)
+	}
+}
+
+// TestH2WebSocketNetHTTP: net/http's HTTP/2 servers (x/net's on the h2c
+// Upgrade path, the bundled one with --fast-path=false or --fast-h2=false)
+// advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only when the process starts
+// with GODEBUG=http2xconnect=1, and then their extended CONNECTs are
+// served like the fast server's. Without it (this process) none of them
+// advertises it; with it (a child process of this test binary) sessions
+// run through drains on each.
+func TestH2WebSocketNetHTTP(t *testing.T) {
+	if os.Getenv("ZD_TEST_XCONNECT_CHILD") == "1" {
+		for _, mode := range []string{"net/http h2c", "net/http tls"} {
+			t.Run(mode, func(t *testing.T) { testH2WebSocketDrains(t, mode) })
+		}
+		t.Run("h2c upgrade", func(t *testing.T) { testH2CUpgradeWebSocket(t, true) })
+		return
+	}
+	if strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") {
+		t.Skip("GODEBUG=http2xconnect=1 is set for this process; the child case covers it")
+	}
+	t.Run("h2c upgrade off", func(t *testing.T) { testH2CUpgradeWebSocket(t, false) })
+	for _, cfg := range []Config{{NoFastPath: true}, {NoFastH2: true}} {
+		dir := sockDir(t)
+		be := newTestBackend(t, dir, "a", nil)
+		cfg.Backends = []string{be.addr}
+		px := startProxy(t, cfg)
+		r := dialRawH2(t, px.addr)
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); !ok {
+			t.Errorf("NoFastPath %v, NoFastH2 %v: first frame %T; want SETTINGS", cfg.NoFastPath, cfg.NoFastH2, f)
+		} else if _, on := sf.Value(http2.SettingEnableConnectProtocol); on {
+			t.Errorf("NoFastPath %v, NoFastH2 %v: net/http's HTTP/2 server advertises ENABLE_CONNECT_PROTOCOL without GODEBUG=http2xconnect=1", cfg.NoFastPath, cfg.NoFastH2)
+		}
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestH2WebSocketNetHTTP$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "ZD_TEST_XCONNECT_CHILD=1", "GODEBUG=http2xconnect=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestH2WebSocketNetHTTP/h2c_upgrade")) {
+		t.Errorf("with GODEBUG=http2xconnect=1: %v\n%s", err, out)
+	}
+}
+
+// testH2CUpgradeWebSocket upgrades a connection to h2c (RFC 7540 section
+// 3.2, x/net's server) and checks its SETTINGS: with served, they
+// advertise extended CONNECT and a WebSocket on stream 3 echoes; without,
+// they do not.
+func testH2CUpgradeWebSocket(t *testing.T, served bool) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", h2wsEcho("a", newWSSeen()))
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	c, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n") // MAX_CONCURRENT_STREAMS = 100
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("Upgrade: h2c answered %v, %v; want 101", resp, err)
+	}
+	io.WriteString(c, h2Preface)
+	r := &rawH2{conn: c, fr: http2.NewFramer(c, br)}
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	r.enc = hpack.NewEncoder(&r.buf)
+	r.fr.WriteSettings()
+	f, err := r.fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("after 101: %T; want SETTINGS", f)
+	}
+	v, on := sf.Value(http2.SettingEnableConnectProtocol)
+	if !served {
+		if on {
+			t.Errorf("the h2c Upgrade path advertises ENABLE_CONNECT_PROTOCOL (%d) without GODEBUG=http2xconnect=1", v)
+		}
+		return
+	}
+	if !on || v != 1 {
+		t.Fatalf("the h2c Upgrade path under GODEBUG=http2xconnect=1: ENABLE_CONNECT_PROTOCOL %d, %v; want 1", v, on)
+	}
+	r.fr.WriteSettingsAck()
+	r.openWS(t, 3, "x")
+	r.fr.WriteData(3, false, clientFrame(1, false, []byte("over x/net")))
+	if p := r.dataOn(t, 3); !bytes.Contains(p, []byte("echo over x/net")) {
+		t.Errorf("echo on the upgraded connection: %q", p)
+	}
+	r.fr.WriteData(3, false, clientFrame(8, false, []byte{0x03, 0xE8}))
+	if p := r.dataOn(t, 3); len(p) < 4 || p[0] != 0x88 || binary.BigEndian.Uint16(p[2:]) != 1000 {
+		t.Errorf("Close reply: % x; want 88 02 03 e8", p)
+	}
 }

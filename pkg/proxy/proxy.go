@@ -34,6 +34,7 @@ type Proxy struct {
 	conns       connRegistry // every client connection (registry.go)
 	h3conns     atomic.Int64 // HTTP/3 connections registered (h3ConnContext)
 	h3ws        h3Sessions   // WebSocket sessions on HTTP/3 streams
+	h2ws        h2Sessions   // WebSocket sessions on HTTP/2 streams
 	inflight    atomic.Int64
 	altSvc      atomic.Pointer[string]
 	addrs       atomic.Pointer[[]string] // what Serve listens on, for status

@@ -204,6 +204,11 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, l
 			}
 		}()
 	}
+	// HTTP/2 WebSocket sessions get Close 1012 now: their connections never
+	// go idle, so the stop would otherwise wait out the grace and cut them.
+	if n := p.h2ws.shutdown(); n > 0 {
+		p.log.Info("stopping: closed HTTP/2 WebSocket sessions with 1012", "count", n)
+	}
 	if fast != nil {
 		// The fast path's listeners are not net/http's to close.
 		for _, l := range ls.TCP {
