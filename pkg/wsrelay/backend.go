@@ -59,6 +59,7 @@ func (s *Session) backendLoop(b *backendConn) {
 		}
 		r.st.msgsToClient.Add(1)
 		r.st.bytesToClient.Add(uint64(len(msg.payload)))
+		s.snap.toClient(len(msg.payload))
 		if s.rs != nil && s.state.Load() == stClosing && !s.replyPending.Load() {
 			continue
 		}

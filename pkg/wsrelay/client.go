@@ -52,6 +52,7 @@ func (s *Session) clientLoop() {
 		}
 		r.st.msgsToBackend.Add(1)
 		r.st.bytesToBackend.Add(uint64(len(msg.payload)))
+		s.snap.fromClient(len(msg.payload))
 		if s.rs != nil {
 			s.rs.fromClient.Add(1)
 		}

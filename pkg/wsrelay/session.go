@@ -47,6 +47,8 @@ type Session struct {
 
 	rs *resumeState // nil unless the client asked for a resumable session
 
+	snap sessionSnap // for EachSession (snapshot.go)
+
 	// A handle Open returns for a resume is not a session of its own: its
 	// Run attaches the stream to resumeOf (received: what the client has;
 	// deflate, dp: this stream's negotiation), or sends refusal.
@@ -94,6 +96,7 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 		return nil, nil, ErrTooManySessions
 	}
 	s := &Session{r: r, id: newSessionID(), req: req}
+	s.snap.opened = time.Now()
 	if asked {
 		s.rs = &resumeState{key: secretKey(tok.secret), cred: credentialHash(req.Header), wake: make(chan struct{}, 1)}
 		if !r.reserveResumable(s) {
@@ -105,6 +108,7 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 	if !r.cfg.NoCompression {
 		if ext, p, ok := negotiateDeflate(req.Header["Sec-Websocket-Extensions"]); ok {
 			s.deflate, s.dp = true, p
+			s.snap.extension = ext
 			resp.Header.Set("Sec-WebSocket-Extensions", ext)
 		}
 	}
