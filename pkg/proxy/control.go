@@ -87,6 +87,8 @@ func (p *Proxy) Handle(ctx context.Context, req *control.Request, s control.Stre
 			}
 		}
 		return nil, nil
+	case queueapi.OpSnapshot:
+		return p.handleSnapshot(ctx, req, s)
 	case queueapi.OpSelfTest:
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()

@@ -15,6 +15,7 @@ type holdState struct {
 	first  time.Time     // when it was first held
 	ticket *queue.Ticket // released ticket whose replay slot is in use
 	holds  int
+	head   *heldHead // a copy of the request's head, for snapshots (snapshot.go)
 }
 
 // done gives back the replay slot of the last release, if any.
@@ -42,6 +43,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, body *reqBody, st *
 	maxAge := p.q.Limits().MaxAge
 	if st.holds == 0 {
 		st.first = now
+		st.head = p.newHeldHead(r, now)
 	} else {
 		// Released, but the backend we got refused us (it is going away):
 		// wait for the backend set to change, briefly, before asking again.
@@ -69,7 +71,7 @@ func (p *Proxy) hold(w http.ResponseWriter, r *http.Request, body *reqBody, st *
 		}
 	}
 	prio := queue.ParsePriority(r.Header, p.cfg.PriorityHeaders)
-	t := queue.NewTicket(prio, body.held, pin, nil)
+	t := queue.NewTicket(prio, body.held, pin, st.head)
 	body.held = nil // the buffer owns the bytes now (it may compress them)
 	if err := p.q.Push(t); err != nil {
 		if errors.Is(err, queue.ErrTooLarge) {

@@ -36,6 +36,7 @@ type Proxy struct {
 	h3ws        h3Sessions   // WebSocket sessions on HTTP/3 streams
 	h2ws        h2Sessions   // WebSocket sessions on HTTP/2 streams
 	inflight    atomic.Int64
+	heldSeq     atomic.Uint64 // numbers held requests, for snapshots (snapshot.go)
 	altSvc      atomic.Pointer[string]
 	addrs       atomic.Pointer[[]string] // what Serve listens on, for status
 	started     time.Time

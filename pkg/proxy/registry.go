@@ -71,6 +71,7 @@ type connEntry struct {
 	conn   net.Conn   // the accepted connection; nil for HTTP/3
 	qconn  *quic.Conn // HTTP/3
 	remote string
+	seq    uint32 // its number, in the order registered (an id while it is open)
 	shard  uint32
 	tls    bool
 }
@@ -108,7 +109,8 @@ type connShard struct {
 }
 
 func (r *connRegistry) add(e *connEntry) {
-	e.shard = r.next.Add(1) % connShards
+	e.seq = r.next.Add(1)
+	e.shard = e.seq % connShards
 	sh := &r.shards[e.shard]
 	sh.mu.Lock()
 	if sh.m == nil {
@@ -144,6 +146,7 @@ func (r *connRegistry) each(fn func(*connEntry) bool) {
 
 // ClientConn is one client connection as the registry knows it.
 type ClientConn struct {
+	ID       uint32    // its number: unique among the open connections
 	Protocol string    // h1, h1+tls, h2c, h2, h3
 	Server   string    // fast, net/http, quic
 	State    string    // active, idle, upgraded, closing
@@ -164,6 +167,7 @@ type ClientConn struct {
 
 func (e *connEntry) describe() ClientConn {
 	return ClientConn{
+		ID:        e.seq,
 		Protocol:  connProtoNames[e.proto.Load()],
 		Server:    connServerNames[e.server.Load()],
 		State:     connStateNames[e.state.Load()],

@@ -16,6 +16,7 @@ const (
 	OpDrain    = "drain"     // args DrainArgs; result DrainResult: route nothing new to a backend, wait until it has nothing in flight
 	OpWatch    = "watch"     // args WatchArgs; events Status until the client hangs up (or Count events)
 	OpSelfTest = "self-test" // args none; result SelfTestResult: hold a synthetic request and replay it
+	OpSnapshot = "snapshot"  // args SnapshotArgs; events SnapshotBatch; result SnapshotResult: the live state as snapshot records (snapshot.go)
 )
 
 // Health values of zd-queue.
