@@ -123,6 +123,16 @@ func TestSnapshotLive(t *testing.T) {
 	}
 	checkLiveRecords(t, r, size, paused)
 
+	// POST /_zero-downtime/test-migration round-trips the same state.
+	ss.phase.Store(phaseMigration)
+	mt := testMigration(t, admin)
+	tail.Reset(50 * time.Millisecond)
+	<-tail.C
+	ss.phase.Store(phaseAfter)
+	if !mt.OK || mt.Snapshot.Written["ws-session"] != int64(size.sessions) || mt.Snapshot.Written["http-request"] != int64(size.held) {
+		t.Errorf("test-migration: %+v; want ok, %d ws-session and %d http-request written and read", mt, size.sessions, size.held)
+	}
+
 	// Everything held is answered once resumed; nothing failed.
 	if _, stderr, code := r.zdctl("queue", "resume", "--backend", paused); code != 0 {
 		t.Fatalf("zdctl queue resume: exit %d: %s", code, stderr)
@@ -132,10 +142,12 @@ func TestSnapshotLive(t *testing.T) {
 	}
 	ok, failed := l.stop(t)
 	gaps := ss.stop(t)
-	t.Logf("live snapshot of %d sessions (%d pinging every %v), %d held requests, %d connections: %d records, zdctl snapshot %v wall, zd-queue's dump %.1f ms, longest lock %.0f µs; load %d requests, %d failed; longest echo gap: baseline %v (%d echoes, %d gaps over 10 ms), during the dump %v (%d echoes, %d over 10 ms), after %v; load %s",
+	t.Logf("live snapshot of %d sessions (%d pinging every %v), %d held requests, %d connections: %d records, zdctl snapshot %v wall, zd-queue's dump %.1f ms, longest lock %.0f µs; load %d requests, %d failed; longest echo gap: baseline %v (%d echoes, %d gaps over 10 ms), during the dump %v (%d echoes, %d over 10 ms), after %v; test-migration: %d records, %d bytes, write %.1f ms, close %.1f ms, read %.1f ms, total %.1f ms, longest lock %.0f µs, longest echo gap %v (%d echoes, %d over 10 ms); load %s",
 		size.sessions, size.pingers, size.interval, size.held, got["tcp-conn"], res.Records, dumpWall.Round(time.Millisecond),
 		res.Queue.TookMS, res.Queue.LockMaxUS, ok, failed, gaps.max[phaseBaseline], gaps.n[phaseBaseline], gaps.over[phaseBaseline],
-		gaps.max[phaseDump], gaps.n[phaseDump], gaps.over[phaseDump], gaps.max[phaseAfter], loadAvg())
+		gaps.max[phaseDump], gaps.n[phaseDump], gaps.over[phaseDump], gaps.max[phaseAfter],
+		mt.Snapshot.Records, mt.Snapshot.Bytes, mt.Snapshot.WriteMS, mt.Snapshot.CloseMS, mt.Snapshot.ReadMS, mt.Snapshot.TotalMS, mt.Snapshot.LockMaxUS,
+		gaps.max[phaseMigration], gaps.n[phaseMigration], gaps.over[phaseMigration], loadAvg())
 	if failed != 0 || ok == 0 {
 		t.Errorf("load: %d requests, %d failed; want some and 0 failed", ok, failed)
 	}
@@ -146,6 +158,28 @@ func TestSnapshotLive(t *testing.T) {
 		t.Errorf("longest echo gap during the dump %v; the baseline's was %v: the dump stalled a session by more than 10 ms",
 			gaps.max[phaseDump], gaps.max[phaseBaseline])
 	}
+}
+
+// testMigration is POST /_zero-downtime/test-migration on zd-queue's admin socket.
+func testMigration(t *testing.T, admin string) queueapi.MigrationTest {
+	t.Helper()
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", admin)
+	}}}
+	resp, err := c.Post("http://zd/_zero-downtime/test-migration", "", nil)
+	if err != nil {
+		t.Fatalf("POST /_zero-downtime/test-migration: %v", err)
+	}
+	defer resp.Body.Close()
+	var mt queueapi.MigrationTest
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = json.Unmarshal(b, &mt)
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /_zero-downtime/test-migration: %s %s (%v)", resp.Status, b, err)
+	}
+	return mt
 }
 
 // raiseFDLimitHard lifts the descriptor limit to at least n, the hard
@@ -169,6 +203,7 @@ const (
 	phaseBaseline
 	phaseDump
 	phaseAfter
+	phaseMigration
 	phases
 )
 

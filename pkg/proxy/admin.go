@@ -18,7 +18,7 @@ import (
 // AdminHandler serves the admin endpoints:
 //
 //	GET  /_zero-downtime/status          Status as JSON
-//	POST /_zero-downtime/test-migration  a self-test of hold and replay (SelfTest)
+//	POST /_zero-downtime/test-migration  a self-test of hold and replay, and a snapshot round trip (MigrationTest)
 //	POST /_zero-downtime/flush-queue     answer every held request with 503
 //	POST /_zero-downtime/pause           hold new requests (?backend=ADDR for one)
 //	POST /_zero-downtime/resume          replay and pass through (?backend=ADDR)
@@ -50,7 +50,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /_zero-downtime/test-migration", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		res := p.SelfTest(ctx)
+		res := p.MigrationTest(ctx)
 		code := http.StatusOK
 		if !res.OK {
 			code = http.StatusServiceUnavailable

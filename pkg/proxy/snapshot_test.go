@@ -3,9 +3,13 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +136,13 @@ func TestSnapshotOp(t *testing.T) {
 		t.Errorf("result timings %+v; want some", res)
 	}
 
+	// The test-migration round trip of the same state.
+	rt := px.p.SnapshotRoundTrip(context.Background())
+	if !rt.OK || rt.Written["http-request"] != 2 || rt.Written["tcp-conn"] < 2 || !maps.Equal(rt.Written, rt.Read) ||
+		rt.Bytes <= 0 || rt.WriteMS <= 0 || rt.ReadMS <= 0 || rt.TotalMS < rt.WriteMS {
+		t.Errorf("SnapshotRoundTrip() = %+v; want ok, 2 http-request and 2 or more tcp-conn written and read, a file, timings", rt)
+	}
+
 	recs, res, _, err = snapshotCall(t, srv.Path(), queueapi.SnapshotArgs{Filter: "kind=http-request,state=held", Credentials: true})
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +173,22 @@ func TestSnapshotOp(t *testing.T) {
 	recs, _, _, err = snapshotCall(t, srv.Path(), queueapi.SnapshotArgs{Filter: "kind=http-request"})
 	if err != nil || len(recs) != 0 {
 		t.Errorf("after the replay: %d held request records, %v; want none", len(recs), err)
+	}
+
+	// POST /_zero-downtime/test-migration: the self-test and the round trip.
+	w := httptest.NewRecorder()
+	px.p.AdminHandler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/_zero-downtime/test-migration", nil))
+	var mt queueapi.MigrationTest
+	if err := json.Unmarshal(w.Body.Bytes(), &mt); err != nil {
+		t.Fatalf("test-migration: %v: %s", err, w.Body.String())
+	}
+	if w.Code != 200 || !mt.OK || mt.Error != "" || !mt.Snapshot.OK || mt.Snapshot.Read["tcp-conn"] < 1 || mt.Snapshot.Read["http-request"] != 0 {
+		t.Errorf("test-migration: %d %s; want 200, ok, the self-test's and the round trip's, connections and no held request read back", w.Code, w.Body.String())
+	}
+	for _, field := range []string{`"ok": true`, `"steps": [`, `"snapshot": {`, `"written": {`, `"read_ms": `, `"lock_max_us": `} {
+		if !strings.Contains(w.Body.String(), field) {
+			t.Errorf("test-migration JSON has no %s: %s", field, w.Body.String())
+		}
 	}
 }
 

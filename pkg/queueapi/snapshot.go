@@ -41,3 +41,35 @@ type SnapshotResult struct {
 	TookMS    float64 `msgpack:"took_ms" json:"took_ms"`
 	LockMaxUS float64 `msgpack:"lock_max_us" json:"lock_max_us"`
 }
+
+// MigrationTest is the answer of zd-queue's POST
+// /_zero-downtime/test-migration: the hold-and-replay self-test, and a
+// round trip of a snapshot of the live state. OK is both OKs.
+type MigrationTest struct {
+	SelfTestResult
+	OK       bool              `msgpack:"ok" json:"ok"`
+	Snapshot SnapshotRoundTrip `msgpack:"snapshot" json:"snapshot"`
+}
+
+// SnapshotRoundTrip is what the test-migration round trip did: the live
+// state written to an encrypted, compressed snapshot in a temporary file
+// (removed after), the file read back whole (every chunk authenticated,
+// every record checked) and the records counted by kind on both sides.
+type SnapshotRoundTrip struct {
+	OK      bool             `msgpack:"ok" json:"ok"` // the file was whole and read back the records written
+	Records int64            `msgpack:"records" json:"records"`
+	Written map[string]int64 `msgpack:"written" json:"written"` // by kind
+	Read    map[string]int64 `msgpack:"read" json:"read"`       // by kind
+	Skipped int64            `msgpack:"skipped" json:"skipped"` // left out: over a schema limit
+	Bytes   int64            `msgpack:"bytes" json:"bytes"`     // the file's size
+	// WriteMS is the dump into the file (copying the live state, encoding,
+	// compressing, sealing), CloseMS its sync and rename, ReadMS reading it
+	// back, TotalMS all of it; LockMaxUS the longest any lock of the live
+	// state was held for it.
+	WriteMS   float64 `msgpack:"write_ms" json:"write_ms"`
+	CloseMS   float64 `msgpack:"close_ms" json:"close_ms"`
+	ReadMS    float64 `msgpack:"read_ms" json:"read_ms"`
+	TotalMS   float64 `msgpack:"total_ms" json:"total_ms"`
+	LockMaxUS float64 `msgpack:"lock_max_us" json:"lock_max_us"`
+	Error     string  `msgpack:"error,omitempty" json:"error,omitempty"`
+}
