@@ -168,6 +168,9 @@ func TestH3WebSocketSurvivesDrains(t *testing.T) {
 		conns[i] = c
 	}
 
+	// A session is counted by protocol once it runs, which is just after
+	// its client got the 200.
+	waitFor(t, "the h3 sessions attached", func() bool { return hp.p.Status().WebSocket.Protocols["h3"] == clients })
 	st := hp.p.Status()
 	if st.WebSocket.Protocols["h3"] != clients || st.WebSocket.Sessions != clients {
 		t.Errorf("Status: websocket sessions %d, protocols %v; want h3 %d", st.WebSocket.Sessions, st.WebSocket.Protocols, clients)
@@ -306,7 +309,9 @@ func TestH3WebSocketSurvivesDrains(t *testing.T) {
 // idle timeout because zd-queue sends QUIC PINGs. Both sides ask for a 1 s
 // idle timeout here (quic-go's default is 30 s; ZD_SOAK=1 runs that case
 // too) and the client sends no keep-alive of its own, so without the
-// server's the connection dies after 1 s of the 4 s of silence.
+// server's the connection dies after 1 s of the 4 s of silence. The HTTP/3
+// idle timeout (--idle-timeout) is 1 s too: an open WebSocket is a request
+// in progress, so it must not close the connection either.
 func TestH3WebSocketKeepAlive(t *testing.T) {
 	idle := time.Second
 	if os.Getenv("ZD_SOAK") == "1" {
@@ -315,7 +320,7 @@ func TestH3WebSocketKeepAlive(t *testing.T) {
 	dir := sockDir(t)
 	var echo wsEcho
 	be := newTestBackend(t, dir, "a", echo.handler)
-	hp := startH3Proxy(t, Config{Backends: []string{be.addr}, quicIdleTimeout: idle})
+	hp := startH3Proxy(t, Config{Backends: []string{be.addr}, quicIdleTimeout: idle, IdleTimeout: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := hp.dial(ctx, "/ws", h3wsclient.Options{QUIC: &quic.Config{MaxIdleTimeout: idle}})
