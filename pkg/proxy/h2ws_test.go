@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -773,5 +775,114 @@ func testH2CUpgradeWebSocket(t *testing.T, served bool) {
 	r.fr.WriteData(3, false, clientFrame(8, false, []byte{0x03, 0xE8}))
 	if p := r.dataOn(t, 3); len(p) < 4 || p[0] != 0x88 || binary.BigEndian.Uint16(p[2:]) != 1000 {
 		t.Errorf("Close reply: % x; want 88 02 03 e8", p)
+	}
+}
+
+// nodeDir returns testdata/node when node and its npm packages are there
+// (.ci/run installs them), or skips the test saying what is missing.
+func nodeDir(t *testing.T, pkg string) (node, dir string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not found: install nodejs and run npm ci in pkg/proxy/testdata/node (as .ci/run does)")
+	}
+	dir, _ = filepath.Abs("testdata/node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+		t.Skipf("npm package %s missing: run npm ci in pkg/proxy/testdata/node (as .ci/run does)", pkg)
+	}
+	return node, dir
+}
+
+// TestH2WebSocketNode: Node's own http2 client sends the extended
+// CONNECTs (it waits for our SETTINGS to allow them) and npm ws speaks RFC
+// 6455 over the streams, 20 sessions on one connection, h2c and TLS, while
+// the backends are drained in turn again and again; the script checks
+// every echo arrives once and in order.
+func TestH2WebSocketNode(t *testing.T) {
+	node, dir := nodeDir(t, "ws")
+	for _, mode := range []string{"h2c", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			const clients, messages = 20, 500
+			sd := sockDir(t)
+			seen := newWSSeen()
+			a := newTestBackend(t, sd, "a", h2wsEcho("a", seen))
+			b := newTestBackend(t, sd, "b", h2wsEcho("b", seen))
+			cfg := Config{Backends: []string{a.addr, b.addr}}
+			var px *Proxy
+			var base string
+			if mode == "tls" {
+				cfg.TLS, _ = selfSigned(t)
+				addr, _, p := startTLSProxy(t, cfg)
+				px, base = p, "https://"+addr
+			} else {
+				r := startProxy(t, cfg)
+				px, base = r.p, r.url
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "h2client.js"), base+"/ws", fmt.Sprint(clients), fmt.Sprint(messages))
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			var werr error
+			ended := false
+			poll := func(cond func() bool) func() bool {
+				return func() bool {
+					select {
+					case werr = <-exited:
+						ended = true
+						return true
+					default:
+					}
+					return cond()
+				}
+			}
+			waitFor(t, "node's sessions", poll(func() bool { return px.Status().WebSocket.Protocols["h2"] == int64(clients) }))
+			cur, other := a, b
+			drains := 0
+			for !ended {
+				if err := px.Resume(other.addr); err != nil {
+					t.Fatal(err)
+				}
+				if res, err := px.Drain(ctx, cur.addr, 10*time.Second); err != nil || !res.Drained {
+					t.Errorf("drain %s: %+v, %v", cur.addr, res, err)
+				}
+				drains++
+				cur, other = other, cur
+				// Some messages on each backend before the next drain.
+				before := px.ws.Stats().MessagesToBackend
+				waitFor(t, "messages between drains", poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+300 }))
+			}
+			var res struct {
+				Clients, Messages, OK, Mismatched int
+				Closes, Protocols, Extensions     map[string]int
+				Errors                            []string
+			}
+			if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+				t.Fatalf("node client: %v; output %q, stderr %q (exit %v)", err, out.String(), errb.String(), werr)
+			}
+			if werr != nil || res.OK != clients || res.Mismatched != 0 {
+				t.Fatalf("node client: %d/%d sessions ok, %d mismatched, closes %v, errors %v (exit %v, stderr %q)",
+					res.OK, clients, res.Mismatched, res.Closes, res.Errors, werr, errb.String())
+			}
+			if res.Protocols["chat"] != clients {
+				t.Errorf("subprotocols the clients got: %v; want chat (the backend's choice) for all", res.Protocols)
+			}
+			for ext := range res.Extensions {
+				if !strings.Contains(ext, "permessage-deflate") {
+					t.Errorf("extensions the clients got: %v; want permessage-deflate (zd-queue's own)", res.Extensions)
+				}
+			}
+			st := px.ws.Stats()
+			if st.Moved == 0 || drains < 2 {
+				t.Errorf("%d drains moved %d sessions; want several", drains, st.Moved)
+			}
+			t.Logf("node http2 + ws, %s: %d sessions x %d messages ok through %d drains (%d session moves), closes %v",
+				mode, clients, messages, drains, st.Moved, res.Closes)
+		})
 	}
 }
