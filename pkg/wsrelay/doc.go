@@ -35,9 +35,9 @@
 // its Close reply, which proves it read every message sent before; a ready
 // backend is dialled (at most MaxDials at once, each after a random wait up
 // to DialJitter) with the resume fields; the held messages are written;
-// the session carries on. Drain moves 2×MaxDials sessions at a time, so a
-// session's messages are held for its own move only, not while thousands
-// of others wait for a dial. Any other Close code of a backend goes to the
+// the session carries on. Drain moves 8 sessions a core at a time (at most
+// 2×MaxDials), without the jitter, so a session's messages are held for its
+// own move only, not while thousands of others wait for a dial. Any other Close code of a backend goes to the
 // client as it is. Pings are answered per hop: the relay answers the
 // client's and the backend's pings itself.
 //

@@ -81,7 +81,7 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 		s.mu.Lock()
 		resume := s.resume + 1
 		s.mu.Unlock()
-		nb, err := s.dial(ctx, resume)
+		nb, err := s.dial(ctx, resume, gone)
 		if err != nil {
 			if s.state.Load() == stClosing {
 				return
@@ -148,8 +148,10 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 // dial attaches a backend: it asks Config.Dial and handshakes, again and
 // again (backing off) until one takes the session or ctx ends. Re-attach
 // dials (resume > 0) are paced: at most MaxDials at once, each after a
-// random wait of up to DialJitter. A 4xx refusal is final.
-func (s *Session) dial(ctx context.Context, resume int) (*backendConn, error) {
+// random wait of up to DialJitter when jitter is set (sessions whose
+// backend went all at once; a Drain paces its moves itself). A 4xx
+// refusal is final.
+func (s *Session) dial(ctx context.Context, resume int, jitter bool) (*backendConn, error) {
 	r := s.r
 	backoff := 10 * time.Millisecond
 	var last error
@@ -158,7 +160,7 @@ func (s *Session) dial(ctx context.Context, resume int) (*backendConn, error) {
 			// The random wait comes first, without a dial slot, so a
 			// thousand sessions moving at once spread out instead of
 			// queueing in the order Drain found them.
-			if j := r.cfg.DialJitter; j > 0 {
+			if j := r.cfg.DialJitter; j > 0 && jitter {
 				if err := sleepCtx(ctx, rand.N(j)); err != nil {
 					return nil, dialErr(last, err)
 				}

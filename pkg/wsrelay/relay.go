@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,7 @@ type Config struct {
 	CloseTimeout      time.Duration // wait for a Close reply (5 s)
 	HandshakeTimeout  time.Duration // one backend handshake (10 s)
 	MaxDials          int           // backend dials of re-attaches at once (64)
-	DialJitter        time.Duration // random wait before a re-attach dial, up to (5 ms)
+	DialJitter        time.Duration // random wait before the re-attach dial of a session whose backend closed or dropped, up to (5 ms)
 	NoCompression     bool          // do not offer permessage-deflate to clients
 	CompressMin       int           // messages to the client shorter than this go uncompressed (128)
 
@@ -221,9 +222,10 @@ func (r *Relay) attached(s *Session, old, backend string) {
 // Sessions that cannot be re-attached end with 1012 or 1013 and count as
 // gone.
 //
-// Sessions move drainWindow(MaxDials) at a time: each one's messages are
-// held only while its own move runs, not while thousands of others queue
-// for a dial (10,000 moved at once held each for most of the whole drain).
+// Sessions move drainWindow(MaxDials) at a time, without DialJitter (the
+// window paces them): each one's messages are held only while its own
+// move runs, not while thousands of others queue for a dial (10,000 moved
+// at once held each for most of the whole drain).
 func (r *Relay) Drain(ctx context.Context, backend string) error {
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
@@ -255,9 +257,12 @@ func (r *Relay) Drain(ctx context.Context, backend string) error {
 }
 
 // drainWindow is how many sessions a Drain moves at once: enough to keep
-// every dial slot busy while the next ones wait for their old backend's
-// Close reply.
-func drainWindow(maxDials int) int { return 2 * maxDials }
+// the cores busy while moves wait on their backends (8 a core, at most two
+// for each dial slot); more would only queue, holding each session's
+// messages longer (9,980 sessions on 2 cores at load 14-18, window 128
+// with the jitter: pause p99 310-500 ms, drain 3.9-4.4 s; window 16
+// without: 22-45 ms, 2.7-3.4 s).
+func drainWindow(maxDials int) int { return min(2*maxDials, 8*runtime.GOMAXPROCS(0)) }
 
 // drainSlot bounds how long a Drain waits for one move before it starts
 // the next anyway, so an old backend that is slow to answer Close does not

@@ -114,7 +114,7 @@ func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReattachTimeout)
 	defer cancel()
-	bc, err := s.dial(ctx, 0)
+	bc, err := s.dial(ctx, 0, false)
 	if err != nil {
 		r.st.sessions.Add(-1)
 		if s.rs != nil {
