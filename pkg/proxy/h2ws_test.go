@@ -886,3 +886,166 @@ func TestH2WebSocketNode(t *testing.T) {
 		})
 	}
 }
+
+// chromiumPage opens a WebSocket to the page's own origin and sends
+// numbered messages (4 in flight) until it has COUNT echoes and Go says
+// stop (a GET of /stop answers "yes"), then closes with 1000 once every
+// echo came, and sets
+// window.zdResult: how many echoes came, the first mismatch, the close
+// code.
+const chromiumPage = `<!doctype html><meta charset=utf-8><title>zd h2 ws</title><script>
+const want = COUNT;
+const ws = new WebSocket('wss://' + location.host + '/ws', ['chat']);
+let sent = 0, got = 0, bad = '', stopping = false, asking = false;
+function send() {
+  while (!stopping && sent - got < 4) ws.send('m' + (sent++) + (sent % 10 === 1 ? ' ' + 'y'.repeat(300) : ''));
+}
+async function ask() {
+  asking = true;
+  const r = await fetch('/stop');
+  stopping = stopping || (await r.text()) === 'yes';
+  asking = false;
+  if (stopping && got === sent) ws.close(1000, 'done');
+}
+ws.onopen = send;
+ws.onmessage = (e) => {
+  const w = 'echo m' + got;
+  if (!(e.data.startsWith(w) && (e.data.length === w.length || e.data[w.length] === ' ')) && !bad) bad = 'echo ' + got + ' = ' + e.data.slice(0, 40);
+  got++;
+  if (stopping) {
+    if (got === sent) ws.close(1000, 'done');
+    return;
+  }
+  if (got >= want && got % 20 === 0 && !asking) ask();
+  if (got % 40 === 0) setTimeout(send, 5); else send();
+};
+ws.onclose = (e) => { window.zdResult = { got, sent, bad, code: e.code, protocol: ws.protocol, extensions: ws.extensions }; };
+</script>`
+
+// TestH2WebSocketChromium: headless Chromium (playwright-core) loads a
+// page over h2 from zd-queue; the page's new WebSocket('wss://...') goes
+// as RFC 8441 on that same connection (Chromium does so when the server
+// advertises SETTINGS_ENABLE_CONNECT_PROTOCOL there). zd-queue sees one
+// session of transport h2, and it stays open through backend drains with
+// every message echoed once and in order.
+func TestH2WebSocketChromium(t *testing.T) {
+	node, dir := nodeDir(t, "playwright-core")
+	const exe = "/usr/bin/chromium"
+	if _, err := os.Stat(exe); err != nil {
+		t.Skip("chromium not found at /usr/bin/chromium: install Debian's chromium (as .ci/run does)")
+	}
+	const count = 300
+	sd := sockDir(t)
+	seen := newWSSeen()
+	var stop atomic.Bool
+	page := strings.Replace(chromiumPage, "COUNT", fmt.Sprint(count), 1)
+	h := func(name string) http.HandlerFunc {
+		ws := h2wsEcho(name, seen)
+		return func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/":
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				io.WriteString(w, page)
+			case "/stop":
+				if stop.Load() {
+					io.WriteString(w, "yes")
+				} else {
+					io.WriteString(w, "no")
+				}
+			case "/ws":
+				ws(w, r)
+			default:
+				http.NotFound(w, r)
+			}
+		}
+	}
+	a := newTestBackend(t, sd, "a", h("a"))
+	b := newTestBackend(t, sd, "b", h("b"))
+	cfg := Config{Backends: []string{a.addr, b.addr}}
+	cfg.TLS, _ = selfSigned(t)
+	addr, _, px := startTLSProxy(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "chromium.js"), "https://"+addr+"/", exe, "120000")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var werr error
+	ended := false
+	poll := func(cond func() bool) func() bool {
+		return func() bool {
+			select {
+			case werr = <-exited:
+				ended = true
+				return true
+			default:
+			}
+			return cond()
+		}
+	}
+	// The page's session, seen from zd-queue: transport h2.
+	waitFor(t, "Chromium's WebSocket session", poll(func() bool { return px.ws.Sessions("") == 1 }))
+	if got := px.Status().WebSocket.Protocols; !ended && got["h2"] != 1 {
+		t.Errorf("Chromium's session counts as %v; want h2 (RFC 8441 on the page's connection)", got)
+	}
+	cur, other := a, b
+	drains := 0
+	for ; drains < 6 && !ended; drains++ {
+		before := px.ws.Stats().MessagesToBackend
+		waitFor(t, "messages between drains", poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+30 }))
+		if ended {
+			break
+		}
+		if err := px.Resume(other.addr); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := px.Drain(ctx, cur.addr, 10*time.Second); err != nil || !res.Drained {
+			t.Errorf("drain %s: %+v, %v", cur.addr, res, err)
+		}
+		cur, other = other, cur
+	}
+	stop.Store(true)
+	if !ended {
+		werr = within(t, exited, 140*time.Second, "chromium.js did not end")
+	}
+	var res struct {
+		Status               int
+		PageProtocol         string
+		Got, Sent, Code      int
+		Bad, Protocol, Error string
+		Extensions           string
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || werr != nil || res.Error != "" {
+		t.Fatalf("chromium.js: %v, %+v (exit %v); output %q, stderr %q", err, res, werr, out.String(), errb.String())
+	}
+	if res.PageProtocol != "h2" {
+		t.Errorf("the page came over %q; want h2", res.PageProtocol)
+	}
+	if res.Bad != "" || res.Got != res.Sent || res.Got < count || res.Code != 1000 {
+		t.Errorf("page: %d echoes of %d sent (want at least %d, all), mismatch %q, close %d (want 1000)", res.Got, res.Sent, count, res.Bad, res.Code)
+	}
+	if res.Protocol != "chat" || !strings.Contains(res.Extensions, "permessage-deflate") {
+		t.Errorf("page: subprotocol %q, extensions %q; want chat and permessage-deflate", res.Protocol, res.Extensions)
+	}
+	st := px.ws.Stats()
+	if drains < 6 || st.Moved < 6 {
+		t.Errorf("%d drains moved the session %d times; want 6", drains, st.Moved)
+	}
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for id, got := range seen.got {
+		for m, g := range got {
+			if want := fmt.Sprintf("m%d", m); !strings.HasPrefix(g, want) || (len(g) > len(want) && g[len(want)] != ' ') {
+				t.Errorf("session %s: backends read message %d as %.40q; want %s", id, m, g, want)
+				break
+			}
+		}
+	}
+	t.Logf("chromium: page over %s, %d messages each way through %d drains (%d moves), close %d, %s, %s",
+		res.PageProtocol, res.Got, drains, st.Moved, res.Code, res.Protocol, res.Extensions)
+}
