@@ -69,6 +69,14 @@ type Config struct {
 	// ShutdownGrace bounds the graceful stop (default 10s).
 	ShutdownGrace time.Duration
 
+	// WSPingInterval: a WebSocket client heard from for this long gets a
+	// Ping (default 30s; negative: no pings); WSPongTimeout: a session
+	// whose client answers nothing within it ends (default 15s).
+	// WSWriteTimeout: a session whose client reads nothing of what it is
+	// sent for this long ends with 1008 (default 30s; negative: no bound).
+	// See pkg/wsrelay's keepalive.go.
+	WSPingInterval, WSPongTimeout, WSWriteTimeout time.Duration
+
 	// NoFastPath serves HTTP/1.1 and HTTP/2 (and TLS) with net/http's
 	// server alone instead of zd-queue's own (fastserver.go). For
 	// comparison and as a way out should the fast path misbehave.

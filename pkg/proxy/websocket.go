@@ -21,9 +21,12 @@ import (
 
 func (p *Proxy) newRelay() *wsrelay.Relay {
 	return wsrelay.New(wsrelay.Config{
-		Dial:   p.wsDial,
-		Logger: p.log,
-		OnMove: func(d time.Duration) { p.m.wsMove.Observe(d.Seconds()) },
+		Dial:         p.wsDial,
+		Logger:       p.log,
+		OnMove:       func(d time.Duration) { p.m.wsMove.Observe(d.Seconds()) },
+		PingInterval: p.cfg.WSPingInterval,
+		PongTimeout:  p.cfg.WSPongTimeout,
+		WriteTimeout: p.cfg.WSWriteTimeout,
 	})
 }
 

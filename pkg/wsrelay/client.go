@@ -39,6 +39,7 @@ func (s *Session) clientLoop() {
 			s.clientFailed(err)
 			return
 		}
+		s.heard()
 		switch msg.op {
 		case opPing:
 			s.writeClientControl(opPong, msg.payload)
@@ -203,7 +204,7 @@ func (s *Session) clientFailed(err error) {
 		s.writeClientControl(opClose, closePayload(ce.Code, ce.Reason))
 		s.lingerClient()
 	} else if prev != stClosing {
-		s.countEnd(CloseAbnormal, ReasonClientGone)
+		s.countEnd(s.goneReason())
 	}
 	if prev == stAttached && b != nil {
 		s.closeBackend(b, CloseGoingAway, "client went away")

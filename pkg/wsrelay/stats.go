@@ -21,6 +21,8 @@ const (
 	ReasonShutdown        = "shutdown"         // the relay closed (1012)
 	ReasonResumeExpired   = "resume-expired"   // a resumable session's client stayed away past the window (1006)
 	ReasonResumeGap       = "resume-gap"       // what it missed went over the replay bounds while away, or its resume was refused with "gap" (1006)
+	ReasonPingTimeout     = "ping-timeout"     // the client answered no ping within PongTimeout (1006: dropped, see keepalive.go)
+	ReasonWriteTimeout    = "write-timeout"    // the client read nothing for WriteTimeout (1008, see keepalive.go)
 )
 
 // CloseCount is how many sessions ended with Code for Reason. Code is the

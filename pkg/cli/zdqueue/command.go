@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/urfave/cli/v3"
 	"github.com/zdtools/zd/pkg/cli/cmdkit"
@@ -57,6 +58,9 @@ func newCommand(io cmdkit.IO) *cli.Command {
 			&cmdkit.DurationFlag{Name: "dial-timeout", Value: d.DialTimeout, Usage: "bound on connecting to a backend", Sources: env("ZD_DIAL_TIMEOUT")},
 			&cli.IntFlag{Name: "max-idle-per-backend", Value: d.MaxIdlePerBackend, Usage: "idle keep-alive connections kept per backend (size it above the requests in flight per backend)", Sources: env("ZD_MAX_IDLE_PER_BACKEND")},
 			&cli.IntFlag{Name: "max-header-bytes", Value: d.MaxHeaderBytes, Usage: "largest request header block (then 431)", Sources: env("ZD_MAX_HEADER_BYTES")},
+			&cmdkit.DurationFlag{Name: "ws-ping-interval", Value: 30 * time.Second, Usage: "ping a WebSocket client zd-queue heard nothing from this long (0: never)", Sources: env("ZD_WS_PING_INTERVAL")},
+			&cmdkit.DurationFlag{Name: "ws-pong-timeout", Value: 15 * time.Second, Usage: "end a WebSocket session whose client answers no ping within this (counted ping-timeout)", Sources: env("ZD_WS_PONG_TIMEOUT")},
+			&cmdkit.DurationFlag{Name: "ws-write-timeout", Value: 30 * time.Second, Usage: "end a WebSocket session whose client reads nothing of what it is sent for this long (1008, counted write-timeout; 0: no bound)", Sources: env("ZD_WS_WRITE_TIMEOUT")},
 			&cmdkit.DurationFlag{Name: "grace", Value: d.ShutdownGrace, Usage: "bound on the graceful stop after SIGTERM/SIGINT", Sources: env("ZD_GRACE")},
 			&cli.StringFlag{Name: "access-log", Usage: "write one line per request to stderr or to this file (appended; reopened on SIGUSR1, for logrotate); off by default", Sources: env("ZD_ACCESS_LOG")},
 			&cli.StringFlag{Name: "access-log-format", Value: "common", Usage: "access log lines: common (NCSA common log format) or json", Sources: env("ZD_ACCESS_LOG_FORMAT")},
