@@ -45,6 +45,7 @@ func (s *Session) clientLoop() {
 			s.writeClientControl(opPong, msg.payload)
 			continue
 		case opPong:
+			s.ponged()
 			continue
 		case opClose:
 			flush()

@@ -49,6 +49,9 @@
 //	                       refused with a 4xx, or the relay closing
 //	1014 Bad Gateway       the backend broke RFC 6455
 //	1002, 1007             the client broke RFC 6455 / sent invalid UTF-8
+//	1008 Policy Violation  the client read nothing for WriteTimeout (counted;
+//	                       the connection is closed, as no Close can reach it)
+//	(1006, no Close)       the client answered no ping within PongTimeout
 //	503                    Open past MaxSessions (before any upgrade)
 //
 // The relay never sends 1001 to a client. Every close is counted in

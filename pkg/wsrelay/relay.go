@@ -40,6 +40,16 @@ type Config struct {
 	NoCompression     bool          // do not offer permessage-deflate to clients
 	CompressMin       int           // messages to the client shorter than this go uncompressed (128)
 
+	// PingInterval: a client the relay heard nothing from this long gets
+	// a Ping (30 s; negative: no pings); PongTimeout: if nothing comes
+	// back within it the session ends, counted "ping-timeout" (15 s).
+	// WriteTimeout: a write to the client that makes no progress this
+	// long ends the session, counted 1008 "write-timeout" (30 s;
+	// negative: no bound). See keepalive.go.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	WriteTimeout time.Duration
+
 	// ResumeWindow is how long a resumable session (a client that offered
 	// a zd-resume token, see resume.go) waits for its client to come back
 	// after its stream dropped; 0 turns resumption off (such clients are
@@ -94,6 +104,19 @@ func (c *Config) defaults() {
 		c.DialJitter = 0
 	} else if c.DialJitter == 0 {
 		c.DialJitter = 5 * time.Millisecond
+	}
+	orDefault := func(d *time.Duration, v time.Duration) {
+		switch {
+		case *d < 0:
+			*d = 0
+		case *d == 0:
+			*d = v
+		}
+	}
+	orDefault(&c.PingInterval, 30*time.Second)
+	orDefault(&c.WriteTimeout, 30*time.Second)
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 15 * time.Second
 	}
 	if c.CompressMin <= 0 {
 		c.CompressMin = 128

@@ -46,6 +46,7 @@ type Session struct {
 	replyCode    uint16
 
 	rs *resumeState // nil unless the client asked for a resumable session
+	ka keepalive    // pings to the client (keepalive.go)
 
 	snap sessionSnap // for EachSession (snapshot.go)
 
@@ -170,14 +171,14 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 		s.runRefusal(stream, carried)
 		return
 	case s.resumeOf != nil:
-		s.resumeOf.runResumed(s, stream, carried)
+		s.resumeOf.runResumed(s, s.resumeOf.wrapClient(stream), carried)
 		return
 	}
 	r := s.r
 	r.wg.Add(1)
 	defer r.wg.Done()
 	s.cw.Lock()
-	s.client = stream
+	s.client = s.wrapClient(stream)
 	s.cw.Unlock()
 	s.cr.fr.init(stream, carried)
 	s.cr.expectMasked = true
@@ -205,6 +206,7 @@ func (s *Session) Run(stream io.ReadWriteCloser, carried []byte) {
 	r.attached(s, "", s.b.name)
 	s.startBackend(s.b)
 	s.mu.Unlock()
+	s.startKeepalive()
 	if r.ctx.Err() != nil || stop {
 		go s.shutdown()
 	}
@@ -228,6 +230,7 @@ func (s *Session) finish(stream io.ReadWriteCloser) {
 	}
 	detached := s.rs != nil && s.rs.detached
 	s.mu.Unlock()
+	s.stopKeepalive()
 	if stream != nil {
 		stream.Close()
 	}
