@@ -20,7 +20,7 @@ import (
 //
 // The fast HTTP/2 server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL on
 // every connection because it serves it here. net/http's HTTP/2 servers
-// (the h2c Upgrade path through x/net, --fast-path=false, --fast-h2=false)
+// (the h2c Upgrade path through x/net, --fast-path=false, Config.NoFastH2)
 // advertise it only when the process starts with GODEBUG=http2xconnect=1;
 // then their extended CONNECTs are served here too (h2wsNetHTTP).
 

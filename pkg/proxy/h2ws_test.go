@@ -680,7 +680,7 @@ func TestH2WebSocketGracefulStop(t *testing.T) {
 }
 
 // TestH2WebSocketNetHTTP: net/http's HTTP/2 servers (x/net's on the h2c
-// Upgrade path, the bundled one with --fast-path=false or --fast-h2=false)
+// Upgrade path, the bundled one with --fast-path=false or Config.NoFastH2)
 // advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only when the process starts
 // with GODEBUG=http2xconnect=1, and then their extended CONNECTs are
 // served like the fast server's. Without it (this process) none of them
