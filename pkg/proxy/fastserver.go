@@ -60,7 +60,7 @@ func (s *fastServer) serve(l net.Listener) error {
 		if hc == nil {
 			continue
 		}
-		go hc.serve()
+		s.p.spawn(hc)
 	}
 }
 
@@ -108,6 +108,10 @@ func (s *fastServer) forget(hc *h1conn) {
 	s.wg.Done()
 }
 
+// h2IdleSettle is how long an HTTP/2 connection must have had no stream
+// before a graceful stop closes it from outside.
+const h2IdleSettle = 100 * time.Millisecond
+
 // closeIdle closes the HTTP/1.1 connections that have waited for a
 // request for at least minIdle, and the HTTP/2 ones with no stream open
 // after GOAWAY, and reports how many connections remain.
@@ -120,7 +124,11 @@ func (s *fastServer) closeIdle(minIdle time.Duration) int {
 			// HTTP/2: GOAWAY tells the client which streams were
 			// taken; the connection ends when its last one does.
 			h2.askGoAway()
-			if h2.active.Load() == 0 {
+			// Not the moment its last stream ended: that stream's
+			// last frames (END_STREAM, a WebSocket's Close) may still
+			// be on their way to the socket, and finishStream ends
+			// such a connection itself once they are out.
+			if h2.active.Load() == 0 && now-hc.since.Load() >= int64(h2IdleSettle) {
 				hc.state.Store(connClosing)
 				hc.c.Close()
 			}

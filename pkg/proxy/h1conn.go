@@ -215,10 +215,8 @@ func (hc *h1conn) serve() {
 func (hc *h1conn) awaitWatch() bool {
 	hc.setIdle(time.Now())
 	hc.setReadDeadline(time.Now(), hc.p.cfg.IdleTimeout, false)
-	if hc.p.stopping.Load() {
-		hc.stopWatch()
-		return false
-	}
+	// As in readRequest: a graceful stop closes the idle connection in
+	// a while (closeIdle), not before the client could reuse it.
 	<-hc.watchDone
 	hc.watching = false
 	return hc.cr.peeked && hc.state.CompareAndSwap(connIdle, connActive)
@@ -295,9 +293,10 @@ func (hc *h1conn) readRequest() (r *http.Request, ok, fallback bool) {
 		now := time.Now()
 		hc.setReadDeadline(now, hc.p.cfg.IdleTimeout, true)
 		hc.setIdle(now)
-		if hc.p.stopping.Load() {
-			return nil, false, false
-		}
+		// Not even during a graceful stop does an idle connection end
+		// here: its last answer promised keep-alive, so the client may be
+		// sending on it now; the stop closes it once it has been idle a
+		// while (fastServer.closeIdle).
 		if _, err := hc.br.Peek(1); err != nil {
 			return nil, false, false
 		}

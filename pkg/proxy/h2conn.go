@@ -427,6 +427,10 @@ func (c *h2conn) finishStream(st *h2stream) {
 	}
 	c.smu.Unlock()
 	if left == 0 {
+		// since: when the connection was left without streams (a
+		// graceful stop's closeIdle lets it settle first).
+		now := time.Now()
+		c.hc.since.Store(now.UnixNano())
 		if ending {
 			// Done after GOAWAY: end the connection (the reader's next
 			// read fails).
@@ -434,8 +438,6 @@ func (c *h2conn) finishStream(st *h2stream) {
 			c.c.SetReadDeadline(aLongTimeAgo)
 			return
 		}
-		now := time.Now()
-		c.hc.since.Store(now.UnixNano())
 		c.dlArmed.Store(true)
 		c.c.SetReadDeadline(now.Add(c.p.cfg.IdleTimeout))
 	}

@@ -208,7 +208,7 @@ func (c *h2conn) onHeaders(f *h2block) error {
 	st.req = req
 	st.w = h2writer{st: st, length: -1}
 	c.handlers.Add(1)
-	c.p.runStream(st)
+	c.p.spawn(st)
 	return nil
 }
 

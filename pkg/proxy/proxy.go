@@ -46,9 +46,9 @@ type Proxy struct {
 	lastTable   tableInfo
 	tablePath   string // the worker table WatchTable follows; "" for none
 
-	force      chan struct{}  // closed by ForceStop
-	streamWork chan *h2stream // idle HTTP/2 stream workers take streams here (workers.go)
-	forceOnce  sync.Once
+	force     chan struct{} // closed by ForceStop
+	work      chan task     // idle workers take streams and connections here (workers.go)
+	forceOnce sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -68,15 +68,15 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.SetDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		rt:         newRouter(&cfg),
-		q:          queue.New(cfg.Limits),
-		started:    time.Now(),
-		ctx:        ctx,
-		cancel:     cancel,
-		force:      make(chan struct{}),
-		streamWork: make(chan *h2stream),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		rt:      newRouter(&cfg),
+		q:       queue.New(cfg.Limits),
+		started: time.Now(),
+		ctx:     ctx,
+		cancel:  cancel,
+		force:   make(chan struct{}),
+		work:    make(chan task),
 	}
 	p.ws = p.newRelay()
 	p.m = newMetrics(p)
