@@ -41,6 +41,13 @@ import (
 // h2wsTransport is an HTTP/2 client: h2c with prior knowledge, or h2 over
 // TLS when roots is set. All of a test's sessions share its connection.
 func h2wsTransport(t *testing.T, roots *tls.Config) *http2.Transport {
+	tr := newH2WSTransport(roots)
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// newH2WSTransport is h2wsTransport for a caller that closes it itself.
+func newH2WSTransport(roots *tls.Config) *http2.Transport {
 	tr := &http2.Transport{TLSClientConfig: roots}
 	if roots == nil {
 		tr.AllowHTTP = true
@@ -49,7 +56,6 @@ func h2wsTransport(t *testing.T, roots *tls.Config) *http2.Transport {
 			return d.DialContext(ctx, network, addr)
 		}
 	}
-	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
 

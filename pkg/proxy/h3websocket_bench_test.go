@@ -76,10 +76,11 @@ func BenchmarkWebSocket100B(b *testing.B) {
 }
 
 // BenchmarkIdleSessionMemory: heap and stacks of the proxy's process per
-// idle session (client side, relay, backend side), after a GC; HTTP/3
-// clients each on a QUIC connection of their own.
+// idle session (client side, relay, backend side), after a GC; HTTP/2
+// (RFC 8441) and HTTP/3 clients each on a connection of their own, and
+// HTTP/2 ones 100 to a connection (h2x100).
 func BenchmarkIdleSessionMemory(b *testing.B) {
-	for _, proto := range []string{"h1", "h3"} {
+	for _, proto := range []string{"h1", "h2", "h2x100", "h3"} {
 		for _, n := range []int{200, 1000} {
 			b.Run(fmt.Sprintf("%s/n=%d", proto, n), func(b *testing.B) {
 				echoSock := startChildEcho(b)
@@ -249,7 +250,26 @@ func runChild(mode string) int {
 		n, _ := strconv.Atoi(os.Getenv("ZD_PROXY_N"))
 		ctx := context.Background()
 		var keep []*websocket.Conn
-		for i := 0; i < n; i++ {
+		if proto := os.Getenv("ZD_PROXY_PROTO"); strings.HasPrefix(proto, "h2") {
+			// RFC 8441: h2, each session on an HTTP/2 connection of its
+			// own; h2x100, 100 sessions on each connection (a browser's
+			// page and its WebSockets share one).
+			var streams []*h2wsClient
+			tr := newH2WSTransport(&tls.Config{RootCAs: roots})
+			for i := 0; i < n; i++ {
+				if proto == "h2" || i%100 == 0 {
+					tr = newH2WSTransport(&tls.Config{RootCAs: roots})
+				}
+				c, err := dialH2WS(ctx, tr, "https://"+os.Getenv("ZD_PROXY_TCP")+"/ws")
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
+					return 1
+				}
+				streams = append(streams, c)
+			}
+			defer runtime.KeepAlive(streams)
+		}
+		for i := 0; i < n && !strings.HasPrefix(os.Getenv("ZD_PROXY_PROTO"), "h2"); i++ {
 			c, _, err := dialBench(ctx, os.Getenv("ZD_PROXY_PROTO"), os.Getenv("ZD_PROXY_TCP"), os.Getenv("ZD_PROXY_UDP"), roots)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
