@@ -289,6 +289,11 @@ func (s *Session) endDetached(counted, tomb string) {
 		return
 	}
 	s.rs.tomb = tomb
+	// Closing wakes the warden, whose finish waits for s.wg: count this
+	// end in first, so that the Add in closeBackend does not race with
+	// that Wait (it did, under -race, in TestResumeRefusals).
+	s.wg.Add(1)
+	defer s.wg.Done()
 	s.toClosing()
 	b := s.b
 	s.mu.Unlock()

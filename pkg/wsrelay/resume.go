@@ -41,6 +41,10 @@ import (
 // HTTP/3), because a browser cannot read the status of a failed handshake:
 // the page sees only the Close code and reason. The handshake answer also
 // carries Zd-Resume-Refused: REASON for clients that read fields.
+//
+// The handshake answer chooses the subprotocol the backend chose, or, when
+// it chose none (and for every refusal), the client's own zd-resume token:
+// a browser fails a handshake that offered subprotocols and got none back.
 
 // Refusal reasons and the Close codes that carry them (a 4xxx code named
 // after the HTTP status that means the same).
@@ -145,6 +149,26 @@ func parseResumeToken(s string) (resumeToken, error) {
 	}
 	t.resume, t.received = true, n
 	return t, nil
+}
+
+// echoResumeToken makes the handshake answer choose the client's zd-resume
+// token as its subprotocol when nothing else was chosen: browsers, Node's
+// WebSocket and npm ws fail a handshake that offered subprotocols and got
+// none back ("Server sent no subprotocol"), which would leave such a
+// client a bare 1006 instead of its session, its answer or its refusal.
+// The token goes back only to the client that sent it.
+func echoResumeToken(resp, req http.Header) {
+	if resp.Get("Sec-WebSocket-Protocol") != "" {
+		return
+	}
+	for _, v := range req["Sec-Websocket-Protocol"] {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); strings.HasPrefix(p, resumePrefix) {
+				resp.Set("Sec-WebSocket-Protocol", p)
+				return
+			}
+		}
+	}
 }
 
 // secretKey is what the relay keeps of a secret: its SHA-256, so the

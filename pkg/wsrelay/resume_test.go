@@ -115,6 +115,13 @@ func (b *pushBackend) sentTo(sid string) int {
 
 func (b *pushBackend) onlySession(t testing.TB) string {
 	t.Helper()
+	// The relay has the backend's 101 before the backend's handler went on
+	// to record the session.
+	waitFor(t, "the backend to record the session", 10*time.Second, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.sent) > 0
+	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.sent) != 1 {
@@ -340,9 +347,15 @@ func TestResumeRefusals(t *testing.T) {
 			t.Errorf("Zd-Resume-Refused %q; want %q", got, reason)
 		}
 		// gap and ended are found when the stream attaches, after a 101 for
-		// the session (its subprotocol, no Zd-Resume-Refused).
-		if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" && reason != ResumeGap && reason != ResumeEnded {
-			t.Errorf("%s: refusal chose subprotocol %q (fields %v)", reason, p, resp.Header)
+		// the session (its subprotocol, no Zd-Resume-Refused); other
+		// refusals choose the client's token, so that a browser completes
+		// the handshake and sees the Close code.
+		want := tok
+		if resp.Header.Get("Zd-Resume-Refused") == "" {
+			want = "chat"
+		}
+		if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != want {
+			t.Errorf("%s: refusal chose subprotocol %q; want %q (fields %v)", reason, p, want, resp.Header)
 		}
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		_, _, err = c.ReadMessage()
@@ -544,5 +557,56 @@ func TestResumeTakesOver(t *testing.T) {
 		t.Errorf("Stats.Resumed = %d; want 1", st.Resumed)
 	}
 	rc.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(5*time.Second))
+	waitFor(t, "the session to end", 30*time.Second, func() bool { return r.Stats().Sessions == 0 })
+}
+
+// TestResumeTokenChosen: when the backend chooses no subprotocol the
+// handshake answer chooses the client's zd-resume token (browsers, Node's
+// WebSocket and npm ws fail a handshake that offered subprotocols and got
+// none back), for a new session, a resume and a refusal alike.
+func TestResumeTokenChosen(t *testing.T) {
+	pb := startPush(t, 0, time.Hour)
+	r, url := startRelay(t, Config{Dial: pb.dial, ResumeWindow: time.Minute}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h := http.Header{"Origin": {"http://app.test"}}
+	dial := func(tok string) (*websocket.Conn, resumeAnswer) {
+		t.Helper()
+		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{tok}}
+		c, resp, err := d.DialContext(ctx, url+"/ws", h)
+		if err != nil {
+			t.Fatalf("dial with %s: %v", tok, err)
+		}
+		if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != tok {
+			t.Errorf("handshake answer chose subprotocol %q; want the token %q", p, tok)
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, data, err := c.ReadMessage()
+		var a resumeAnswer
+		if err == nil {
+			err = json.Unmarshal(data, &a)
+		}
+		if err != nil {
+			t.Fatalf("answer %q: %v", data, err)
+		}
+		return c, a
+	}
+	secret := newSecret()
+	c, a := dial("zd-resume." + secret)
+	if a.Status != "new" {
+		t.Fatalf("answer %+v; want new", a)
+	}
+	cut(c)
+	waitFor(t, "the session to be detached", 30*time.Second, func() bool { return r.Stats().Detached == 1 })
+	c, a = dial("zd-resume." + secret + ".0")
+	if a.Status != "resumed" {
+		t.Fatalf("answer %+v; want resumed", a)
+	}
+	c2, a := dial("zd-resume." + newSecret() + ".0")
+	if a.Status != "refused" || a.Reason != ResumeUnknown {
+		t.Errorf("answer %+v; want refused unknown", a)
+	}
+	c2.Close()
+	c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(5*time.Second))
 	waitFor(t, "the session to end", 30*time.Second, func() bool { return r.Stats().Sessions == 0 })
 }

@@ -78,6 +78,14 @@ func (s *Session) ID() string { return s.id }
 // *RefusedError (the backend's answer, for the client as it is), or why no
 // backend could be attached.
 func (r *Relay) Open(ctx context.Context, req *Request) (*Session, *Response, error) {
+	s, resp, err := r.open(ctx, req)
+	if resp != nil {
+		echoResumeToken(resp.Header, req.Header)
+	}
+	return s, resp, err
+}
+
+func (r *Relay) open(ctx context.Context, req *Request) (*Session, *Response, error) {
 	tok, rest, asked, terr := parseResumeOffer(req.Header["Sec-Websocket-Protocol"])
 	if asked {
 		switch {
