@@ -95,6 +95,19 @@ type Config struct {
 	// quicIdleTimeout is QUIC's idle timeout on HTTP/3 connections (0:
 	// quic-go's 30 s); tests shorten it to see keep-alive at work.
 	quicIdleTimeout time.Duration
+
+	// WSResumeWindow is how long a resumable WebSocket session (its client
+	// asked with a zd-resume token, docs/websocket.md) keeps its backend
+	// side and waits for the client to come back after its connection
+	// dropped (default 2m). NoWSResume turns resumption off: such clients
+	// are refused with 4501.
+	WSResumeWindow time.Duration
+	NoWSResume     bool
+	// WSReplayPerSession bounds the backend-to-client bytes one resumable
+	// session keeps for a replay (default 1 MiB); WSReplayTotal the same
+	// over all sessions (default 256 MiB).
+	WSReplayPerSession int64
+	WSReplayTotal      int64
 }
 
 // SetDefaults fills every zero field with its documented default.
@@ -128,5 +141,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Strategy == "" {
 		c.Strategy = "none"
+	}
+	def(&c.WSResumeWindow, 2*time.Minute)
+	if c.WSReplayPerSession <= 0 {
+		c.WSReplayPerSession = 1 << 20
+	}
+	if c.WSReplayTotal <= 0 {
+		c.WSReplayTotal = 256 << 20
 	}
 }

@@ -27,7 +27,8 @@ func (p *Proxy) Status() queueapi.Status {
 		UptimeSeconds:     time.Since(p.started).Seconds(),
 	}
 	ws := p.ws.Stats()
-	st.WebSocket = queueapi.WebSocketStats{Sessions: ws.Sessions, Moving: ws.Moving, Moved: ws.Moved, MoveFailed: ws.MoveFailed, HeldBytes: ws.HeldBytes}
+	st.WebSocket = queueapi.WebSocketStats{Sessions: ws.Sessions, Moving: ws.Moving, Moved: ws.Moved, MoveFailed: ws.MoveFailed, HeldBytes: ws.HeldBytes,
+		Detached: ws.Detached, Resumed: ws.Resumed}
 	byBackend := map[string]map[string]int{}
 	for _, c := range p.ws.Breakdown() {
 		if st.WebSocket.Protocols == nil {

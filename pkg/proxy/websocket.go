@@ -20,13 +20,20 @@ import (
 // Other upgrades keep the byte tunnel (tunnel.go).
 
 func (p *Proxy) newRelay() *wsrelay.Relay {
+	window := p.cfg.WSResumeWindow
+	if p.cfg.NoWSResume {
+		window = 0
+	}
 	return wsrelay.New(wsrelay.Config{
-		Dial:         p.wsDial,
-		Logger:       p.log,
-		OnMove:       func(d time.Duration) { p.m.wsMove.Observe(d.Seconds()) },
-		PingInterval: p.cfg.WSPingInterval,
-		PongTimeout:  p.cfg.WSPongTimeout,
-		WriteTimeout: p.cfg.WSWriteTimeout,
+		Dial:                p.wsDial,
+		Logger:              p.log,
+		OnMove:              func(d time.Duration) { p.m.wsMove.Observe(d.Seconds()) },
+		PingInterval:        p.cfg.WSPingInterval,
+		PongTimeout:         p.cfg.WSPongTimeout,
+		WriteTimeout:        p.cfg.WSWriteTimeout,
+		ResumeWindow:        window,
+		MaxReplayPerSession: p.cfg.WSReplayPerSession,
+		MaxReplayTotal:      p.cfg.WSReplayTotal,
 	})
 }
 
@@ -110,6 +117,8 @@ type wsCollector struct {
 	opened, refused, moved, failed   *prometheus.Desc
 	messages, bytes, closes, lostMid *prometheus.Desc
 	byBackend                        *prometheus.Desc
+	detached, replayHeld             *prometheus.Desc
+	resumed, resumeRefused           *prometheus.Desc
 }
 
 func newWSCollector(p *Proxy) *wsCollector {
@@ -131,11 +140,15 @@ func newWSCollector(p *Proxy) *wsCollector {
 		lostMid:  d("zdqueue_ws_lost_in_flight_total", "Backend-to-client messages cut by a backend that dropped mid-message (never delivered in part)."),
 		byBackend: d("zdqueue_ws_backend_sessions", "WebSocket sessions open now by backend (slot:N, an address, or none while between backends) and client protocol (h1, h2, h3).",
 			"backend", "protocol"),
+		detached:      d("zdqueue_ws_sessions_detached", "Resumable WebSocket sessions whose client is away now (waiting up to --ws-resume-window)."),
+		replayHeld:    d("zdqueue_ws_replay_held_bytes", "Backend-to-client bytes resumable WebSocket sessions keep for a replay."),
+		resumed:       d("zdqueue_ws_resumed_total", "Resumes that attached a client connection to its session again."),
+		resumeRefused: d("zdqueue_ws_resume_refused_total", "zd-resume offers refused, by reason (docs/websocket.md).", "reason"),
 	}
 }
 
 func (c *wsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.moving, c.held, c.opened, c.refused, c.moved, c.failed, c.messages, c.bytes, c.closes, c.lostMid, c.byBackend} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.moving, c.held, c.opened, c.refused, c.moved, c.failed, c.messages, c.bytes, c.closes, c.lostMid, c.byBackend, c.detached, c.replayHeld, c.resumed, c.resumeRefused} {
 		ch <- d
 	}
 }
@@ -160,6 +173,12 @@ func (c *wsCollector) Collect(ch chan<- prometheus.Metric) {
 	n(c.bytes, st.BytesToBackend, "to_backend")
 	n(c.bytes, st.BytesToClient, "to_client")
 	n(c.lostMid, st.LostInFlight)
+	g(c.detached, float64(st.Detached))
+	g(c.replayHeld, float64(st.ReplayHeldBytes))
+	n(c.resumed, st.Resumed)
+	for reason, v := range st.ResumeRefused {
+		n(c.resumeRefused, v, reason)
+	}
 	for _, cc := range st.Closes {
 		n(c.closes, cc.Count, strconv.Itoa(int(cc.Code)), cc.Reason)
 	}

@@ -71,6 +71,8 @@ type WebSocketStats struct {
 	Moved      uint64 `msgpack:"moved" json:"moved"`             // re-attaches done since start
 	MoveFailed uint64 `msgpack:"move_failed" json:"move_failed"` // sessions closed because no backend took them
 	HeldBytes  int64  `msgpack:"held_bytes" json:"held_bytes"`   // client→backend bytes held during moves now
+	Detached   int64  `msgpack:"detached" json:"detached"`       // resumable sessions whose client is away now
+	Resumed    uint64 `msgpack:"resumed" json:"resumed"`         // client connections attached to their session again since start
 	// Protocols splits Sessions by the client's protocol (h1, h2, h3);
 	// null when there are none.
 	Protocols map[string]int64 `msgpack:"protocols" json:"protocols"`

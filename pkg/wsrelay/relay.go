@@ -53,8 +53,7 @@ type Config struct {
 	// ResumeWindow is how long a resumable session (a client that offered
 	// a zd-resume token, see resume.go) waits for its client to come back
 	// after its stream dropped; 0 turns resumption off (such clients are
-	// refused with "off"). zd-queue does not set it yet (a
-	// --ws-resume-window flag is planned), so resumption is off there.
+	// refused with "off"). zd-queue sets it from --ws-resume-window (2m).
 	ResumeWindow time.Duration
 	// MaxReplayPerSession bounds the backend→client bytes a resumable
 	// session keeps for a replay (1 MiB); MaxReplayTotal the same over all

@@ -147,6 +147,27 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 		}
 	}
 
+	cfg.WSResumeWindow = c.Duration("ws-resume-window")
+	switch { // cmdkit.DurationFlag refuses a negative one
+	case cfg.WSResumeWindow == 0:
+		cfg.NoWSResume = true
+	case cfg.WSResumeWindow < time.Second:
+		return nil, cmdkit.UsageError("use at least 1s (the first answer tells clients the window in whole seconds), or 0 to turn resumption off", "--ws-resume-window %v is under a second", cfg.WSResumeWindow)
+	}
+	for _, f := range []struct {
+		name string
+		to   *int64
+	}{{"ws-resume-held-mb", &cfg.WSReplayPerSession}, {"ws-resume-held-total-mb", &cfg.WSReplayTotal}} {
+		mb := c.Float(f.name)
+		if !(mb*(1<<20) >= 1024) {
+			return nil, cmdkit.UsageError("use a size in MiB like 1 (at least 1 KiB: 0.001); --ws-resume-window 0 turns resumption off", "--%s %v is too small", f.name, mb)
+		}
+		*f.to = int64(mb * (1 << 20))
+	}
+	if cfg.WSReplayTotal < cfg.WSReplayPerSession {
+		return nil, cmdkit.UsageError("raise --ws-resume-held-total-mb to at least --ws-resume-held-mb", "--ws-resume-held-total-mb %v is below --ws-resume-held-mb %v", c.Float("ws-resume-held-total-mb"), c.Float("ws-resume-held-mb"))
+	}
+
 	o.accessLog = strings.TrimSpace(c.String("access-log"))
 	o.accessFormat = c.String("access-log-format")
 	if o.accessFormat != proxy.AccessLogCommon && o.accessFormat != proxy.AccessLogJSON {
