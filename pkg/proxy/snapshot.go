@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -285,7 +284,7 @@ func headerFields(host string, h http.Header) []snapshot.HeaderField {
 		names = append(names, k)
 		n += len(vv)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	out := make([]snapshot.HeaderField, 0, n+1)
 	if host != "" {
 		out = append(out, snapshot.HeaderField{Name: "Host", Value: host})

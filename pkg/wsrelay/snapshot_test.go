@@ -76,14 +76,6 @@ func TestEachSession(t *testing.T) {
 		t.Errorf("session 2 = extensions %q, %d messages, last active %v (opened %v); want none, 0, its opening",
 			s2.Extensions, s2.MsgsFromClient, s2.LastActive, s2.Opened)
 	}
-	// Changing the copy changes nothing in the session.
-	s1.Header.Set("Cookie", "changed")
-	r.EachSession(func(s *SessionInfo) bool {
-		if s.ID == s1.ID && s.Header.Get("Cookie") != "s=1" {
-			t.Errorf("after changing a copy, the session's Cookie is %q", s.Header.Get("Cookie"))
-		}
-		return true
-	})
 	if n := r.EachSession(func(*SessionInfo) bool { return false }); n != 1 {
 		t.Errorf("EachSession with fn returning false called it %d times; want 1", n)
 	}
