@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -163,5 +165,60 @@ func TestSetForwarded(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%s: setForwarded gave %q; want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestWebSocketKeepalive: zd-queue's own pings (WSPingInterval,
+// WSPongTimeout) end the session of a client that answers none, counted
+// 1006 ping-timeout in /metrics, while a client that reads (coder/websocket
+// answers pings as it reads) keeps its session.
+func TestWebSocketKeepalive(t *testing.T) {
+	dir := sockDir(t)
+	a := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, b, err := c.Read(context.Background())
+			if err != nil || c.Write(context.Background(), typ, b) != nil {
+				return
+			}
+		}
+	})
+	px := startProxy(t, Config{Backends: []string{a.addr}, WSPingInterval: 100 * time.Millisecond, WSPongTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	silent, err := net.Dial("tcp", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	fmt.Fprintf(silent, "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	silent.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(silent), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("silent client's handshake: %v, %v; want 101", resp, err)
+	}
+
+	live, _, err := websocket.Dial(ctx, "ws://"+px.addr+"/ws", &websocket.DialOptions{HTTPClient: client(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.CloseNow()
+	reading := make(chan error, 1)
+	go func() { _, _, err := live.Read(ctx); reading <- err }() // answers pings meanwhile
+
+	series := `zdqueue_ws_closes_total{code="1006",reason="ping-timeout"}`
+	waitFor(t, series+" to be 1 in /metrics", func() bool { return metricValue(t, px.p, series) == 1 })
+	if n := px.p.ws.Sessions(""); n != 1 {
+		t.Errorf("sessions open = %d; want 1 (the client that reads)", n)
+	}
+	select {
+	case err := <-reading:
+		t.Fatalf("the client that reads lost its session: %v", err)
+	default:
 	}
 }

@@ -122,7 +122,8 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	}
 	cfg.MaxHeaderBytes = int(c.Int("max-header-bytes"))
 	cfg.ShutdownGrace = c.Duration("grace")
-	// 0 turns pings and the write bound off; the relay's zero is its default.
+	// 0 turns pings and the write bound off (cmdkit.DurationFlag refuses
+	// a negative one); the relay's zero is its default, its negative off.
 	off := func(d time.Duration) time.Duration {
 		if d == 0 {
 			return -1
@@ -132,11 +133,6 @@ func parseOptions(c *cli.Command, io cmdkit.IO) (*options, error) {
 	cfg.WSPingInterval = off(c.Duration("ws-ping-interval"))
 	cfg.WSPongTimeout = c.Duration("ws-pong-timeout")
 	cfg.WSWriteTimeout = off(c.Duration("ws-write-timeout"))
-	for name, d := range map[string]time.Duration{"ws-ping-interval": cfg.WSPingInterval, "ws-write-timeout": cfg.WSWriteTimeout} {
-		if d < -1 {
-			return nil, cmdkit.UsageError("use a positive duration like 30s, or 0 to turn it off", "--%s %v must not be negative", name, d)
-		}
-	}
 	if cfg.WSPongTimeout <= 0 {
 		return nil, cmdkit.UsageError("use a positive duration like 15s", "--ws-pong-timeout %v must be positive", cfg.WSPongTimeout)
 	}
