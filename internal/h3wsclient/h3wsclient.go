@@ -72,7 +72,36 @@ func Dial(ctx context.Context, addr, path string, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial QUIC %s: %w", addr, err)
 	}
-	rt := &roundTripper{cc: (&http3.Transport{}).NewClientConn(qc)}
+	c, err := DialOn(ctx, NewClientConn(qc), addr, path, o)
+	if err != nil {
+		qc.CloseWithError(0, "")
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClientConn starts HTTP/3 on a QUIC connection, for DialOn.
+func NewClientConn(qc *quic.Conn) *ClientConn {
+	return &ClientConn{qc: qc, cc: (&http3.Transport{}).NewClientConn(qc)}
+}
+
+// ClientConn is an HTTP/3 connection several WebSockets can share, each
+// on a request stream of its own (as many as the server's stream limit
+// allows open at once: quic-go's default is 100).
+type ClientConn struct {
+	qc *quic.Conn
+	cc *http3.ClientConn
+}
+
+// HTTP3 is the connection's quic-go HTTP/3 client, for other requests on
+// it (a second one on the same QUIC connection would break HTTP/3: one
+// control stream per side).
+func (c *ClientConn) HTTP3() *http3.ClientConn { return c.cc }
+
+// DialOn opens a WebSocket to path over a new request stream of cc; addr
+// is the authority asked for. o.TLS and o.QUIC are not used.
+func DialOn(ctx context.Context, cc *ClientConn, addr, path string, o Options) (*Conn, error) {
+	rt := &roundTripper{cc: cc.cc}
 	ws := websocket.DialOptions{}
 	if o.WS != nil {
 		ws = *o.WS
@@ -80,13 +109,12 @@ func Dial(ctx context.Context, addr, path string, o Options) (*Conn, error) {
 	ws.HTTPClient = &http.Client{Transport: rt}
 	c, _, err := websocket.Dial(ctx, "https://"+addr+path, &ws)
 	if err != nil {
-		qc.CloseWithError(0, "")
 		if rt.refused != nil {
 			return nil, rt.refused
 		}
 		return nil, err
 	}
-	return &Conn{Conn: c, QUIC: qc, Response: rt.resp}, nil
+	return &Conn{Conn: c, QUIC: cc.qc, Response: rt.resp}, nil
 }
 
 type roundTripper struct {

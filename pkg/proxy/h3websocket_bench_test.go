@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/zdtools/zd/internal/h3wsclient"
 )
@@ -78,9 +80,10 @@ func BenchmarkWebSocket100B(b *testing.B) {
 // BenchmarkIdleSessionMemory: heap and stacks of the proxy's process per
 // idle session (client side, relay, backend side), after a GC; HTTP/2
 // (RFC 8441) and HTTP/3 clients each on a connection of their own, and
-// HTTP/2 ones 100 to a connection (h2x100).
+// 100 to a connection (h2x100, h3x100: as a browser's page and its
+// WebSockets share one).
 func BenchmarkIdleSessionMemory(b *testing.B) {
-	for _, proto := range []string{"h1", "h2", "h2x100", "h3"} {
+	for _, proto := range []string{"h1", "h2", "h2x100", "h3", "h3x100"} {
 		for _, n := range []int{200, 1000} {
 			b.Run(fmt.Sprintf("%s/n=%d", proto, n), func(b *testing.B) {
 				echoSock := startChildEcho(b)
@@ -269,8 +272,27 @@ func runChild(mode string) int {
 			}
 			defer runtime.KeepAlive(streams)
 		}
-		for i := 0; i < n && !strings.HasPrefix(os.Getenv("ZD_PROXY_PROTO"), "h2"); i++ {
-			c, _, err := dialBench(ctx, os.Getenv("ZD_PROXY_PROTO"), os.Getenv("ZD_PROXY_TCP"), os.Getenv("ZD_PROXY_UDP"), roots)
+		proto, udp := os.Getenv("ZD_PROXY_PROTO"), os.Getenv("ZD_PROXY_UDP")
+		var cc *h3wsclient.ClientConn
+		for i := 0; i < n && !strings.HasPrefix(proto, "h2"); i++ {
+			if proto == "h3x100" {
+				if i%100 == 0 {
+					qc, err := quic.DialAddr(ctx, udp, &tls.Config{RootCAs: roots, NextProtos: []string{http3.NextProtoH3}}, nil)
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
+						return 1
+					}
+					cc = h3wsclient.NewClientConn(qc)
+				}
+				c, err := h3wsclient.DialOn(ctx, cc, udp, "/ws", h3wsclient.Options{})
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
+					return 1
+				}
+				keep = append(keep, c.Conn)
+				continue
+			}
+			c, _, err := dialBench(ctx, proto, os.Getenv("ZD_PROXY_TCP"), udp, roots)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "client %d: %v\n", i, err)
 				return 1

@@ -406,7 +406,8 @@ func TestH3ExtendedConnectBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer qc.CloseWithError(0, "")
-	cc := (&http3.Transport{}).NewClientConn(qc)
+	hc := h3wsclient.NewClientConn(qc)
+	cc := hc.HTTP3()
 	select {
 	case <-cc.ReceivedSettings():
 	case <-ctx.Done():
@@ -482,22 +483,71 @@ func TestH3ExtendedConnectBadInput(t *testing.T) {
 		}
 	}
 
-	// The connection still serves a WebSocket after all that.
-	c, err := hp.dial(ctx, "/ws", h3wsclient.Options{})
+	// A client that breaks RFC 6455 on the stream (an unmasked frame) gets
+	// Close 1002 and then the stream's end (a FIN, not a reset), as an
+	// HTTP/1.1 client gets Close and a half-close.
+	rs, err := cc.OpenRequestStream(ctx)
 	if err != nil {
-		t.Fatalf("dial after bad input: %v", err)
-	}
-	defer c.CloseQUIC()
-	if err := c.Write(ctx, websocket.MessageText, []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
-	if _, got, err := c.Read(ctx); err != nil || string(got) != "ok" {
-		t.Fatalf("echo after bad input = %q, %v", got, err)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+hp.udp+"/ws", nil)
+	req.Proto = "websocket"
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if err := rs.SendRequestHeader(req); err != nil {
+		t.Fatal(err)
 	}
-	c.Close(websocket.StatusNormalClosure, "")
+	if resp, err := rs.ReadResponse(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT: %v, %v; want 200", resp, err)
+	}
+	if _, err := rs.Write([]byte{0x81, 0x02, 'h', 'i'}); err != nil {
+		t.Fatal(err)
+	}
+	rs.SetReadDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	got, err := io.ReadAll(rs)
+	if err != nil || len(got) < 4 || got[0] != 0x88 || int(got[2])<<8|int(got[3]) != 1002 {
+		t.Errorf("after an unmasked frame: read % x, %v; want a Close 1002 frame, then the stream's end", got, err)
+	}
+	// The relay half-closes right after its Close (h3Stream.CloseWrite);
+	// without that the stream would end only when its linger (5 s) ran out.
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the stream ended %v after the Close; want at once (a half-close)", d)
+	}
+	rs.Close()
+
+	// The same connection still serves WebSockets after all that, two at
+	// once on streams of their own; one ending leaves the other be.
+	var both [2]*h3wsclient.Conn
+	for i := range both {
+		c, err := h3wsclient.DialOn(ctx, hc, hp.udp, "/ws", h3wsclient.Options{})
+		if err != nil {
+			t.Fatalf("dial %d on the bad requests' connection: %v", i, err)
+		}
+		defer c.CloseNow()
+		both[i] = c
+	}
+	echoOn := func(c *h3wsclient.Conn, msg string) {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != msg {
+			t.Fatalf("echo = %q, %v; want %q", got, err, msg)
+		}
+	}
+	echoOn(both[0], "one")
+	echoOn(both[1], "two")
+	if err := both[0].Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Errorf("close the first: %v", err)
+	}
+	echoOn(both[1], "two, after one closed")
+	if err := both[1].Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Errorf("close the second: %v", err)
+	}
 	if qc.Context().Err() != nil {
 		t.Errorf("the bad requests' connection was closed: %v", context.Cause(qc.Context()))
 	}
+	waitFor(t, "both sessions ended", func() bool { return hp.p.ws.Sessions("") == 0 })
 }
 
 // rawH3Request sends one HEADERS frame with fields on a new request stream
