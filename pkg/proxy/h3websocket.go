@@ -211,7 +211,9 @@ func (t *h3Sessions) wait(d time.Duration) bool {
 	}
 }
 
-// h3Stream is an HTTP/3 request stream as the relay's client stream: reads
+// h3Stream is an HTTP/3 request stream as the relay's client stream. It
+// has no SetWriteDeadline on purpose: the relay then bounds a blocked
+// write (WriteTimeout) by closing the stream, and Close ends it here. Reads
 // and writes are the payload of DATA frames (http3.Stream does the
 // framing). Close behaves as a net.Conn's: it also ends a blocked Read
 // (with a deadline, since CancelRead would make the client's own Close

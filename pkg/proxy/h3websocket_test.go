@@ -580,3 +580,61 @@ func rawH3Request(ctx context.Context, qc *quic.Conn, fields [][2]string) (http3
 	}
 	return 0, fmt.Errorf("no stream reset: read %d bytes, %v", len(b), err)
 }
+
+// TestH3WebSocketClientThatDoesNotRead: an HTTP/3 client that stops
+// reading fills its stream's flow-control window, the relay's write to it
+// blocks, and after WSWriteTimeout the session ends (1008 write-timeout,
+// counted) with the stream reset: h3Stream.Close must end a blocked write
+// (without its write deadline the session stays until the client goes).
+// The client writes raw frames on the request stream and never closes it
+// (coder/websocket would close on its own write timeout, which would end
+// the blocked write too).
+func TestH3WebSocketClientThatDoesNotRead(t *testing.T) {
+	dir := sockDir(t)
+	var echo wsEcho
+	be := newTestBackend(t, dir, "a", echo.handler)
+	hp := startH3Proxy(t, Config{Backends: []string{be.addr}, WSWriteTimeout: time.Second, WSPingInterval: -1, ShutdownGrace: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A small receive window: what the client does not read soon blocks
+	// the server's writes.
+	qconf := &quic.Config{InitialStreamReceiveWindow: 64 << 10, MaxStreamReceiveWindow: 64 << 10,
+		InitialConnectionReceiveWindow: 256 << 10, MaxConnectionReceiveWindow: 256 << 10}
+	qc, err := quic.DialAddr(ctx, hp.udp, &tls.Config{RootCAs: hp.roots, NextProtos: []string{http3.NextProtoH3}}, qconf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.CloseWithError(0, "")
+	cc := h3wsclient.NewClientConn(qc).HTTP3()
+	rs, err := cc.OpenRequestStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+hp.udp+"/ws", nil)
+	req.Proto = "websocket"
+	if err := rs.SendRequestHeader(req); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := rs.ReadResponse(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT: %v, %v; want 200", resp, err)
+	}
+	// Binary frames of 16 KiB, masked with a zero key, echoed by the
+	// backend and never read here.
+	frame := append([]byte{0x82, 0x80 | 126, 0x40, 0x00, 0, 0, 0, 0}, make([]byte, 16<<10)...)
+	wrote := make(chan int, 1)
+	go func() {
+		n := 0
+		rs.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		for ; n < 256; n++ { // 4 MiB, far past every window on the way
+			if _, err := rs.Write(frame); err != nil {
+				break
+			}
+		}
+		wrote <- n
+	}()
+	waitFor(t, "the session ended by the write timeout", func() bool {
+		return metricValue(t, hp.p, `zdqueue_ws_closes_total{code="1008",reason="write-timeout"}`) == 1 && hp.p.ws.Sessions("") == 0
+	})
+	qc.CloseWithError(0, "")
+	t.Logf("client wrote %d frames of 16 KiB", <-wrote)
+}
