@@ -68,17 +68,18 @@ func isH3ExtendedConnect(r *http.Request) bool {
 }
 
 // serveH3WebSocket serves an HTTP/3 extended CONNECT. Bad requests get
-// 501 (a :protocol other than websocket) or 400 (a WebSocket version
-// other than 13); quic-go itself resets the stream with H3_MESSAGE_ERROR
+// 501 (a :protocol other than websocket) or 426 (a Sec-WebSocket-Version
+// other than 13, or none); quic-go itself resets the stream with H3_MESSAGE_ERROR
 // when :path, :scheme or :authority is missing.
 func (p *Proxy) serveH3WebSocket(w http.ResponseWriter, r *http.Request) string {
 	if !strings.EqualFold(r.Proto, "websocket") {
 		p.plainError(w, http.StatusNotImplemented, fmt.Sprintf("extended CONNECT for %q is not served: only websocket (RFC 9220)", r.Proto))
 		return outcomeBadRequest
 	}
-	if v := r.Header.Get("Sec-WebSocket-Version"); v != "" && v != "13" {
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		// As over HTTP/1.1 and HTTP/2 (RFC 6455 section 4.4).
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		p.plainError(w, http.StatusBadRequest, fmt.Sprintf("unsupported Sec-WebSocket-Version %q: only 13 is spoken", v))
+		p.plainError(w, http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q: only 13 is spoken", v))
 		return outcomeBadRequest
 	}
 	if p.stopping.Load() {

@@ -426,8 +426,9 @@ func TestH3ExtendedConnectBadInput(t *testing.T) {
 	}{
 		{"CONNECT without :protocol", "", "", nil, http.StatusMethodNotAllowed, [2]string{}},
 		{":protocol other than websocket", "connect-udp", "/ws", nil, http.StatusNotImplemented, [2]string{}},
-		{"Sec-WebSocket-Version 8", "websocket", "/ws", http.Header{"Sec-Websocket-Version": {"8"}}, http.StatusBadRequest, [2]string{"Sec-Websocket-Version", "13"}},
-		{"backend refuses", "websocket", "/forbidden", nil, http.StatusForbidden, [2]string{"X-Why", "backend says no"}},
+		{"Sec-WebSocket-Version 8", "websocket", "/ws", http.Header{"Sec-Websocket-Version": {"8"}}, http.StatusUpgradeRequired, [2]string{"Sec-Websocket-Version", "13"}},
+		{"no Sec-WebSocket-Version", "websocket", "/ws", nil, http.StatusUpgradeRequired, [2]string{"Sec-Websocket-Version", "13"}},
+		{"backend refuses", "websocket", "/forbidden", http.Header{"Sec-Websocket-Version": {"13"}}, http.StatusForbidden, [2]string{"X-Why", "backend says no"}},
 	} {
 		rs, err := cc.OpenRequestStream(ctx)
 		if err != nil {
@@ -612,6 +613,7 @@ func TestH3WebSocketClientThatDoesNotRead(t *testing.T) {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+hp.udp+"/ws", nil)
 	req.Proto = "websocket"
+	req.Header.Set("Sec-WebSocket-Version", "13")
 	if err := rs.SendRequestHeader(req); err != nil {
 		t.Fatal(err)
 	}
