@@ -98,17 +98,31 @@ func (c *h2conn) onData(f *http2.DataFrame) error {
 			st.bodyErr = io.EOF
 		}
 	}
+	tunnel := st.tunnel
 	st.bcond.Broadcast()
 	st.bmu.Unlock()
+	if tunnel && len(data) > 0 {
+		// A WebSocket stream's bytes never hold the connection's window
+		// (a session whose backend stops reading would starve every
+		// stream of the connection); its own window bounds them.
+		c.giveBackSplit(nil, 0, int64(len(data)))
+	}
 	return nil
 }
 
 // giveBack opens the windows again for n consumed bytes: the connection's
 // always, st's too while its body is still coming.
-func (c *h2conn) giveBack(st *h2stream, n int64) {
-	connN := c.connUnack.Add(n)
-	var streamN int64
-	if st != nil && st.unacked.Add(n) >= h2WindowRefill {
+func (c *h2conn) giveBack(st *h2stream, n int64) { c.giveBackSplit(st, n, n) }
+
+// giveBackSplit opens st's window again for streamN consumed bytes and the
+// connection's for connN. They differ for a WebSocket stream (h2ws.go),
+// whose bytes open the connection's window as they arrive and the
+// stream's as the session reads them.
+func (c *h2conn) giveBackSplit(st *h2stream, streamN, connN int64) {
+	connN = c.connUnack.Add(connN)
+	n := streamN
+	streamN = 0
+	if st != nil && n > 0 && st.unacked.Add(n) >= h2WindowRefill {
 		streamN = st.unacked.Swap(0)
 	}
 	if connN < h2WindowRefill && streamN == 0 {

@@ -42,6 +42,7 @@ type h2stream struct {
 	bcond       sync.Cond
 	buf         []byte
 	bodyErr     error           // io.EOF once END_STREAM came, or why the body ended
+	tunnel      bool            // an RFC 8441 WebSocket's stream: see giveBackSplit (under bmu)
 	trailerKeys map[string]bool // announced trailer fields (set before the handler starts)
 	trailerVals http.Header     // received trailer values, until the reader hands them over
 	deadline    *time.Timer     // body read deadline (handler goroutine only)
@@ -107,6 +108,7 @@ func (st *h2stream) cleanup() {
 	st.done.Store(true)
 	st.bmu.Lock()
 	unread := int64(len(st.buf))
+	tunnel := st.tunnel
 	st.buf = nil
 	if st.bodyErr == nil {
 		st.bodyErr = errStreamClosed
@@ -119,8 +121,8 @@ func (st *h2stream) cleanup() {
 		c.noteResetLocked(st.id)
 		c.smu.Unlock()
 	}
-	if unread > 0 {
-		c.giveBack(nil, unread)
+	if unread > 0 && !tunnel {
+		c.giveBack(nil, unread) // a tunnel's gave the connection's window back on arrival
 	}
 	st.cancelCtx()
 	if st.deadline != nil {

@@ -143,11 +143,13 @@ func fastH2Writer(w http.ResponseWriter) *h2writer {
 }
 
 // h2ws is an RFC 8441 stream of the fast HTTP/2 server as the session's
-// byte stream. Reads are the stream's DATA, taken as the request body is
-// (each read opens the client's window again: WINDOW_UPDATE as the
-// session reads); writes are DATA within the client's windows; Close (and
-// CloseWrite) end our side with END_STREAM. A client's RST_STREAM fails
-// reads and writes: the session's client is gone.
+// byte stream. Reads are the stream's DATA (each read opens the stream's
+// window again: WINDOW_UPDATE as the session reads; the connection's
+// window opens as the bytes arrive, so a stalled session holds at most its
+// own window, 1 MiB, never the connection's); writes are DATA within the
+// client's windows; Close (and CloseWrite) end our side with END_STREAM. A
+// client's RST_STREAM fails reads and writes: the session's client is
+// gone.
 type h2ws struct {
 	st *h2stream
 	s  *wsrelay.Session
@@ -161,6 +163,15 @@ type h2ws struct {
 func (t *h2ws) run() {
 	st := t.st
 	p := st.c.p
+	// From now on its bytes open the connection's window as they arrive;
+	// those already here do so now.
+	st.bmu.Lock()
+	st.tunnel = true
+	early := int64(len(st.buf))
+	st.bmu.Unlock()
+	if early > 0 {
+		st.c.giveBackSplit(nil, 0, early)
+	}
 	if st.w.start(false) == nil {
 		st.c.requestFlush()
 	}
@@ -171,7 +182,28 @@ func (t *h2ws) run() {
 	st.awaitPeerEnd(h2wsGrace)
 }
 
-func (t *h2ws) Read(p []byte) (int, error) { return t.st.body.Read(p) }
+// Read takes what the client sent, opening the stream's window again (the
+// connection's was opened as the bytes arrived).
+func (t *h2ws) Read(p []byte) (int, error) {
+	st := t.st
+	st.bmu.Lock()
+	for len(st.buf) == 0 && st.bodyErr == nil {
+		st.bcond.Wait()
+	}
+	if len(st.buf) > 0 && len(p) > 0 {
+		n := copy(p, st.buf)
+		st.buf = st.buf[n:]
+		if len(st.buf) == 0 {
+			st.buf = nil
+		}
+		st.bmu.Unlock()
+		st.c.giveBackSplit(st, int64(n), 0)
+		return n, nil
+	}
+	err := st.bodyErr
+	st.bmu.Unlock()
+	return 0, err
+}
 
 func (t *h2ws) Write(p []byte) (int, error) {
 	t.wmu.Lock()

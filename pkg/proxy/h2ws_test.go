@@ -1055,3 +1055,68 @@ func TestH2WebSocketChromium(t *testing.T) {
 	t.Logf("chromium: page over %s, %d messages each way through %d drains (%d moves), close %d, %s, %s",
 		res.PageProtocol, res.Got, drains, st.Moved, res.Code, res.Protocol, res.Extensions)
 }
+
+// TestH2WebSocketStalledSessionKeepsConnection: a session whose backend
+// stops reading holds at most its own stream's window: another session on
+// the same HTTP/2 connection keeps going (the connection's window, 1 MiB
+// like a stream's, would otherwise be used up by the stalled one).
+func TestH2WebSocketStalledSessionKeepsConnection(t *testing.T) {
+	dir := sockDir(t)
+	release := make(chan struct{})
+	defer close(release)
+	echo := h2wsEcho("a", newWSSeen())
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stall" {
+			echo(w, r)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		<-release // reads nothing
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := h2wsTransport(t, nil)
+	stalled, err := dialH2WS(ctx, tr, px.url+"/stall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.out.CloseWithError(errors.New("test over"))
+	// 4 MiB at the stalled session: the backend's socket buffers, the
+	// relay and the stream's window take some, the rest waits in the
+	// client.
+	var handed atomic.Int64 // bytes the stalled client's transport took
+	go func() {
+		chunk := bytes.Repeat([]byte("s"), 64<<10)
+		for range 64 {
+			if stalled.send(2, chunk, false) != nil {
+				return
+			}
+			handed.Add(int64(len(chunk)))
+		}
+	}()
+	// Sent but not relayed: at least 900 KiB are then unread in zd-queue
+	// (less one message the relay is reading, one the transport holds).
+	waitFor(t, "the stalled session to fill its window", func() bool {
+		return handed.Load()-int64(px.p.ws.Stats().BytesToBackend) >= 900<<10
+	})
+	live, err := dialH2WS(ctx, tr, px.url+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range 100 {
+		// 3 MiB in all, more than the connection's window; each under the
+		// backend's 32 KiB message limit.
+		msg := fmt.Sprintf("m%d %s", m, strings.Repeat("z", 30<<10))
+		if err := live.send(2, []byte(msg), false); err != nil {
+			t.Fatalf("send %d beside a stalled session: %v", m, err)
+		}
+		if _, got, err := live.recv(); err != nil || string(got) != "echo "+msg {
+			t.Fatalf("echo %d beside a stalled session: %.20q, %v", m, got, err)
+		}
+	}
+}
