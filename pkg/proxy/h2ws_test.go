@@ -999,6 +999,12 @@ func TestH2WebSocketChromium(t *testing.T) {
 	if got := px.Status().WebSocket.Protocols; !ended && got["h2"] != 1 {
 		t.Errorf("Chromium's session counts as %v; want h2 (RFC 8441 on the page's connection)", got)
 	}
+	// Both backends were routable when the page opened its session, so it
+	// may be on either: drain b first (a move if it was there), so that
+	// every drain below moves it.
+	if res, err := px.Drain(ctx, b.addr, 10*time.Second); err != nil || !res.Drained {
+		t.Fatalf("drain %s: %+v, %v", b.addr, res, err)
+	}
 	cur, other := a, b
 	drains := 0
 	for ; drains < 6 && !ended; drains++ {
