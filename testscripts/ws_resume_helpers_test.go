@@ -32,15 +32,19 @@ type pushApp struct {
 	pushes int
 	every  time.Duration
 
+	files map[string][]byte // served at their paths besides /ws (a page and its script)
+
 	mu    sync.Mutex
 	got   map[string][]string
 	sent  map[string]int
 	ended map[string]int // close code the backend saw (-1: dropped)
 }
 
-func startPushApp(t *testing.T, dir string, pushes int, every time.Duration) *pushApp {
+// startPushApp starts one on a unix socket in dir; files (nil for none)
+// are served at their paths too, for a browser.
+func startPushApp(t *testing.T, dir string, pushes int, every time.Duration, files map[string][]byte) *pushApp {
 	t.Helper()
-	a := &pushApp{sock: filepath.Join(dir, "push.sock"), pushes: pushes, every: every,
+	a := &pushApp{sock: filepath.Join(dir, "push.sock"), pushes: pushes, every: every, files: files,
 		got: map[string][]string{}, sent: map[string]int{}, ended: map[string]int{}}
 	ln, err := net.Listen("unix", a.sock)
 	if err != nil {
@@ -53,6 +57,19 @@ func startPushApp(t *testing.T, dir string, pushes int, every time.Duration) *pu
 }
 
 func (a *pushApp) serve(w http.ResponseWriter, r *http.Request) {
+	if a.files != nil && r.URL.Path != "/ws" {
+		if b, ok := a.files[r.URL.Path]; ok {
+			ct := "text/html; charset=utf-8"
+			if strings.HasSuffix(r.URL.Path, ".js") {
+				ct = "text/javascript; charset=utf-8"
+			}
+			w.Header().Set("Content-Type", ct)
+			w.Write(b)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, Subprotocols: []string{"chat"}})
 	if err != nil {
 		return

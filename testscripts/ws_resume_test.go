@@ -28,7 +28,7 @@ func TestWebSocketResumeThroughZdQueue(t *testing.T) {
 	const pushes, sends = 600, 200
 	d := startResumeDriver(t)
 	dir := shortDir(t)
-	app := startPushApp(t, dir, pushes, 4*time.Millisecond)
+	app := startPushApp(t, dir, pushes, 4*time.Millisecond, nil)
 	q := startQueueProc(t, dir, "q", "--backend", "unix://"+app.sock, "--ws-resume-window", "1m")
 	cut := startCutter(t, q.addr)
 
@@ -157,7 +157,7 @@ func TestWebSocketResumeThroughZdQueue(t *testing.T) {
 func TestWebSocketResumeRefusals(t *testing.T) {
 	d := startResumeDriver(t)
 	dir := shortDir(t)
-	app := startPushApp(t, dir, 100000, 20*time.Millisecond)
+	app := startPushApp(t, dir, 100000, 20*time.Millisecond, nil)
 	q := startQueueProc(t, dir, "q", "--backend", "unix://"+app.sock, "--ws-resume-window", "1m")
 	short := startQueueProc(t, dir, "short", "--backend", "unix://"+app.sock, "--ws-resume-window", "3s")
 	off := startQueueProc(t, dir, "off", "--backend", "unix://"+app.sock, "--ws-resume-window", "0")

@@ -34,7 +34,7 @@ import (
 func TestWebSocketResumeAcrossTransports(t *testing.T) {
 	const pushes, perLeg = 500, 40
 	dir := shortDir(t)
-	app := startPushApp(t, dir, pushes, 4*time.Millisecond)
+	app := startPushApp(t, dir, pushes, 4*time.Millisecond, nil)
 	cert, key, roots := writeCert(t)
 	q := startQueueProc(t, dir, "q", "--backend", "unix://"+app.sock, "--ws-resume-window", "1m",
 		"--tls-cert", cert, "--tls-key", key, "--listen-h3", "127.0.0.1:0")
