@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +182,10 @@ func TestWebSocketResumeRefusals(t *testing.T) {
 	cut.cut()
 	d.wait("a", "drop", 1, time.Minute)
 	waitCond(t, "zd-queue to see the drop", time.Minute, func() bool { return q.metric(t, "zdqueue_ws_sessions_detached") == 1 })
+	out, err := exec.Command("zdctl", "--state-dir", filepath.Join(dir, "q"), "queue", "status").CombinedOutput()
+	if !strings.Contains(string(out), "could not move 0; 1 clients away, resumed 0\n") {
+		t.Errorf("zdctl queue status (%v):\n%s\nwant its websocket line to end in 1 clients away, resumed 0", err, out)
+	}
 
 	d.send(map[string]any{"op": "resume", "id": "cookie", "from": "a", "impl": "ws", "url": wsURL(q.addr),
 		"headers": map[string]string{"Origin": "http://app.test", "Cookie": "sid=43; theme=dark"}})

@@ -146,9 +146,15 @@ func queueStatus(ctx context.Context, c *cli.Command, io cmdkit.IO, op, backend 
 		}
 		fmt.Fprintf(w, "rejected: %s\n", strings.Join(parts, ", "))
 	}
-	if ws := st.WebSocket; ws.Sessions > 0 || ws.Moved > 0 || ws.MoveFailed > 0 {
-		fmt.Fprintf(w, "websocket: %d sessions%s, %d moving, %d bytes held; moved %d, could not move %d\n",
-			ws.Sessions, byProtocol(ws.Protocols), ws.Moving, ws.HeldBytes, ws.Moved, ws.MoveFailed)
+	if ws := st.WebSocket; ws.Sessions > 0 || ws.Moved > 0 || ws.MoveFailed > 0 || ws.Resumed > 0 {
+		resume := ""
+		if ws.Detached > 0 || ws.Resumed > 0 {
+			// Resumable sessions (docs/websocket.md): clients away now, and
+			// resumes since start.
+			resume = fmt.Sprintf("; %d clients away, resumed %d", ws.Detached, ws.Resumed)
+		}
+		fmt.Fprintf(w, "websocket: %d sessions%s, %d moving, %d bytes held; moved %d, could not move %d%s\n",
+			ws.Sessions, byProtocol(ws.Protocols), ws.Moving, ws.HeldBytes, ws.Moved, ws.MoveFailed, resume)
 	}
 	if len(st.Backends) == 0 {
 		fmt.Fprintln(w, "backends: none")
