@@ -323,7 +323,7 @@ type driverEvent struct {
 	ID, Ev, State, Reason, Detail, Direction string
 	Received, Sent, Have, Replay, Resent     int
 	Code, Window, Attempt, Echoes            int
-	Mismatched, SecretLength, Queued         int
+	Mismatched, SecretLength, Queued, Lost   int
 	Bad                                      []string
 	Message                                  string
 	line                                     string

@@ -221,6 +221,29 @@ func TestWebSocketResumeRefusals(t *testing.T) {
 		}
 	}
 
+	// The helper's own bound: a resend queue of 5 while 30 messages wait
+	// for the connection; the resume's answer says zd-queue lacks some it
+	// forgot: a gap event to-backend, with how many.
+	d.send(map[string]any{"op": "open", "id": "qb", "impl": "ws", "url": wsURL(cut.addr()), "headers": owner, "reconnect": false, "maxQueued": 5})
+	d.wait("qb", "open", 1, time.Minute)
+	cut.cut()
+	d.wait("qb", "drop", 1, time.Minute)
+	d.send(map[string]any{"op": "send", "id": "qb", "count": 30})
+	if s := d.wait("qb", "sent", 1, time.Minute); s.Sent != 30 || s.Queued != 5 {
+		t.Errorf("helper sent %d, queued %d; want 30, 5", s.Sent, s.Queued)
+	}
+	d.send(map[string]any{"op": "reconnect", "id": "qb"})
+	d.wait("qb", "resumed", 1, time.Minute)
+	if g := d.all("qb", "gap"); len(g) != 1 || g[0].Direction != "to-backend" || g[0].Lost != 25 {
+		t.Errorf("gap events %+v; want one to-backend, 25 lost", g)
+	}
+	waitCond(t, "the 5 kept messages at the backend", time.Minute, func() bool { return len(app.gotFrom(app.session("qb"))) == 5 })
+	if got := app.gotFrom(app.session("qb")); strings.Join(got, ",") != "qb c25,qb c26,qb c27,qb c28,qb c29" {
+		t.Errorf("the backend got %v; want the 5 the helper kept", got)
+	}
+	d.send(map[string]any{"op": "close", "id": "qb"})
+	d.wait("qb", "close", 1, time.Minute)
+
 	// Expired: away longer than a 3 s window (and back within the 3 s its
 	// end is remembered: later it would be unknown).
 	d.send(map[string]any{"op": "open", "id": "e", "impl": "ws", "url": wsURL(cutShort.addr()), "headers": owner, "reconnect": false})

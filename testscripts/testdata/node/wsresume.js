@@ -13,6 +13,8 @@
 //        a second helper coming back to ID2's session with ID2's secret and
 //        counts (as a page reloaded would); ID2 is left alone. With
 //        "secret":S instead of "from", a resume of S from 0.
+//   {"op":"send","id":ID,"count":N}  N more numbered messages at once
+//        ("maxQueued" on open bounds the helper's resend queue)
 //   {"op":"reconnect","id":ID}   {"op":"close","id":ID}   {"op":"exit"}
 // Events on stdout, one JSON object a line: {"id","ev", ...} for each helper
 // event except message (every 100th message is a "progress"), and "done":
@@ -42,7 +44,7 @@ function start(cmd) {
   const st = { id, sent: 0, echoes: 0, mismatched: 0, bad: [], done: false, timer: null, s: null };
   sessions[id] = st;
   const opts = { WebSocket: impl(cmd.impl), protocols: cmd.protocols || [], reconnect: cmd.reconnect !== false,
-    minDelay: 50, maxDelay: 500 };
+    minDelay: 50, maxDelay: 500, maxQueued: cmd.maxQueued };
   if (cmd.headers) {
     opts.wsOptions = { headers: cmd.headers };
   }
@@ -103,6 +105,12 @@ rl.on('line', (line) => {
       case 'resume':
         start(cmd);
         break;
+      case 'send': {
+        const st = sessions[cmd.id];
+        for (let i = 0; i < cmd.count; i++) st.s.send(`${cmd.id} c${st.s.sent}`);
+        out({ id: cmd.id, ev: 'sent', sent: st.s.sent, queued: st.s.queue.length });
+        break;
+      }
       case 'reconnect':
         sessions[cmd.id].s.reconnect();
         break;
