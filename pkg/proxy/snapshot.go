@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -153,8 +154,17 @@ func (d *dump) put(ctx context.Context) error {
 	}
 	d.st.Records++
 	d.st.ByKind[r.Kind]++
+	if d.st.Records%dumpYield == 0 {
+		runtime.Gosched()
+	}
 	return nil
 }
+
+// dumpYield is how many records a dump makes between two yields of its
+// processor (~0.5 ms of work): Go preempts a goroutine only after 10 ms,
+// and when zd-queue is CPU-bound, a session's goroutine waiting behind a
+// dump for that long is the stall the dump must not cause.
+const dumpYield = 128
 
 // conns emits the client connections, one registry shard at a time.
 func (d *dump) conns(ctx context.Context) error {
