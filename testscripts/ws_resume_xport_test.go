@@ -28,7 +28,10 @@ import (
 // over HTTP/1.1, with the same Origin, Cookie and Authorization. The
 // backend pushes numbered messages all along (100 more while they are
 // away): each client gets every one once and in order, and the backend
-// gets every client message once and in order. The clients are
+// gets every client message once and in order. Before they come back,
+// resumes with another Cookie (over HTTP/3), another Origin (HTTP/1.1), no
+// Authorization (HTTP/2) get the answer and Close 4403, and unknown secrets
+// over HTTP/2 and HTTP/3 4404, and leave the sessions waiting. The clients are
 // coder/websocket on x/net's HTTP/2 client, on quic-go's HTTP/3 client and
 // on net/http, independent of zd-queue's relay.
 func TestWebSocketResumeAcrossTransports(t *testing.T) {
@@ -55,27 +58,55 @@ func TestWebSocketResumeAcrossTransports(t *testing.T) {
 	hdr := http.Header{"Origin": {"https://app.test"}, "Cookie": {"sid=42; theme=dark"}, "Authorization": {"Bearer t0k3n"}}
 	tlsc := &tls.Config{RootCAs: roots}
 
-	h2 := func(ctx context.Context, protos []string) (*websocket.Conn, error) {
-		c, err := h2wsclient.Dial(ctx, cut.addr(), "/ws", h2wsclient.Options{TLS: tlsc,
-			WS: &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr}})
-		if err != nil {
-			return nil, err
+	type dialFunc = func(context.Context, []string) (*websocket.Conn, error)
+	dialers := func(hdr http.Header) (h1, h2, h3 dialFunc) {
+		h2 = func(ctx context.Context, protos []string) (*websocket.Conn, error) {
+			c, err := h2wsclient.Dial(ctx, cut.addr(), "/ws", h2wsclient.Options{TLS: tlsc,
+				WS: &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr}})
+			if err != nil {
+				return nil, err
+			}
+			return c.Conn, nil
 		}
-		return c.Conn, nil
-	}
-	h3 := func(ctx context.Context, protos []string) (*websocket.Conn, error) {
-		c, err := h3wsclient.Dial(ctx, udpAddr, "/ws", h3wsclient.Options{TLS: tlsc,
-			WS: &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr}})
-		if err != nil {
-			return nil, err
+		h3 = func(ctx context.Context, protos []string) (*websocket.Conn, error) {
+			c, err := h3wsclient.Dial(ctx, udpAddr, "/ws", h3wsclient.Options{TLS: tlsc,
+				WS: &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr}})
+			if err != nil {
+				return nil, err
+			}
+			t.Cleanup(func() { c.CloseQUIC() })
+			return c.Conn, nil
 		}
-		t.Cleanup(func() { c.CloseQUIC() })
-		return c.Conn, nil
+		h1 = func(ctx context.Context, protos []string) (*websocket.Conn, error) {
+			c, _, err := websocket.Dial(ctx, "wss://"+cut.addr()+"/ws", &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr,
+				HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsc}}})
+			return c, err
+		}
+		return h1, h2, h3
 	}
-	h1 := func(ctx context.Context, protos []string) (*websocket.Conn, error) {
-		c, _, err := websocket.Dial(ctx, "wss://"+cut.addr()+"/ws", &websocket.DialOptions{Subprotocols: protos, HTTPHeader: hdr,
-			HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsc}}})
-		return c, err
+	h1, h2, h3 := dialers(hdr)
+	// refused checks a refusal over dial: the answer, then the Close code.
+	refused := func(what string, dial dialFunc, tok, reason string, code websocket.StatusCode) {
+		t.Helper()
+		c, err := dial(ctx, []string{"chat", tok})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		defer c.CloseNow()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, data, err := c.Read(rctx)
+		var a xAnswer
+		if err == nil {
+			err = json.Unmarshal(data, &a)
+		}
+		if err != nil || a.Status != "refused" || a.Reason != reason {
+			t.Errorf("%s: answer %q (%v); want refused %s", what, data, err, reason)
+		}
+		_, _, err = c.Read(rctx)
+		if got := websocket.CloseStatus(err); got != code {
+			t.Errorf("%s: then %v; want Close %d", what, err, code)
+		}
 	}
 
 	clients := []*xClient{{name: "to-h3", back: h3}, {name: "to-h1", back: h1}}
@@ -140,6 +171,23 @@ func TestWebSocketResumeAcrossTransports(t *testing.T) {
 		at := app.sentTo(x.sid)
 		waitCond(t, "100 messages to "+x.name+" while it is away", time.Minute, func() bool { return app.sentTo(x.sid) >= at+100 })
 	}
+	// Foreign and unknown resumes, over each transport, leave the sessions
+	// to their owners.
+	foreignCookie := http.Header{"Origin": hdr["Origin"], "Cookie": {"sid=43; theme=dark"}, "Authorization": hdr["Authorization"]}
+	foreignOrigin := http.Header{"Origin": {"https://evil.test"}, "Cookie": hdr["Cookie"], "Authorization": hdr["Authorization"]}
+	noAuth := http.Header{"Origin": hdr["Origin"], "Cookie": hdr["Cookie"]}
+	tok := func(x *xClient) string { return "zd-resume." + x.secret + "." + strconv.Itoa(x.received) }
+	_, _, fc3 := dialers(foreignCookie)
+	fo1, _, _ := dialers(foreignOrigin)
+	_, na2, _ := dialers(noAuth)
+	refused("other Cookie over HTTP/3", fc3, tok(clients[0]), "credentials", 4403)
+	refused("other Origin over HTTP/1.1", fo1, tok(clients[1]), "credentials", 4403)
+	refused("no Authorization over HTTP/2", na2, tok(clients[0]), "credentials", 4403)
+	refused("unknown secret over HTTP/2", h2, "zd-resume."+newResumeSecret()+".0", "unknown", 4404)
+	refused("unknown secret over HTTP/3", h3, "zd-resume."+newResumeSecret()+".0", "unknown", 4404)
+	if n := q.metric(t, "zdqueue_ws_sessions_detached"); n != 2 {
+		t.Fatalf("after the foreign resumes %v sessions wait; want both", n)
+	}
 	for _, x := range clients {
 		x.c.CloseNow()
 		a, err := x.connect(ctx, x.back, true)
@@ -186,7 +234,7 @@ func TestWebSocketResumeAcrossTransports(t *testing.T) {
 // checks the backend's numbering.
 type xClient struct {
 	name, secret, sid string
-	back              func(context.Context, []string) (*websocket.Conn, error)
+	back              func(context.Context, []string) (*websocket.Conn, error) // the transport it comes back over
 
 	c        *websocket.Conn
 	sent     []string
