@@ -1126,3 +1126,46 @@ func TestH2WebSocketStalledSessionKeepsConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestH2WebSocketWriteTimeout: a client that opens no window for what its
+// session sends (it never sends WINDOW_UPDATE) loses the session after
+// WSWriteTimeout, counted 1008 write-timeout: the write blocked on the
+// window is cut and the stream reset (CANCEL); the connection serves on.
+func TestH2WebSocketWriteTimeout(t *testing.T) {
+	dir := sockDir(t)
+	be := newTestBackend(t, dir, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			io.WriteString(w, "plain")
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		msg := bytes.Repeat([]byte("w"), 16<<10)
+		for range 512 { // 8 MiB, far more than the client's 64 KiB windows
+			if c.Write(context.Background(), websocket.MessageBinary, msg) != nil {
+				return
+			}
+		}
+	})
+	px := startProxy(t, Config{Backends: []string{be.addr}, WSWriteTimeout: 500 * time.Millisecond})
+	r := dialRawH2(t, px.addr)
+	start := time.Now()
+	r.openWS(t, 1, px.addr)
+	if got := r.untilReset(t, 1); got != http2.ErrCodeCancel {
+		t.Errorf("a session whose client opens no window: reset %v; want CANCEL", got)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("the session was cut after %v; want about WSWriteTimeout (0.5 s) and 1 s for the blocked write", d)
+	}
+	series := `zdqueue_ws_closes_total{code="1008",reason="` + wsrelay.ReasonWriteTimeout + `"}`
+	waitFor(t, series+" to be 1", func() bool { return metricValue(t, px.p, series) == 1 })
+	// The connection's window the session used is the client's to give.
+	r.fr.WriteWindowUpdate(0, 1<<20)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, EndStream: true, BlockFragment: r.block(rawGET...)})
+	if got := r.answer(t, 3); got != "200 on 3" {
+		t.Errorf("GET after the cut session: %s", got)
+	}
+}
