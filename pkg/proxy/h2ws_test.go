@@ -492,7 +492,8 @@ func (r *rawH2) openWS(t *testing.T, id uint32, authority string) {
 // PROTOCOL_ERROR; an unknown :protocol is 501 and a wrong
 // Sec-WebSocket-Version 426; DATA after the client's END_STREAM is
 // STREAM_CLOSED; a client's RST_STREAM ends its session as "client gone"
-// and the backend is told. The connection serves on after each.
+// and the backend is told; an unmasked client frame gets Close 1002 and
+// END_STREAM. The connection serves on after each.
 func TestH2ExtendedConnectBadInput(t *testing.T) {
 	dir := sockDir(t)
 	seen := newWSSeen()
@@ -570,9 +571,19 @@ func TestH2ExtendedConnectBadInput(t *testing.T) {
 	r.fr.WriteRSTStream(id, http2.ErrCodeCancel)
 	waitFor(t, "the reset session to end", func() bool { return closesBy(px.p, wsrelay.ReasonClientGone) > before && px.p.ws.Sessions("") == 0 })
 
+	// A client frame that breaks RFC 6455 (unmasked): Close 1002 on the
+	// stream, then END_STREAM.
+	id = 107
+	r.openWS(t, id, a)
+	r.fr.WriteData(id, false, []byte{0x81, 0x02, 'h', 'i'})
+	if p := r.dataOn(t, id); len(p) < 4 || p[0] != 0x88 || binary.BigEndian.Uint16(p[2:]) != 1002 {
+		t.Errorf("an unmasked client frame: % x; want Close 1002", p)
+	}
+	untilEnd(t, r, id)
+
 	// The connection still serves.
-	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 105, EndHeaders: true, EndStream: true, BlockFragment: r.block(rawGET...)})
-	if got := r.answer(t, 105); got != "200 on 105" {
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 109, EndHeaders: true, EndStream: true, BlockFragment: r.block(rawGET...)})
+	if got := r.answer(t, 109); got != "200 on 109" {
 		t.Errorf("GET after the bad input: %s", got)
 	}
 }
