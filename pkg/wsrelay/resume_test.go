@@ -610,3 +610,38 @@ func TestResumeTokenChosen(t *testing.T) {
 	c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(5*time.Second))
 	waitFor(t, "the session to end", 30*time.Second, func() bool { return r.Stats().Sessions == 0 })
 }
+
+// TestPingTimeoutDetachesResumable: a resumable session whose client
+// answers no ping is a drop, not an end: zd-queue closes the stream and
+// the session waits for the client, which comes back and misses nothing.
+func TestPingTimeoutDetachesResumable(t *testing.T) {
+	const pushes = 200
+	pb := startPush(t, pushes, 2*time.Millisecond)
+	r, url := startRelay(t, Config{Dial: pb.dial, ResumeWindow: time.Minute, PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rc := &resumingClient{url: url + "/ws", secret: newSecret()}
+	if _, err := rc.connect(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	pb.onlySession(t)
+	// gorilla answers pings only while it reads: reading nothing, this
+	// client answers none.
+	waitFor(t, "the session to be detached", 30*time.Second, func() bool { return r.Stats().Detached == 1 })
+	for _, cc := range r.Stats().Closes {
+		t.Errorf("a close was counted (%+v); a resumable session's ping timeout is a drop", cc)
+	}
+	old := rc.c
+	if _, err := rc.connect(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	// Reading all along (so answering pings) until every push came.
+	for rc.received < pushes {
+		if err := rc.take(); err != nil {
+			t.Fatalf("after %d: %v", rc.received, err)
+		}
+	}
+	rc.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(5*time.Second))
+	waitFor(t, "the session to end", 30*time.Second, func() bool { return r.Stats().Sessions == 0 })
+}
