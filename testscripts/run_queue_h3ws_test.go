@@ -30,9 +30,18 @@ import (
 // the extended CONNECT to zd-queue's --listen-h3, coder/websocket speaks on
 // the request stream, and numbered messages go out from one goroutine and
 // come back to another, every echo checked. zdctl status counts the
-// sessions as h3.
+// sessions as h3. ZD_SOAK=1 runs 200 sessions through 12 reloads,
+// --exclusive blue-green among them.
 func TestH3WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
-	const clients = 8
+	clients := 8
+	reloads := [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"}, {"--strategy", "blue-green"}}
+	if os.Getenv("ZD_SOAK") == "1" {
+		clients = 200
+		reloads = nil
+		for i := 0; i < 4; i++ {
+			reloads = append(reloads, []string{"--strategy", "rolling"}, []string{"--strategy", "blue-green"}, []string{"--strategy", "blue-green", "--exclusive"})
+		}
+	}
 	cert, key, roots := writeCert(t)
 	r := startZdRun(t, "--workers", "2", "--worker-listen", "unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", "--", "zd-echo")
 	r.waitHealthy()
@@ -118,7 +127,6 @@ func TestH3WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 		out, _, _ := r.zdctl("status")
 		return strings.Contains(out, want)
 	})
-	reloads := [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"}, {"--strategy", "blue-green"}}
 	for i, args := range reloads {
 		_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
 		if code != 0 {
@@ -131,7 +139,7 @@ func TestH3WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 		}
 	}
 	st := queueStatus(t, r)
-	if st.WebSocket.Protocols["h3"] != clients {
+	if st.WebSocket.Protocols["h3"] != int64(clients) {
 		t.Errorf("zd-queue after the reloads: websocket %+v; want %d h3 sessions", st.WebSocket, clients)
 	}
 	close(stop)
