@@ -630,6 +630,28 @@ func checkLiveRecords(t *testing.T, r *zdRun, size liveSize, paused string) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Records != int64(size.pingers) {
 		t.Errorf("zdctl snapshot --filter kind=ws-session,state=active: %s (%v); want %d records", out, err, size.pingers)
 	}
+	// By worker: the paused backend's worker, its sessions and the
+	// requests held for it, as zdctl queue status counts them.
+	var pb *queueapi.BackendStatus
+	qs := queueStatus(t, r)
+	for i := range qs.Backends {
+		if qs.Backends[i].Addr == paused {
+			pb = &qs.Backends[i]
+		}
+	}
+	if pb == nil || pb.PID == 0 {
+		t.Fatalf("zdctl queue status: no worker pid for %s in %+v", paused, qs.Backends)
+	}
+	out, stderr, code = r.zdctl("snapshot", "-o", filepath.Join(r.dir, "worker.zds"), "--filter", fmt.Sprintf("worker=%d", pb.PID), "--json")
+	var byWorker struct {
+		Run   struct{ Records int64 } `json:"zd_run"`
+		Queue queueapi.SnapshotResult `json:"zd_queue"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &byWorker) != nil || byWorker.Run.Records != 1 ||
+		byWorker.Queue.ByKind["ws-session"] != int64(pb.WSSessions) || byWorker.Queue.ByKind["http-request"] != int64(pb.Held) || pb.Held != size.held {
+		t.Errorf("zdctl snapshot --filter worker=%d: exit %d, %s%s; want its worker record, %d ws-session and %d (of %d) http-request",
+			pb.PID, code, out, stderr, pb.WSSessions, pb.Held, size.held)
+	}
 	if _, stderr, code := r.zdctl("snapshot", "--filter", "colour=red"); code != 2 || !strings.Contains(stderr, `filter field "colour"`) {
 		t.Errorf("zdctl snapshot --filter colour=red: exit %d, %q; want 2 and the field named", code, stderr)
 	}
