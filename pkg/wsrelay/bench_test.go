@@ -128,6 +128,11 @@ func sessionCounts(b *testing.B) []int {
 	return []int{1000, most}
 }
 
+// idlePings keeps the relay's keepalive armed (its timer is part of what an
+// idle session costs) without pinging: the idle clients never answer, and
+// a run under load lasts longer than the default 30 s + 15 s.
+const idlePings = time.Hour
+
 type durations struct {
 	mu sync.Mutex
 	d  []time.Duration
@@ -187,7 +192,7 @@ func BenchmarkMoveIdleSessions(b *testing.B) {
 			rt.set(bs[0])
 			var pause, dial durations
 			timing := false
-			cfg := Config{OnMove: pause.add, Dial: func(ctx context.Context) (net.Conn, string, error) {
+			cfg := Config{PingInterval: idlePings, OnMove: pause.add, Dial: func(ctx context.Context) (net.Conn, string, error) {
 				start := time.Now()
 				c, name, err := rt.dial(ctx)
 				if err != nil || !timing {
@@ -243,7 +248,7 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 			bs := remoteEcho(b, "a")
 			rt := &router{}
 			rt.set(bs[0])
-			r, url := startRelay(b, Config{}, rt)
+			r, url := startRelay(b, Config{PingInterval: idlePings}, rt)
 			heap0, stack0, g0 := memNow()
 			startChild(b, "ZD_WSRELAY_CHILD=clients", fmt.Sprintf("ZD_WSRELAY_N=%d", n), "ZD_WSRELAY_URL="+url+"/ws")
 			waitFor(b, "sessions open", 120*time.Second, func() bool { return r.Sessions("") == n })
