@@ -68,7 +68,9 @@ func TestSnapshotLive(t *testing.T) {
 	r := startZdRun(t, "--workers", "2", "--worker-listen", "unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", "--", "zd-echo")
 	r.waitHealthy()
 	admin := filepath.Join(filepath.Dir(r.dir), "admin.sock")
-	qsock := r.startZdQueue("--buffer-time", "300", "--admin", "unix://"+admin)
+	// The idle clients never read, so they answer none of zd-queue's
+	// keepalive pings: a run longer than 30 s + 15 s would lose them.
+	qsock := r.startZdQueue("--buffer-time", "300", "--admin", "unix://"+admin, "--ws-ping-interval", "0")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
