@@ -131,7 +131,10 @@ type benchProxy struct {
 func startH3ProxyB(b *testing.B, backendSock string) *benchProxy {
 	t := &testing.T{}
 	tlsCfg, roots := selfSigned(t)
-	p, err := New(Config{Backends: []string{"unix://" + backendSock}, TLS: tlsCfg})
+	// The idle clients never read, so they would answer no keepalive ping:
+	// the pings are armed (their timer is part of a session's cost) but an
+	// hour away.
+	p, err := New(Config{Backends: []string{"unix://" + backendSock}, TLS: tlsCfg, WSPingInterval: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
