@@ -198,7 +198,12 @@ const (
 	loadMaxRequests = 5_000_000
 )
 
-func startLoad(sock string, n int) *load {
+func startLoad(sock string, n int) *load { return startLoadEvery(sock, n, 0) }
+
+// startLoadEvery is startLoad with each client sending at most one request
+// every interval (0: as fast as it is answered), so the load has a rate
+// and leaves the proxy room: what a measurement of stalls needs.
+func startLoadEvery(sock string, n int, every time.Duration) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), loadMaxTime)
 	l := &load{cancel: cancel}
 	tr := &http.Transport{
@@ -212,7 +217,20 @@ func startLoad(sock string, n int) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			var tick <-chan time.Time
+			if every > 0 {
+				t := time.NewTicker(every)
+				defer t.Stop()
+				tick = t.C
+			}
 			for ctx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick:
+					}
+				}
 				resp, err := client.Get("http://zd/")
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)

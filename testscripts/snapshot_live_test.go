@@ -34,17 +34,18 @@ type liveSize struct {
 	interval time.Duration // between two messages of a pinger
 	held     int           // requests held for a paused backend
 	load     int           // HTTP clients sending requests all along
+	every    time.Duration // between two requests of a load client
 	window   time.Duration // the baseline window measured before the dump
 }
 
 func liveSizeFromEnv(t *testing.T) liveSize {
 	if os.Getenv("ZD_SOAK") == "1" {
-		return liveSize{sessions: 10_000, h2: 5_000, pingers: 20, interval: 5 * time.Millisecond, held: 200, load: 4, window: 3 * time.Second}
+		return liveSize{sessions: 10_000, h2: 5_000, pingers: 20, interval: 5 * time.Millisecond, held: 200, load: 4, every: 5 * time.Millisecond, window: 3 * time.Second}
 	}
 	if testing.Short() {
 		t.Skip("-short: the live snapshot run opens hundreds of sessions")
 	}
-	return liveSize{sessions: 300, h2: 60, pingers: 30, interval: 2 * time.Millisecond, held: 20, load: 8, window: time.Second}
+	return liveSize{sessions: 300, h2: 60, pingers: 30, interval: 2 * time.Millisecond, held: 20, load: 8, every: 5 * time.Millisecond, window: time.Second}
 }
 
 // TestSnapshotLive is issue #12's live-dump acceptance: zd-queue holds
@@ -89,7 +90,7 @@ func TestSnapshotLive(t *testing.T) {
 	if _, stderr, code := r.zdctl("queue", "pause", "--backend", paused); code != 0 {
 		t.Fatalf("zdctl queue pause --backend %s: exit %d: %s", paused, code, stderr)
 	}
-	l := startLoad(qsock, size.load)
+	l := startLoadEvery(qsock, size.load, size.every)
 	held := holdRequests(t, qsock, paused, size.held)
 	waitQueue(t, r, "every request held", time.Minute, func(st queueapi.Status) bool { return st.BufferedRequests == size.held })
 
