@@ -157,7 +157,29 @@ type h2body struct{ st *h2stream }
 
 func (b *h2body) Read(p []byte) (int, error) {
 	st := b.st
+	n, err := st.readData(p)
+	if n > 0 {
+		st.c.giveBack(st, int64(n))
+	}
+	if err == io.EOF {
+		// The trailers go into the request on the handler's goroutine,
+		// the only one that touches its map.
+		st.bmu.Lock()
+		for k, vv := range st.trailerVals {
+			st.req.Trailer[k] = vv
+		}
+		st.trailerVals = nil
+		st.bmu.Unlock()
+	}
+	return n, err
+}
+
+// readData takes what the client sent on st (DATA payload), waiting for
+// it; the caller opens the windows again for what it took. Once all was
+// read it returns the stream's end: io.EOF, or why the stream failed.
+func (st *h2stream) readData(p []byte) (int, error) {
 	st.bmu.Lock()
+	defer st.bmu.Unlock()
 	for len(st.buf) == 0 && st.bodyErr == nil {
 		st.bcond.Wait()
 	}
@@ -167,19 +189,9 @@ func (b *h2body) Read(p []byte) (int, error) {
 		if len(st.buf) == 0 {
 			st.buf = nil
 		}
-		st.bmu.Unlock()
-		st.c.giveBack(st, int64(n))
 		return n, nil
 	}
-	err := st.bodyErr
-	if err == io.EOF && st.trailerVals != nil {
-		for k, vv := range st.trailerVals {
-			st.req.Trailer[k] = vv
-		}
-		st.trailerVals = nil
-	}
-	st.bmu.Unlock()
-	return 0, err
+	return 0, st.bodyErr
 }
 
 func (b *h2body) Close() error { return nil }

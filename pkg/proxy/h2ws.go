@@ -51,27 +51,9 @@ func (p *Proxy) serveExtendedConnect(w http.ResponseWriter, r *http.Request) str
 // handshake is what the request metrics and the access log count; on
 // net/http's servers the handler lives as long as the session.
 func (p *Proxy) serveH2WebSocket(w http.ResponseWriter, r *http.Request) string {
-	if status, err := wsrelay.CheckConnect(r.Header); err != nil {
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		p.m.badInput.WithLabelValues("malformed").Inc()
-		p.plainError(w, status, err.Error())
-		return outcomeBadRequest
-	}
-	if p.stopping.Load() {
-		w.Header().Set("Retry-After", "1")
-		p.plainError(w, http.StatusServiceUnavailable, "zd-queue is stopping")
-		return outcomeShutdown
-	}
-	setForwarded(r)
-	wreq := &wsrelay.Request{Target: r.URL.RequestURI(), Host: r.Host, Header: r.Header, Transport: "h2"}
-	s, resp, err := p.ws.Open(r.Context(), wreq)
-	if err != nil {
-		wsrelay.WriteOpenError(w, err)
-		return outcomeProxied
-	}
-	h := w.Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
+	s, outcome := p.openWebSocket(w, r, "h2")
+	if s == nil {
+		return outcome
 	}
 	w.WriteHeader(http.StatusOK)
 	if hw := fastH2Writer(w); hw != nil {
@@ -82,49 +64,6 @@ func (p *Proxy) serveH2WebSocket(w http.ResponseWriter, r *http.Request) string 
 	defer p.h2ws.remove(s)
 	h2wsNetHTTP(w, r, s)
 	return outcomeProxied
-}
-
-// h2Sessions are the WebSocket sessions on HTTP/2 streams. A connection
-// with one open never goes idle, so a graceful stop would wait out its
-// grace and then cut it: shutdown ends them with Close 1012 first, as
-// HTTP/1.1 and HTTP/3 sessions get.
-type h2Sessions struct {
-	mu     sync.Mutex
-	m      map[*wsrelay.Session]struct{}
-	closed bool
-}
-
-// add tracks s; after shutdown began, s is ended as soon as it runs.
-func (t *h2Sessions) add(s *wsrelay.Session) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		s.Shutdown()
-		return
-	}
-	if t.m == nil {
-		t.m = map[*wsrelay.Session]struct{}{}
-	}
-	t.m[s] = struct{}{}
-}
-
-func (t *h2Sessions) remove(s *wsrelay.Session) {
-	t.mu.Lock()
-	delete(t.m, s)
-	t.mu.Unlock()
-}
-
-// shutdown sends Close 1012 to every session and returns how many; each
-// ends when its client replies or the relay's CloseTimeout passes, and
-// its stream then ends the connection's last work.
-func (t *h2Sessions) shutdown() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.closed = true
-	for s := range t.m {
-		s.Shutdown()
-	}
-	return len(t.m)
 }
 
 // fastH2Writer returns the fast HTTP/2 server's writer under w (the
@@ -185,24 +124,11 @@ func (t *h2ws) run() {
 // Read takes what the client sent, opening the stream's window again (the
 // connection's was opened as the bytes arrived).
 func (t *h2ws) Read(p []byte) (int, error) {
-	st := t.st
-	st.bmu.Lock()
-	for len(st.buf) == 0 && st.bodyErr == nil {
-		st.bcond.Wait()
+	n, err := t.st.readData(p)
+	if n > 0 {
+		t.st.c.giveBackSplit(t.st, int64(n), 0)
 	}
-	if len(st.buf) > 0 && len(p) > 0 {
-		n := copy(p, st.buf)
-		st.buf = st.buf[n:]
-		if len(st.buf) == 0 {
-			st.buf = nil
-		}
-		st.bmu.Unlock()
-		st.c.giveBackSplit(st, int64(n), 0)
-		return n, nil
-	}
-	err := st.bodyErr
-	st.bmu.Unlock()
-	return 0, err
+	return n, err
 }
 
 func (t *h2ws) Write(p []byte) (int, error) {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-
-	"github.com/zdtools/zd/pkg/wsrelay"
 )
 
 // WebSocket over HTTP/3 (RFC 9220): quic-go's HTTP/3 server always
@@ -30,7 +27,7 @@ import (
 //     must not die of that, so the server sends QUIC PINGs (h3KeepAlive);
 //     see h3QUICConfig.
 //   - The HTTP/3 server's graceful stop waits for open streams, then cuts
-//     the connections. Sessions are tracked (h3Sessions) so a stop ends
+//     the connections. Sessions are tracked (wsSessions) so a stop ends
 //     them with a WebSocket Close 1012 first, as HTTP/1.1 sessions get.
 
 // h3KeepAlive is how long an HTTP/3 connection may go without a packet
@@ -76,36 +73,14 @@ func (p *Proxy) serveH3WebSocket(w http.ResponseWriter, r *http.Request) string 
 		p.plainError(w, http.StatusNotImplemented, fmt.Sprintf("extended CONNECT for %q is not served: only websocket (RFC 9220)", r.Proto))
 		return outcomeBadRequest
 	}
-	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
-		// As over HTTP/1.1 and HTTP/2 (RFC 6455 section 4.4).
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		p.plainError(w, http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q: only 13 is spoken", v))
-		return outcomeBadRequest
-	}
-	if p.stopping.Load() {
-		w.Header().Set("Retry-After", "1")
-		p.plainError(w, http.StatusServiceUnavailable, "zd-queue is stopping")
-		return outcomeShutdown
-	}
-	setForwarded(r)
-	req := &wsrelay.Request{Target: r.URL.RequestURI(), Host: r.Host, Header: r.Header, Transport: "h3"}
-	s, resp, err := p.ws.Open(r.Context(), req)
-	if err != nil {
-		wsrelay.WriteOpenError(w, err)
-		var ref *wsrelay.RefusedError
-		if errors.As(err, &ref) {
-			return outcomeProxied
-		}
-		return outcomeNoBackend
-	}
 	hs := h3Streamer(w)
 	if hs == nil {
-		s.Abort()
 		p.plainError(w, http.StatusInternalServerError, "this HTTP/3 stream cannot be taken over")
 		return outcomeBadRequest
 	}
-	for k, vv := range resp.Header {
-		w.Header()[k] = vv
+	s, outcome := p.openWebSocket(w, r, "h3")
+	if s == nil {
+		return outcome
 	}
 	w.WriteHeader(http.StatusOK)
 	str, err := hs.HTTPStream() // sends the 200
@@ -118,13 +93,17 @@ func (p *Proxy) serveH3WebSocket(w http.ResponseWriter, r *http.Request) string 
 		e.h3stream(1, time.Now()) // the connection is active while the session is
 	}
 	st := &h3Stream{str: str}
-	p.h3ws.run(s, func() {
+	// The session runs on a goroutine of its own: the handler returns, so
+	// quic-go frees the request's state.
+	p.h3ws.add(s)
+	go func() {
+		defer p.h3ws.remove(s)
 		s.Run(st, nil)
 		st.finish(h3FinishTimeout)
 		if e != nil {
 			e.h3stream(-1, time.Time{})
 		}
-	})
+	}()
 	return outcomeProxied
 }
 
@@ -139,76 +118,6 @@ func h3Streamer(w http.ResponseWriter) http3.HTTPStreamer {
 			return nil
 		}
 		w = u.Unwrap()
-	}
-}
-
-// h3Sessions are the WebSocket sessions running on HTTP/3 streams, so a
-// graceful stop can close them before the HTTP/3 server cuts their
-// connections.
-type h3Sessions struct {
-	mu     sync.Mutex
-	m      map[*wsrelay.Session]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
-
-// run runs a session's stream on a goroutine of its own (the handler
-// returns, so quic-go frees the request's state); a session that starts
-// after shutdown began is ended at once.
-func (t *h3Sessions) run(s *wsrelay.Session, body func()) {
-	t.mu.Lock()
-	if t.m == nil {
-		t.m = map[*wsrelay.Session]struct{}{}
-	}
-	t.m[s] = struct{}{}
-	closed := t.closed
-	t.wg.Add(1)
-	t.mu.Unlock()
-	if closed {
-		s.Shutdown()
-	}
-	go func() {
-		defer t.wg.Done()
-		body()
-		t.mu.Lock()
-		delete(t.m, s)
-		t.mu.Unlock()
-	}()
-}
-
-// shutdown sends Close 1012 to every session and waits until they ended
-// (their clients replied, or the relay's CloseTimeout passed) or ctx ends;
-// it returns how many were closed and how many were still open at the end.
-func (t *h3Sessions) shutdown(ctx context.Context) (closed, left int) {
-	t.mu.Lock()
-	t.closed = true
-	for s := range t.m {
-		s.Shutdown()
-	}
-	closed = len(t.m)
-	t.mu.Unlock()
-	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return closed, 0
-	case <-ctx.Done():
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		return closed, len(t.m)
-	}
-}
-
-// wait waits for the sessions' goroutines, at most d; it reports whether
-// they all ended.
-func (t *h3Sessions) wait(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
 	}
 }
 

@@ -33,8 +33,8 @@ type Proxy struct {
 	activeConns atomic.Int64
 	conns       connRegistry // every client connection (registry.go)
 	h3conns     atomic.Int64 // HTTP/3 connections registered (h3ConnContext)
-	h3ws        h3Sessions   // WebSocket sessions on HTTP/3 streams
-	h2ws        h2Sessions   // WebSocket sessions on HTTP/2 streams
+	h3ws        wsSessions   // WebSocket sessions on HTTP/3 streams
+	h2ws        wsSessions   // WebSocket sessions on HTTP/2 streams
 	inflight    atomic.Int64
 	heldSeq     atomic.Uint64 // numbers held requests, for snapshots (snapshot.go)
 	altSvc      atomic.Pointer[string]
@@ -107,9 +107,11 @@ func (p *Proxy) Close() error {
 		p.log.Warn("WebSocket sessions did not all close", "err", err)
 	}
 	cancel()
-	if !p.h3ws.wait(h3FinishTimeout + time.Second) {
-		p.log.Warn("HTTP/3 WebSocket streams still open after their sessions ended")
+	ctx, cancel = context.WithTimeout(context.Background(), h3FinishTimeout+time.Second)
+	if left := p.h3ws.wait(ctx); left > 0 {
+		p.log.Warn("HTTP/3 WebSocket streams still open after their sessions ended", "count", left)
 	}
+	cancel()
 	p.cancel()
 	p.wg.Wait()
 	p.rt.close()

@@ -192,7 +192,8 @@ func (p *Proxy) shutdown(srv *http.Server, h3 *http3.Server, fast *fastServer, l
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			if n, left := p.h3ws.shutdown(sctx); n > 0 {
+			n := p.h3ws.shutdown()
+			if left := p.h3ws.wait(sctx); n > 0 {
 				p.log.Info("stopping: closed HTTP/3 WebSocket sessions with 1012", "count", n, "still_open", left)
 			}
 		}()
