@@ -16,17 +16,16 @@ package h2wsclient
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
+
+	"github.com/zdtools/zd/internal/wsconnect"
 )
 
 // Options tune Dial.
@@ -43,15 +42,7 @@ type Options struct {
 }
 
 // StatusError is a server's answer other than 200 to the extended CONNECT.
-type StatusError struct {
-	Status int
-	Header http.Header
-	Body   string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("extended CONNECT answered %d: %s", e.Status, strings.TrimSpace(e.Body))
-}
+type StatusError = wsconnect.StatusError
 
 // Conn is a WebSocket over a stream of its own HTTP/2 connection.
 type Conn struct {
@@ -133,11 +124,7 @@ type roundTripper struct {
 }
 
 func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	h := req.Header.Clone()
-	key := h.Get("Sec-WebSocket-Key")
-	for _, k := range []string{"Connection", "Upgrade", "Sec-Websocket-Key"} {
-		h.Del(k)
-	}
+	h, key := wsconnect.Header(req)
 	h[":protocol"] = []string{"websocket"}
 	pr, pw := io.Pipe()
 	creq, err := http.NewRequestWithContext(req.Context(), http.MethodConnect, req.URL.String(), pr)
@@ -151,29 +138,13 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("send the extended CONNECT: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.refused = wsconnect.Refused(req, resp)
 		resp.Body.Close()
 		pw.Close()
-		t.refused = fmt.Errorf("%s: %w", req.URL.Path, &StatusError{Status: resp.StatusCode, Header: resp.Header, Body: string(b)})
 		return nil, t.refused
 	}
 	t.resp = resp
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	hdr := http.Header{
-		"Upgrade":              {"websocket"},
-		"Connection":           {"Upgrade"},
-		"Sec-Websocket-Accept": {base64.StdEncoding.EncodeToString(sum[:])},
-	}
-	for _, k := range []string{"Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
-		if v := resp.Header.Get(k); v != "" {
-			hdr.Set(k, v)
-		}
-	}
-	return &http.Response{
-		Status: "101 Switching Protocols", StatusCode: http.StatusSwitchingProtocols,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Body: &stream{r: resp.Body, w: pw}, Request: req,
-	}, nil
+	return wsconnect.Switching(req, key, resp, &stream{r: resp.Body, w: pw}), nil
 }
 
 // stream is the HTTP/2 stream as the 101's body: reads from the response

@@ -12,18 +12,17 @@ package h3wsclient
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/zdtools/zd/internal/wsconnect"
 )
 
 // Options tune Dial.
@@ -36,15 +35,7 @@ type Options struct {
 }
 
 // StatusError is a server's answer other than 200 to the extended CONNECT.
-type StatusError struct {
-	Status int
-	Header http.Header
-	Body   string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("extended CONNECT answered %d: %s", e.Status, strings.TrimSpace(e.Body))
-}
+type StatusError = wsconnect.StatusError
 
 // Conn is a WebSocket over its own QUIC connection.
 type Conn struct {
@@ -137,11 +128,7 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open a request stream: %w", err)
 	}
-	h := req.Header.Clone()
-	key := h.Get("Sec-WebSocket-Key")
-	for _, k := range []string{"Connection", "Upgrade", "Sec-Websocket-Key"} {
-		h.Del(k)
-	}
+	h, key := wsconnect.Header(req)
 	u := *req.URL
 	u.Scheme = "https"
 	creq := &http.Request{Method: http.MethodConnect, Proto: "websocket", URL: &u, Host: u.Host, Header: h}
@@ -155,28 +142,12 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("read the answer to the extended CONNECT: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		t.refused = wsconnect.Refused(req, resp)
 		rs.Close()
-		t.refused = fmt.Errorf("%s: %w", req.URL.Path, &StatusError{Status: resp.StatusCode, Header: resp.Header, Body: string(b)})
 		return nil, t.refused
 	}
 	t.resp = resp
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	hdr := http.Header{
-		"Upgrade":              {"websocket"},
-		"Connection":           {"Upgrade"},
-		"Sec-Websocket-Accept": {base64.StdEncoding.EncodeToString(sum[:])},
-	}
-	for _, k := range []string{"Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
-		if v := resp.Header.Get(k); v != "" {
-			hdr.Set(k, v)
-		}
-	}
-	return &http.Response{
-		Status: "101 Switching Protocols", StatusCode: http.StatusSwitchingProtocols,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: hdr, Body: &stream{rs}, Request: req,
-	}, nil
+	return wsconnect.Switching(req, key, resp, &stream{rs}), nil
 }
 
 // stream is the request stream as the 101's body: coder/websocket reads
