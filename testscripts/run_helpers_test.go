@@ -164,6 +164,23 @@ func (r *zdRun) startZdQueue(extra ...string) string {
 	}
 }
 
+// queueReloads are the reloads the zd-queue tests put traffic and sessions
+// through: both strategies, and blue-green with the old generation stopped
+// before the new one starts (--exclusive: a while with no backend).
+var queueReloads = [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"},
+	{"--strategy", "blue-green", "--exclusive"}, {"--strategy", "blue-green"}}
+
+// reload runs zdctl reload with args; a failed reload ends the test. It
+// returns zdctl's stderr (its step lines).
+func (r *zdRun) reload(args ...string) string {
+	r.t.Helper()
+	_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
+	if code != 0 {
+		r.t.Fatalf("zdctl reload %v: exit %d: %s", args, code, stderr)
+	}
+	return stderr
+}
+
 func (r *zdRun) zdctl(args ...string) (string, string, int) {
 	r.t.Helper()
 	cmd := exec.Command("zdctl", append([]string{"--state-dir", r.dir}, args...)...)

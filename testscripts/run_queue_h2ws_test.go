@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -76,17 +75,12 @@ func TestH2WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 			}
 		}()
 	}
-	out, _ := exec.Command("zdctl", "--state-dir", r.dir, "queue", "status").CombinedOutput()
-	if line := firstLine(string(out), "websocket: "); !strings.Contains(line, fmt.Sprintf("h2 %d", clients)) {
+	out, _, _ := r.zdctl("queue", "status")
+	if line := firstLine(out, "websocket: "); !strings.Contains(line, fmt.Sprintf("h2 %d", clients)) {
 		t.Errorf("zdctl queue status: %q; want the %d sessions counted as h2\n%s", line, clients, out)
 	}
-	reloads := [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"},
-		{"--strategy", "blue-green", "--exclusive"}, {"--strategy", "blue-green"}}
-	for i, args := range reloads {
-		_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
-		if code != 0 {
-			t.Fatalf("reload %d %v: exit %d: %s", i, args, code, stderr)
-		}
+	for _, args := range queueReloads {
+		r.reload(args...)
 	}
 	close(stop)
 	wg.Wait()
@@ -97,18 +91,18 @@ func TestH2WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 		}
 		total += counts[i]
 	}
-	out, _ = exec.Command("zdctl", "--state-dir", r.dir, "queue", "status").CombinedOutput()
-	line := firstLine(string(out), "websocket: ")
+	out, _, _ = r.zdctl("queue", "status")
+	line := firstLine(out, "websocket: ")
 	moved := -1
 	if _, rest, ok := strings.Cut(line, "moved "); ok {
 		fmt.Sscanf(rest, "%d", &moved)
 	}
 	// Every reload replaces both workers, and so the backend of about every
 	// session (24 to 26 moves seen in runs of 5 sessions x 5 reloads).
-	if want := clients * len(reloads) / 2; moved < want {
-		t.Errorf("zdctl queue status: %q; want at least %d moves (%d sessions, %d reloads)", line, want, clients, len(reloads))
+	if want := clients * len(queueReloads) / 2; moved < want {
+		t.Errorf("zdctl queue status: %q; want at least %d moves (%d sessions, %d reloads)", line, want, clients, len(queueReloads))
 	}
-	t.Logf("%d h2 sessions, %d echoes checked through %d reloads; %s", clients, total, len(reloads), line)
+	t.Logf("%d h2 sessions, %d echoes checked through %d reloads; %s", clients, total, len(queueReloads), line)
 }
 
 // h2wsConn is one RFC 8441 WebSocket: what the client writes and the

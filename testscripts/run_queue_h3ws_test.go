@@ -128,10 +128,7 @@ func TestH3WebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 		return strings.Contains(out, want)
 	})
 	for i, args := range reloads {
-		_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
-		if code != 0 {
-			t.Fatalf("reload %d %v: exit %d: %s", i, args, code, stderr)
-		}
+		r.reload(args...)
 		for j := range conns {
 			if err := endedErr(j); err != nil {
 				t.Fatalf("client %d ended during reload %d %v: %v", j, i, args, err)

@@ -36,12 +36,8 @@ func TestRunBehindZdQueue(t *testing.T) {
 	}
 	qsock := r.startZdQueue()
 	l := startLoad(qsock, 8)
-	for i, args := range [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"},
-		{"--strategy", "blue-green", "--exclusive"}, {"--strategy", "blue-green"}} {
-		_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
-		if code != 0 {
-			t.Fatalf("reload %d %v: exit %d: %s", i, args, code, stderr)
-		}
+	for i, args := range queueReloads {
+		stderr := r.reload(args...)
 		if !strings.Contains(stderr, "zd-queue: draining backend unix://") && !strings.Contains(stderr, "zd-queue: pause") {
 			t.Errorf("reload %d %v did not go through zd-queue:\n%s", i, args, stderr)
 		}

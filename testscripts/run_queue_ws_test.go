@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -67,13 +66,8 @@ func TestWebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 			}
 		}()
 	}
-	reloads := [][]string{{"--strategy", "rolling"}, {"--strategy", "blue-green"}, {"--strategy", "rolling"},
-		{"--strategy", "blue-green", "--exclusive"}, {"--strategy", "blue-green"}}
-	for i, args := range reloads {
-		_, stderr, code := r.zdctl(append([]string{"reload"}, args...)...)
-		if code != 0 {
-			t.Fatalf("reload %d %v: exit %d: %s", i, args, code, stderr)
-		}
+	for _, args := range queueReloads {
+		r.reload(args...)
 	}
 	close(stop)
 	wg.Wait()
@@ -84,11 +78,11 @@ func TestWebSocketAcrossReloadsBehindZdQueue(t *testing.T) {
 		}
 		total += counts[i]
 	}
-	out, _ := exec.Command("zdctl", "--state-dir", r.dir, "queue", "status").CombinedOutput()
-	if !strings.Contains(string(out), "websocket: ") {
+	out, _, _ := r.zdctl("queue", "status")
+	if !strings.Contains(out, "websocket: ") {
 		t.Errorf("zdctl queue status shows no websocket line:\n%s", out)
 	}
-	t.Logf("%d sessions, %d echoes checked through %d reloads; %s", clients, total, len(reloads), firstLine(string(out), "websocket: "))
+	t.Logf("%d sessions, %d echoes checked through %d reloads; %s", clients, total, len(queueReloads), firstLine(out, "websocket: "))
 }
 
 func firstLine(s, prefix string) string {

@@ -837,31 +837,11 @@ func TestH2WebSocketNode(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "h2client.js"), base+"/ws", fmt.Sprint(clients), fmt.Sprint(messages))
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			var werr error
-			ended := false
-			poll := func(cond func() bool) func() bool {
-				return func() bool {
-					select {
-					case werr = <-exited:
-						ended = true
-						return true
-					default:
-					}
-					return cond()
-				}
-			}
-			waitFor(t, "node's sessions", poll(func() bool { return px.Status().WebSocket.Protocols["h2"] == int64(clients) }))
+			js := startScript(t, ctx, node, filepath.Join(dir, "h2client.js"), base+"/ws", fmt.Sprint(clients), fmt.Sprint(messages))
+			waitFor(t, "node's sessions", js.poll(func() bool { return px.Status().WebSocket.Protocols["h2"] == int64(clients) }))
 			cur, other := a, b
 			drains := 0
-			for !ended {
+			for !js.ended {
 				if err := px.Resume(other.addr); err != nil {
 					t.Fatal(err)
 				}
@@ -872,19 +852,19 @@ func TestH2WebSocketNode(t *testing.T) {
 				cur, other = other, cur
 				// Some messages on each backend before the next drain.
 				before := px.ws.Stats().MessagesToBackend
-				waitFor(t, "messages between drains", poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+300 }))
+				waitFor(t, "messages between drains", js.poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+300 }))
 			}
 			var res struct {
 				Clients, Messages, OK, Mismatched int
 				Closes, Protocols, Extensions     map[string]int
 				Errors                            []string
 			}
-			if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-				t.Fatalf("node client: %v; output %q, stderr %q (exit %v)", err, out.String(), errb.String(), werr)
+			if err := json.Unmarshal(js.out.Bytes(), &res); err != nil {
+				t.Fatalf("node client: %v; output %q, stderr %q (exit %v)", err, js.out.String(), js.errb.String(), js.err)
 			}
-			if werr != nil || res.OK != clients || res.Mismatched != 0 {
+			if js.err != nil || res.OK != clients || res.Mismatched != 0 {
 				t.Fatalf("node client: %d/%d sessions ok, %d mismatched, closes %v, errors %v (exit %v, stderr %q)",
-					res.OK, clients, res.Mismatched, res.Closes, res.Errors, werr, errb.String())
+					res.OK, clients, res.Mismatched, res.Closes, res.Errors, js.err, js.errb.String())
 			}
 			if res.Protocols["chat"] != clients {
 				t.Errorf("subprotocols the clients got: %v; want chat (the backend's choice) for all", res.Protocols)
@@ -984,30 +964,10 @@ func TestH2WebSocketChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "chromium.js"), "https://"+addr+"/", exe, "120000")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var werr error
-	ended := false
-	poll := func(cond func() bool) func() bool {
-		return func() bool {
-			select {
-			case werr = <-exited:
-				ended = true
-				return true
-			default:
-			}
-			return cond()
-		}
-	}
+	js := startScript(t, ctx, node, filepath.Join(dir, "chromium.js"), "https://"+addr+"/", exe, "120000")
 	// The page's session, seen from zd-queue: transport h2.
-	waitFor(t, "Chromium's WebSocket session", poll(func() bool { return px.ws.Sessions("") == 1 }))
-	if got := px.Status().WebSocket.Protocols; !ended && got["h2"] != 1 {
+	waitFor(t, "Chromium's WebSocket session", js.poll(func() bool { return px.ws.Sessions("") == 1 }))
+	if got := px.Status().WebSocket.Protocols; !js.ended && got["h2"] != 1 {
 		t.Errorf("Chromium's session counts as %v; want h2 (RFC 8441 on the page's connection)", got)
 	}
 	// Both backends were routable when the page opened its session, so it
@@ -1018,10 +978,10 @@ func TestH2WebSocketChromium(t *testing.T) {
 	}
 	cur, other := a, b
 	drains := 0
-	for ; drains < 6 && !ended; drains++ {
+	for ; drains < 6 && !js.ended; drains++ {
 		before := px.ws.Stats().MessagesToBackend
-		waitFor(t, "messages between drains", poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+30 }))
-		if ended {
+		waitFor(t, "messages between drains", js.poll(func() bool { return px.ws.Stats().MessagesToBackend >= before+30 }))
+		if js.ended {
 			break
 		}
 		if err := px.Resume(other.addr); err != nil {
@@ -1033,9 +993,7 @@ func TestH2WebSocketChromium(t *testing.T) {
 		cur, other = other, cur
 	}
 	stop.Store(true)
-	if !ended {
-		werr = within(t, exited, 140*time.Second, "chromium.js did not end")
-	}
+	js.wait(t, 140*time.Second)
 	var res struct {
 		Status               int
 		PageProtocol         string
@@ -1043,8 +1001,8 @@ func TestH2WebSocketChromium(t *testing.T) {
 		Bad, Protocol, Error string
 		Extensions           string
 	}
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil || werr != nil || res.Error != "" {
-		t.Fatalf("chromium.js: %v, %+v (exit %v); output %q, stderr %q", err, res, werr, out.String(), errb.String())
+	if err := json.Unmarshal(js.out.Bytes(), &res); err != nil || js.err != nil || res.Error != "" {
+		t.Fatalf("chromium.js: %v, %+v (exit %v); output %q, stderr %q", err, res, js.err, js.out.String(), js.errb.String())
 	}
 	if res.PageProtocol != "h2" {
 		t.Errorf("the page came over %q; want h2", res.PageProtocol)
@@ -1178,5 +1136,54 @@ func TestH2WebSocketWriteTimeout(t *testing.T) {
 	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, EndStream: true, BlockFragment: r.block(rawGET...)})
 	if got := r.answer(t, 3); got != "200 on 3" {
 		t.Errorf("GET after the cut session: %s", got)
+	}
+}
+
+// script is a program (a Node script) running beside a test, which drives
+// zd-queue meanwhile: its output, and whether and how it ended.
+type script struct {
+	name      string
+	out, errb bytes.Buffer
+	exited    chan error
+	ended     bool  // it ended (seen by poll or wait)
+	err       error // how: its exit error
+}
+
+// startScript starts prog with args under ctx.
+func startScript(t *testing.T, ctx context.Context, prog string, args ...string) *script {
+	t.Helper()
+	js := &script{name: filepath.Base(args[0]), exited: make(chan error, 1)}
+	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Stdout, cmd.Stderr = &js.out, &js.errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { js.exited <- cmd.Wait() }()
+	return js
+}
+
+// poll wraps cond for waitFor so that the wait also ends when the script
+// does (ended then says so).
+func (js *script) poll(cond func() bool) func() bool {
+	return func() bool {
+		if js.ended {
+			return true
+		}
+		select {
+		case js.err = <-js.exited:
+			js.ended = true
+			return true
+		default:
+		}
+		return cond()
+	}
+}
+
+// wait waits, at most d, for the script to end.
+func (js *script) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	if !js.ended {
+		js.err = within(t, js.exited, d, js.name+" did not end")
+		js.ended = true
 	}
 }
