@@ -487,19 +487,7 @@ func TestH3ExtendedConnectBadInput(t *testing.T) {
 	// A client that breaks RFC 6455 on the stream (an unmasked frame) gets
 	// Close 1002 and then the stream's end (a FIN, not a reset), as an
 	// HTTP/1.1 client gets Close and a half-close.
-	rs, err := cc.OpenRequestStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+hp.udp+"/ws", nil)
-	req.Proto = "websocket"
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	if err := rs.SendRequestHeader(req); err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := rs.ReadResponse(); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("extended CONNECT: %v, %v; want 200", resp, err)
-	}
+	rs := rawH3WebSocket(t, ctx, cc, hp.udp)
 	if _, err := rs.Write([]byte{0x81, 0x02, 'h', 'i'}); err != nil {
 		t.Fatal(err)
 	}
@@ -607,19 +595,7 @@ func TestH3WebSocketClientThatDoesNotRead(t *testing.T) {
 	}
 	defer qc.CloseWithError(0, "")
 	cc := h3wsclient.NewClientConn(qc).HTTP3()
-	rs, err := cc.OpenRequestStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+hp.udp+"/ws", nil)
-	req.Proto = "websocket"
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	if err := rs.SendRequestHeader(req); err != nil {
-		t.Fatal(err)
-	}
-	if resp, err := rs.ReadResponse(); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("extended CONNECT: %v, %v; want 200", resp, err)
-	}
+	rs := rawH3WebSocket(t, ctx, cc, hp.udp)
 	// Binary frames of 16 KiB, masked with a zero key, echoed by the
 	// backend and never read here.
 	frame := append([]byte{0x82, 0x80 | 126, 0x40, 0x00, 0, 0, 0, 0}, make([]byte, 16<<10)...)
@@ -639,4 +615,25 @@ func TestH3WebSocketClientThatDoesNotRead(t *testing.T) {
 	})
 	qc.CloseWithError(0, "")
 	t.Logf("client wrote %d frames of 16 KiB", <-wrote)
+}
+
+// rawH3WebSocket opens a WebSocket to /ws on a request stream of cc by
+// hand (an extended CONNECT answered 200), so a test can write any bytes
+// on it, RFC 6455 or not.
+func rawH3WebSocket(t *testing.T, ctx context.Context, cc *http3.ClientConn, addr string) *http3.RequestStream {
+	t.Helper()
+	rs, err := cc.OpenRequestStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodConnect, "https://"+addr+"/ws", nil)
+	req.Proto = "websocket"
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if err := rs.SendRequestHeader(req); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := rs.ReadResponse(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT: %v, %v; want 200", resp, err)
+	}
+	return rs
 }
