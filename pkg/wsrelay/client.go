@@ -153,6 +153,17 @@ func (s *Session) clientClosed(payload []byte) {
 		return
 	}
 	s.mu.Lock()
+	// A Close that comes while the session moves waits for the move to
+	// end (the mover is bounded by ReattachTimeout): the messages the
+	// client sent before it are held, and go to the new backend first;
+	// then the Close goes there as on an attached session. If no backend
+	// takes the session, the client has been sent 1012 already.
+	for s.state.Load() == stMoving && s.moveDone != nil {
+		done := s.moveDone
+		s.mu.Unlock()
+		<-done
+		s.mu.Lock()
+	}
 	prev := s.state.Load()
 	s.toClosing()
 	b := s.b

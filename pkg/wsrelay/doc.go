@@ -37,9 +37,15 @@
 // to DialJitter) with the resume fields; the held messages are written;
 // the session carries on. Drain moves 8 sessions a core at a time (at most
 // 2×MaxDials), without the jitter, so a session's messages are held for its
-// own move only, not while thousands of others wait for a dial. Any other Close code of a backend goes to the
-// client as it is. Pings are answered per hop: the relay answers the
-// client's and the backend's pings itself.
+// own move only, not while thousands of others wait for a dial. Any other
+// Close code of a backend goes to the client as it is. Pings are answered
+// per hop: the relay answers the client's and the backend's pings itself.
+//
+// A client's Close while its session moves waits for the move: what the
+// client sent before it goes to the new backend, then its Close, and the
+// client gets the backend's last messages and then its Close answered
+// with its own code, as on an attached session. If no backend takes the
+// session, the answer is 1012: its held messages went nowhere.
 //
 // # Bounds and the codes clients get
 //

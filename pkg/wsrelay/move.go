@@ -31,6 +31,7 @@ func (s *Session) startMoveLocked(gone bool) <-chan struct{} {
 	s.moveCancel = cancel
 	old := s.b
 	done := make(chan struct{})
+	s.moveDone = done
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

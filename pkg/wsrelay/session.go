@@ -37,9 +37,10 @@ type Session struct {
 	resume     int
 	held       *[]byte // client→backend frames held while moving, encoded
 	moveCancel context.CancelFunc
-	wg         sync.WaitGroup // backend loops and movers
-	ended      bool           // the end was counted
-	closeTimer *time.Timer    // closes the client stream when no Close reply comes
+	moveDone   <-chan struct{} // closed when the current (or last) mover ends
+	wg         sync.WaitGroup  // backend loops and movers
+	ended      bool            // the end was counted
+	closeTimer *time.Timer     // closes the client stream when no Close reply comes
 	// The client closed: its Close reply (replyCode) goes once the backend's
 	// remaining messages and its Close reply were forwarded.
 	replyPending atomic.Bool
