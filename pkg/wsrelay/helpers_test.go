@@ -83,10 +83,12 @@ func (b *echoBackend) serve(w http.ResponseWriter, r *http.Request) {
 			c.Close(4001, "asked to")
 			return
 		}
+		// Counted before the write, so a client that has its echo sees
+		// the count include it.
+		b.echoed.Add(1)
 		if err := c.Write(ctx, typ, data); err != nil {
 			return
 		}
-		b.echoed.Add(1)
 	}
 }
 
