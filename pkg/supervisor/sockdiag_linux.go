@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -34,17 +35,39 @@ const (
 )
 
 // listenKeys are what identifies connections accepted on the listeners:
-// TCP ports (an accepted socket has the listener's port as its local port)
-// and unix socket names (an accepted unix socket shares its listener's name).
+// TCP ports and addresses (an accepted socket has the listener's port as
+// its local port, and its address unless the listener is bound to a
+// wildcard) and unix socket names (an accepted unix socket shares its
+// listener's name). The port alone is not enough: another service may
+// listen on the same port at another address (::1 beside 127.0.0.1).
 type listenKeys struct {
 	tcpPorts  map[uint16]bool
+	tcpAddrs  map[uint16][]netip.Addr // per port, the listeners' addresses (unmapped)
 	unixNames map[string]bool
+}
+
+func (k *listenKeys) addTCP(ip []byte, port int) {
+	a, _ := netip.AddrFromSlice(ip)
+	k.tcpPorts[uint16(port)] = true
+	k.tcpAddrs[uint16(port)] = append(k.tcpAddrs[uint16(port)], a.Unmap())
+}
+
+// tcpMatch says whether a connection with this local address and port was
+// accepted on one of the listeners.
+func (k *listenKeys) tcpMatch(local netip.Addr, port uint16) bool {
+	local = local.Unmap()
+	for _, a := range k.tcpAddrs[port] {
+		if a.IsUnspecified() || a == local {
+			return true
+		}
+	}
+	return false
 }
 
 // keysOf reads the listeners' own addresses (getsockname, through
 // SyscallConn so that the sockets' blocking mode is left alone).
 func keysOf(ls []Listener) listenKeys {
-	k := listenKeys{tcpPorts: map[uint16]bool{}, unixNames: map[string]bool{}}
+	k := listenKeys{tcpPorts: map[uint16]bool{}, tcpAddrs: map[uint16][]netip.Addr{}, unixNames: map[string]bool{}}
 	for _, l := range ls {
 		if l.File == nil {
 			continue
@@ -67,11 +90,11 @@ func keysOf(ls []Listener) listenKeys {
 		switch a := sa.(type) {
 		case *unix.SockaddrInet4:
 			if typ == unix.SOCK_STREAM {
-				k.tcpPorts[uint16(a.Port)] = true
+				k.addTCP(a.Addr[:], a.Port)
 			}
 		case *unix.SockaddrInet6:
 			if typ == unix.SOCK_STREAM {
-				k.tcpPorts[uint16(a.Port)] = true
+				k.addTCP(a.Addr[:], a.Port)
 			}
 		case *unix.SockaddrUnix:
 			if a.Name != "" {
@@ -88,7 +111,7 @@ func countConnections(k listenKeys) (int, error) {
 	n := 0
 	if len(k.tcpPorts) > 0 {
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-			c, err := countInet(family, k.tcpPorts)
+			c, err := countInet(family, k)
 			if err != nil {
 				return 0, err
 			}
@@ -105,17 +128,24 @@ func countConnections(k listenKeys) (int, error) {
 	return n, nil
 }
 
-func countInet(family uint8, ports map[uint16]bool) (int, error) {
+func countInet(family uint8, k listenKeys) (int, error) {
 	n := 0
 	each := func(msg []byte) {
 		if len(msg) < sizeofInetDiagMsg {
 			return
 		}
-		if ports[binary.BigEndian.Uint16(msg[4:6])] { // sport, network order
+		// inet_diag_sockid after 4 bytes: sport, dport (network order),
+		// src[16], dst[16]; an IPv4 address is src's first 4 bytes.
+		src := msg[8:24]
+		if msg[0] == unix.AF_INET {
+			src = src[:4]
+		}
+		local, _ := netip.AddrFromSlice(src)
+		if k.tcpMatch(local, binary.BigEndian.Uint16(msg[4:6])) {
 			n++
 		}
 	}
-	err := sockDiagDump(inetRequest(family, portFilter(ports)), each)
+	err := sockDiagDump(inetRequest(family, portFilter(k.tcpPorts)), each)
 	if errors.Is(err, unix.EINVAL) {
 		// A kernel that refuses the filter: filter here only.
 		n = 0

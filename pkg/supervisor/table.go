@@ -2,7 +2,9 @@ package supervisor
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -291,18 +293,15 @@ func (s *Supervisor) activeConnections() int {
 		return n
 	}
 	s.log.Debug("counting connections through sock_diag", "err", err)
-	return procNetCount(k.tcpPorts)
+	return procNetCount(k)
 }
 
-// procNetCount counts ESTABLISHED TCP connections with a local port in
-// ports by reading /proc/net/tcp and /proc/net/tcp6 (slow under load).
-func procNetCount(ports map[uint16]bool) int {
-	if len(ports) == 0 {
+// procNetCount counts ESTABLISHED TCP connections accepted on the
+// listeners k describes by reading /proc/net/tcp and /proc/net/tcp6 (slow
+// under load).
+func procNetCount(k listenKeys) int {
+	if len(k.tcpPorts) == 0 {
 		return 0
-	}
-	hex := map[string]bool{}
-	for p := range ports {
-		hex[fmt.Sprintf("%04X", p)] = true
 	}
 	n := 0
 	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
@@ -316,11 +315,37 @@ func procNetCount(ports map[uint16]bool) int {
 			if len(fields) < 4 || fields[3] != "01" { // 01 = ESTABLISHED
 				continue
 			}
-			if i := strings.LastIndexByte(fields[1], ':'); i >= 0 && hex[fields[1][i+1:]] {
+			if local, port, ok := parseProcNetAddr(fields[1]); ok && k.tcpMatch(local, port) {
 				n++
 			}
 		}
 		f.Close()
 	}
 	return n
+}
+
+// parseProcNetAddr reads a local_address of /proc/net/tcp{,6}: the address
+// in hex as 32-bit words in the kernel's byte order (this machine's), a
+// colon, the port in hex.
+func parseProcNetAddr(f string) (netip.Addr, uint16, bool) {
+	h, p, ok := strings.Cut(f, ":")
+	if !ok || (len(h) != 8 && len(h) != 32) {
+		return netip.Addr{}, 0, false
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return netip.Addr{}, 0, false
+	}
+	var ip [16]byte
+	for w := 0; w < len(h)/8; w++ {
+		v, err := strconv.ParseUint(h[w*8:w*8+8], 16, 32)
+		if err != nil {
+			return netip.Addr{}, 0, false
+		}
+		binary.NativeEndian.PutUint32(ip[w*4:], uint32(v))
+	}
+	if len(h) == 8 {
+		return netip.AddrFrom4([4]byte(ip[:4])), uint16(port), true
+	}
+	return netip.AddrFrom16(ip), uint16(port), true
 }
