@@ -581,8 +581,10 @@ func checkLiveRecords(t *testing.T, r *zdRun, size liveSize, paused string) {
 			if rec["protocol"] == "ws-h2" {
 				h2++
 			}
-			if (rec["protocol"] != "ws" && rec["protocol"] != "ws-h2") || rec["method"] != "GET" || !strings.HasPrefix(fmt.Sprint(rec["target"]), "/ws?n=") || header(rec, "Cookie") != "[redacted]" {
-				t.Fatalf("ws-session record %v; want protocol ws or ws-h2, GET /ws?n=..., Cookie redacted", rec)
+			// The clients dial zd-queue's unix socket: their address is "@".
+			if (rec["protocol"] != "ws" && rec["protocol"] != "ws-h2") || rec["method"] != "GET" || !strings.HasPrefix(fmt.Sprint(rec["target"]), "/ws?n=") ||
+				header(rec, "Cookie") != "[redacted]" || rec["remote"] != "@" {
+				t.Fatalf("ws-session record %v; want protocol ws or ws-h2, GET /ws?n=..., Cookie redacted, remote @", rec)
 			}
 			if n, _ := rec["msgs_in"].(float64); n > 0 {
 				pingers++
@@ -596,6 +598,21 @@ func checkLiveRecords(t *testing.T, r *zdRun, size liveSize, paused string) {
 				!strings.HasPrefix(fmt.Sprint(rec["target"]), "/held/") || rec["priority"] != float64(3) || rec["body"] == nil {
 				t.Fatalf("http-request record %v; want held POST /held/... for %s, priority 3, a body, Authorization redacted", rec, paused)
 			}
+		}
+	}
+	// zd-snapshot inspect lists the sessions with their client's address.
+	var list bytes.Buffer
+	cmd := exec.Command("zd-snapshot", "inspect", "--json", "--filter", "kind=ws-session", "--limit", "3", filepath.Join(r.dir, "live.zds"))
+	cmd.Stdout, cmd.Stderr = &list, &list
+	var listed struct {
+		First []struct{ Kind, Remote string }
+	}
+	if err := cmd.Run(); err != nil || json.Unmarshal(list.Bytes(), &listed) != nil || len(listed.First) != 3 {
+		t.Errorf("zd-snapshot inspect --filter kind=ws-session --limit 3: %v: %s; want 3 sessions listed", err, list.String())
+	}
+	for _, l := range listed.First {
+		if l.Kind != "ws-session" || l.Remote != "@" {
+			t.Errorf("zd-snapshot inspect lists %+v; want a ws-session from @", l)
 		}
 	}
 	if pingers != size.pingers || held != size.held || h2 != size.h2 {

@@ -70,6 +70,7 @@ func (e *wsEcho) handler(w http.ResponseWriter, r *http.Request) {
 type h3Proxy struct {
 	p       *Proxy
 	udp     string
+	tcp     string // TLS: HTTP/1.1 and HTTP/2
 	roots   *x509.CertPool
 	cancel  context.CancelFunc
 	done    chan error
@@ -93,7 +94,7 @@ func startH3Proxy(t *testing.T, cfg Config) *h3Proxy {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	hp := &h3Proxy{p: p, udp: pc.LocalAddr().String(), roots: roots, cancel: cancel, done: make(chan error, 1)}
+	hp := &h3Proxy{p: p, udp: pc.LocalAddr().String(), tcp: ln.Addr().String(), roots: roots, cancel: cancel, done: make(chan error, 1)}
 	go func() { hp.done <- p.Serve(ctx, Listeners{TCP: []net.Listener{ln}, UDP: []net.PacketConn{pc}}) }()
 	t.Cleanup(func() { hp.stop(t) })
 	return hp

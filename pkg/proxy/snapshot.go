@@ -241,7 +241,7 @@ func (d *dump) sessions(ctx context.Context) error {
 		if s.Transport == "h2" || s.Transport == "h3" {
 			proto = "ws-" + s.Transport
 		}
-		d.rec = snapshot.Record{Kind: snapshot.KindWSSession, ID: s.ID, Protocol: proto, State: st, Backend: s.Backend,
+		d.rec = snapshot.Record{Kind: snapshot.KindWSSession, ID: s.ID, Protocol: proto, State: st, Remote: s.Remote, Backend: s.Backend,
 			Created: s.Opened, LastActive: s.LastActive, Method: http.MethodGet, Target: s.Target,
 			Headers: headerFields(s.Host, s.Header), Subprotocol: s.Subprotocol, Extensions: s.Extensions,
 			MsgsIn: s.MsgsFromClient, MsgsOut: s.MsgsToClient, BytesIn: s.BytesFromClient, BytesOut: s.BytesToClient,

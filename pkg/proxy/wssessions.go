@@ -90,7 +90,7 @@ func (p *Proxy) openWebSocket(w http.ResponseWriter, r *http.Request, transport 
 		return nil, outcomeShutdown
 	}
 	setForwarded(r)
-	s, resp, err := p.ws.Open(r.Context(), &wsrelay.Request{Target: r.URL.RequestURI(), Host: r.Host, Header: r.Header, Transport: transport})
+	s, resp, err := p.ws.Open(r.Context(), &wsrelay.Request{Target: r.URL.RequestURI(), Host: r.Host, Header: r.Header, Transport: transport, Remote: r.RemoteAddr})
 	if err != nil {
 		wsrelay.WriteOpenError(w, err)
 		if ref := (*wsrelay.RefusedError)(nil); errors.As(err, &ref) {

@@ -43,6 +43,10 @@ type Request struct {
 	// Transport is the client's protocol, for counting: "h1", "h2" or "h3"
 	// (ServeHTTP sets "h1"; Open callers say theirs, "" counts as "h1").
 	Transport string
+	// Remote is the client's address as its connection gives it
+	// (http.Request.RemoteAddr: "ip:port", "@" for a unix socket), for
+	// looking at (SessionInfo); "" when unknown. ServeHTTP sets it.
+	Remote string
 }
 
 // CheckUpgrade checks an HTTP/1.1 request is a valid WebSocket opening

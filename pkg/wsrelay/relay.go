@@ -372,7 +372,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "zd-queue: "+err.Error(), status)
 		return
 	}
-	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header, Transport: "h1"}
+	wreq := &Request{Target: req.URL.RequestURI(), Host: req.Host, Header: req.Header, Transport: "h1", Remote: req.RemoteAddr}
 	s, resp, err := r.Open(req.Context(), wreq)
 	if err != nil {
 		WriteOpenError(w, err)

@@ -20,6 +20,10 @@ type SessionInfo struct {
 	Transport string // the client's protocol: h1, h2 or h3
 	Target    string // path and query of the handshake
 	Host      string
+	// Remote is the address of the client that opened the session
+	// (Request.Remote), "" when its caller did not say. A resumed
+	// session keeps its first client's.
+	Remote string
 	// Header is the client's handshake as every backend gets it (Cookie
 	// and Authorization included: a caller writing it anywhere decides
 	// whether to keep them). It is the session's own, which nothing
@@ -107,7 +111,7 @@ func (r *Relay) EachSession(fn func(*SessionInfo) bool) int {
 // describe fills info with a copy of s's state.
 func (s *Session) describe(info *SessionInfo) {
 	*info = SessionInfo{
-		ID: s.id, Transport: s.transport(), Target: s.req.Target, Host: s.req.Host,
+		ID: s.id, Transport: s.transport(), Target: s.req.Target, Host: s.req.Host, Remote: s.req.Remote,
 		Header: s.req.Header, Subprotocol: s.protocol,
 		Opened:         s.snap.opened,
 		MsgsFromClient: s.snap.msgsIn.Load(), MsgsToClient: s.snap.msgsOut.Load(),

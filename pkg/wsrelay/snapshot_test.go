@@ -61,6 +61,9 @@ func TestEachSession(t *testing.T) {
 	if len(s1.Extensions) != 1 || !strings.HasPrefix(s1.Extensions[0], "permessage-deflate") {
 		t.Errorf("session 1 Extensions = %q; want the permessage-deflate answer", s1.Extensions)
 	}
+	if want := c1.LocalAddr().String(); s1.Remote != want {
+		t.Errorf("session 1 Remote = %q; want the client's address %q", s1.Remote, want)
+	}
 	if s1.Header.Get("Cookie") != "s=1" || s1.Header.Get("X-App") != "one" {
 		t.Errorf("session 1 Header = %v; want Cookie s=1 and X-App one", s1.Header)
 	}
