@@ -50,12 +50,20 @@ const (
 // AppendMsgpack appends r's msgpack encoding to b. Credential headers are
 // written as Redacted when redact is set. r should be valid (Validate).
 func (r *Record) AppendMsgpack(b []byte, redact bool) []byte {
+	b, _ = r.appendMsgpack(b, redact)
+	return b
+}
+
+// appendMsgpack is AppendMsgpack that also reports whether every attribute
+// fits schema 1 (attrOK), so a Writer ranges over the map once.
+func (r *Record) appendMsgpack(b []byte, redact bool) ([]byte, bool) {
 	// map16 with the count patched at the end: valid msgpack, and one pass.
 	// The field helpers take and return b rather than closing over it, so
 	// that b stays in registers.
 	start := len(b)
 	b = append(b, 0xde, 0, 0)
 	var n uint16
+	ok := true
 	b, n = putStr(b, n, fKind, string(r.Kind))
 	b, n = putStr(b, n, fID, r.ID)
 	b, n = putStr(b, n, fProtocol, r.Protocol)
@@ -105,13 +113,14 @@ func (r *Record) AppendMsgpack(b []byte, redact bool) []byte {
 		b = append(b, fAttrs)
 		b = appendMapLen(b, len(r.Attrs))
 		for k, v := range r.Attrs {
+			ok = ok && attrOK(k, v)
 			b = appendStr(b, k)
 			b = appendStr(b, v)
 		}
 		n++
 	}
 	binary.BigEndian.PutUint16(b[start+1:], n)
-	return b
+	return b, ok
 }
 
 func putStr(b []byte, n uint16, f byte, v string) ([]byte, uint16) {
