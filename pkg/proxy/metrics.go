@@ -90,7 +90,10 @@ func newMetrics(p *Proxy) *metrics {
 		counter("zdqueue_evicted_total", "Held requests evicted by the oldest overflow strategy.", func() float64 { return float64(p.q.Stats().Rejected["evicted"]) }),
 		counter("zdqueue_expired_total", "Held requests that outlived the age limit.", func() float64 { return float64(p.q.Stats().Rejected["expired"]) }),
 		&backendCollector{p: p},
-		collectors.NewGoCollector(),
+		// With the scheduler's own figures: go_sched_latencies_seconds (how
+		// long runnable goroutines waited to run) is how to tell a stall of
+		// zd-queue's from one of the network or the app (docs/operations.md).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
