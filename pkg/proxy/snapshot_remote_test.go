@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 x/net's http2.Transport (deprecated for ordinary use) is the HTTP/2 client that sends an RFC 8441 extended CONNECT.
+
 package proxy
 
 import (
