@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 		"testapp": func() { os.Exit(testApp(os.Args[1:])) },
 		// zd-echo is examples/echo, the example app zd-run's scripts run.
 		"zd-echo": func() { os.Exit(echoapp.Main(os.Args[1:], os.Stderr)) },
+		// zd-pingprobe measures echo gaps from a lean process of its own
+		// (pingprobe_test.go).
+		"zd-pingprobe": func() { os.Exit(pingProbe(os.Args[1:])) },
 	})
 }
 

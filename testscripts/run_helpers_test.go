@@ -47,12 +47,23 @@ func shortDir(t *testing.T) string {
 
 func startZdRun(t *testing.T, args ...string) *zdRun {
 	t.Helper()
+	return startZdRunWith(t, nil, nil, args...)
+}
+
+// startZdRunWith is startZdRun with env added to zd-run's environment
+// (its workers inherit it) and its stderr, with its workers', copied to
+// tee as well (when not nil).
+func startZdRunWith(t *testing.T, env []string, tee io.Writer, args ...string) *zdRun {
+	t.Helper()
 	base := shortDir(t)
 	r := &zdRun{t: t, dir: filepath.Join(base, "st"), sock: filepath.Join(base, "app.sock"), stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	full := append([]string{"--state-dir", r.dir, "--listen", "unix://" + r.sock}, args...)
 	r.cmd = exec.Command("zd-run", full...)
 	r.cmd.Stderr = syncWriter{&r.mu, r.stderr}
-	r.cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	if tee != nil {
+		r.cmd.Stderr = io.MultiWriter(syncWriter{&r.mu, r.stderr}, tee)
+	}
+	r.cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start zd-run: %v", err)
 	}
@@ -131,12 +142,22 @@ func (r *zdRun) waitHealthy() runapi.Status {
 // until it serves its control socket. It is stopped (TERM, then KILL after
 // 15 s) when the test ends, and its log is shown if the test failed.
 // startZdQueue returns the client socket's path; extra are more flags.
-func (r *zdRun) startZdQueue(extra ...string) string {
+func (r *zdRun) startZdQueue(extra ...string) string { return r.startZdQueueWith(nil, nil, extra...) }
+
+// startZdQueueWith is startZdQueue with env added to zd-queue's
+// environment and its stderr copied to tee as well (when not nil).
+func (r *zdRun) startZdQueueWith(env []string, tee io.Writer, extra ...string) string {
 	t := r.t
 	qsock := filepath.Join(filepath.Dir(r.dir), "q.sock")
 	q := exec.Command("zd-queue", append([]string{"--state-dir", r.dir, "--listen", "unix://" + qsock}, extra...)...)
 	var qlog syncBuf
 	q.Stderr = &qlog
+	if env != nil {
+		q.Env = append(os.Environ(), env...)
+	}
+	if tee != nil {
+		q.Stderr = io.MultiWriter(&qlog, tee)
+	}
 	if err := q.Start(); err != nil {
 		t.Fatal(err)
 	}

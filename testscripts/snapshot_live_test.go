@@ -36,6 +36,9 @@ type liveSize struct {
 	load     int           // HTTP clients sending requests all along
 	every    time.Duration // between two requests of a load client
 	window   time.Duration // the baseline window measured before the dump
+	// of the sessions, HTTP/1.1 ones pinging as the pingers do from
+	// zd-pingprobe, a process of its own; as many as there are pingers
+	probes int
 }
 
 func liveSizeFromEnv(t *testing.T) liveSize {
@@ -66,19 +69,33 @@ func TestSnapshotLive(t *testing.T) {
 	if err := raiseFDLimitHard(2*(size.sessions-size.h2) + size.h2 + 1000); err != nil {
 		t.Fatalf("cannot open %d sessions: %v", size.sessions, err)
 	}
-	r := startZdRun(t, "--workers", "2", "--worker-listen", "unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", "--", "zd-echo")
-	r.waitHealthy()
+	// gctrace: each collection of the echo workers (and of zd-run), and of
+	// zd-queue below, timed as its line arrives.
+	wgc := &gcTrace{}
+	r := startZdRunWith(t, []string{"GODEBUG=gctrace=1"}, wgc, "--workers", "2", "--worker-listen", "unix://$ZD_STATE_DIR/w{slot}.{gen}.sock", "--", "zd-echo")
+	wst := r.waitHealthy()
 	admin := filepath.Join(filepath.Dir(r.dir), "admin.sock")
 	// The idle clients never read, so they answer none of zd-queue's
 	// keepalive pings: a run longer than 30 s + 15 s would lose them.
-	qsock := r.startZdQueue("--buffer-time", "300", "--admin", "unix://"+admin, "--ws-ping-interval", "0")
+	gc := &gcTrace{}
+	qsock := r.startZdQueueWith([]string{"GODEBUG=gctrace=1"}, gc, "--buffer-time", "300", "--admin", "unix://"+admin, "--ws-ping-interval", "0")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	ss := openSessions(ctx, t, qsock, size)
+	size.probes = size.pingers
+	inProcess := size
+	inProcess.sessions -= size.probes
+	ss := openSessions(ctx, t, qsock, inProcess)
 	defer ss.closeAll()
 	t.Logf("%d sessions (%d over HTTP/2) open in %v (load %s)", size.sessions, size.h2, time.Since(start).Round(time.Millisecond), loadAvg())
+	// The lean pinger in a process of its own, beside the in-process ones.
+	qpid := pidFile(t, filepath.Join(r.dir, "zd-queue.pid"))
+	var wpids []int
+	for _, w := range wst.Workers {
+		wpids = append(wpids, w.PID)
+	}
+	obs := startObserver(t, ss, qsock, admin, qpid, gc, wpids, wgc, size.probes, size.interval)
 	waitQueue(t, r, "every session", time.Minute, func(st queueapi.Status) bool { return st.WebSocket.Sessions == int64(size.sessions) })
 
 	// Requests held for one backend (paused); the load goes to the other.
@@ -96,14 +113,13 @@ func TestSnapshotLive(t *testing.T) {
 
 	// A baseline window, then the dump. zd-queue's CPU time is read around
 	// both (it relays all along), zdctl's from its rusage.
-	qpid := pidFile(t, filepath.Join(r.dir, "zd-queue.pid"))
 	before := statusCounts(t, r)
 	timer := time.NewTimer(size.window)
-	ss.phase.Store(phaseBaseline)
+	obs.setPhase(phaseBaseline)
 	cpu0, b0 := procCPU(t, qpid), time.Now()
 	<-timer.C
 	cpu1, b1 := procCPU(t, qpid), time.Now()
-	ss.phase.Store(phaseDump)
+	obs.setPhase(phaseDump)
 	t0 := time.Now()
 	zc := exec.Command("zdctl", "--state-dir", r.dir, "snapshot", "-o", filepath.Join(r.dir, "live.zds"), "--json")
 	var zout, zerr bytes.Buffer
@@ -118,7 +134,7 @@ func TestSnapshotLive(t *testing.T) {
 	// by it arrives after it.
 	tail := time.NewTimer(50 * time.Millisecond)
 	<-tail.C
-	ss.phase.Store(phaseAfter)
+	obs.setPhase(phaseAfter)
 	after := statusCounts(t, r)
 	if code != 0 {
 		t.Fatalf("zdctl snapshot: exit %d: %s", code, stderr)
@@ -142,11 +158,11 @@ func TestSnapshotLive(t *testing.T) {
 	checkLiveRecords(t, r, size, paused)
 
 	// POST /_zero-downtime/test-migration round-trips the same state.
-	ss.phase.Store(phaseMigration)
+	obs.setPhase(phaseMigration)
 	mt := testMigration(t, admin)
 	tail.Reset(50 * time.Millisecond)
 	<-tail.C
-	ss.phase.Store(phaseAfter)
+	obs.setPhase(phaseAfter)
 	if !mt.OK || mt.Snapshot.Written["ws-session"] != int64(size.sessions) || mt.Snapshot.Written["http-request"] != int64(size.held) {
 		t.Errorf("test-migration: %+v; want ok, %d ws-session and %d http-request written and read", mt, size.sessions, size.held)
 	}
@@ -160,6 +176,8 @@ func TestSnapshotLive(t *testing.T) {
 	}
 	ok, failed := l.stop(t)
 	gaps := ss.stop(t)
+	obs.stop()
+	obs.log(gaps)
 	t.Logf("zd-queue CPU: %v a second while relaying (baseline), %v during the dump of %v (the relaying's share of it: %v); zdctl snapshot's own CPU %v",
 		time.Duration(baseRate), cpu2-cpu1, dumpWall.Round(time.Millisecond), time.Duration(baseRate*dumpWall.Seconds()).Round(time.Millisecond), zdctlCPU.Round(time.Millisecond))
 	t.Logf("live snapshot of %d sessions (%d pinging every %v), %d held requests, %d connections: %d records, zdctl snapshot %v wall, zd-queue's dump %.1f ms, longest lock %.0f µs; load %d requests, %d failed; longest echo gap: baseline %v (%d echoes, %d gaps over 10 ms), during the dump %v (%d echoes, %d over 10 ms), after %v; test-migration: %d records, %d bytes, write %.1f ms, close %.1f ms, read %.1f ms, total %.1f ms, longest lock %.0f µs, longest echo gap %v (%d echoes, %d over 10 ms); load %s",
@@ -615,8 +633,8 @@ func checkLiveRecords(t *testing.T, r *zdRun, size liveSize, paused string) {
 			t.Errorf("zd-snapshot inspect lists %+v; want a ws-session from @", l)
 		}
 	}
-	if pingers != size.pingers || held != size.held || h2 != size.h2 {
-		t.Errorf("plain snapshot: %d sessions with messages, %d held requests, %d ws-h2 sessions; want %d, %d and %d", pingers, held, h2, size.pingers, size.held, size.h2)
+	if pingers != size.pingers+size.probes || held != size.held || h2 != size.h2 {
+		t.Errorf("plain snapshot: %d sessions with messages, %d held requests, %d ws-h2 sessions; want %d, %d and %d", pingers, held, h2, size.pingers+size.probes, size.held, size.h2)
 	}
 
 	// Encrypted, filtered: the credentials are kept.
@@ -647,8 +665,8 @@ func checkLiveRecords(t *testing.T, r *zdRun, size liveSize, paused string) {
 	}
 	// The pingers are active; an idle session may be too within a second of
 	// its handshake, but none of them is that young now.
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Records != int64(size.pingers) {
-		t.Errorf("zdctl snapshot --filter kind=ws-session,state=active: %s (%v); want %d records", out, err, size.pingers)
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Records != int64(size.pingers+size.probes) {
+		t.Errorf("zdctl snapshot --filter kind=ws-session,state=active: %s (%v); want %d records", out, err, size.pingers+size.probes)
 	}
 	// By worker: the paused backend's worker, its sessions and the
 	// requests held for it, as zdctl queue status counts them.
