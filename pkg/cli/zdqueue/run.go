@@ -34,11 +34,14 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 		// for a heap of a few times the live set, which the buffer bounds.
 		debug.SetGCPercent(300)
 	}
+	var memFloor int64
 	if io.Getenv("GOMEMLIMIT") == "" && o.cfg.Limits.MaxBytes > 0 {
 		// Keep the garbage collector's slack from growing with the buffer:
 		// near this soft limit it collects harder, so memory stays about
-		// the buffer (held plus being read) plus a fixed overhead.
-		debug.SetMemoryLimit(2*o.cfg.Limits.MaxBytes + 48<<20)
+		// the buffer (held plus being read) plus a fixed overhead. It
+		// follows what zd-queue uses once that is more (memlimit.go).
+		memFloor = 2*o.cfg.Limits.MaxBytes + 48<<20
+		debug.SetMemoryLimit(memFloor)
 	}
 
 	// Catch signals before the first socket exists: a TERM that arrives
@@ -142,6 +145,10 @@ func run(ctx context.Context, o *options, io cmdkit.IO) error {
 				log.Error("worker table watch stopped", "path", path, "err", err)
 			}
 		}()
+	}
+	if memFloor > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); governMemory(bg, memFloor, time.Second) }()
 	}
 	defer func() {
 		bgCancel()
