@@ -127,6 +127,7 @@ func cpuPressure() time.Duration {
 type promHist struct {
 	le    []float64
 	count []float64
+	alloc float64 // go_memstats_alloc_bytes_total, read with it
 }
 
 // schedHist reads go_sched_latencies_seconds from zd-queue's /metrics on
@@ -144,6 +145,9 @@ func schedHist(admin string) *promHist {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_alloc_bytes_total "); ok {
+			h.alloc, _ = strconv.ParseFloat(v, 64)
+		}
 		rest, ok := strings.CutPrefix(sc.Text(), `go_sched_latencies_seconds_bucket{le="`)
 		if !ok {
 			continue
@@ -350,12 +354,12 @@ func (o *liveObserver) log(g gapReport) {
 			}
 		}
 		o.t.Logf("phase %s (%.1f s): in-process pingers: longest gap %v (%d over 10 ms of %d); probe: longest gap %.1f ms (%d over 10 ms of %d), longest send gap %.1f ms, longest round trip %.1f ms, its own longest sched wait >= %.1f ms, %d GCs; "+
-			"test process: longest sched wait >= %v, %d GCs, run-queue wait %.0f ms/s; zd-queue: longest sched wait %v-%v, %d GCs (%v in all, stacks up to %d MB, heap live up to %d MB), run-queue wait %.0f ms/s; "+
+			"test process: longest sched wait >= %v, %d GCs, run-queue wait %.0f ms/s; zd-queue: longest sched wait %v-%v, %d GCs (%v in all, stacks up to %d MB, heap live up to %d MB), run-queue wait %.0f ms/s, allocating %.1f MB/s; "+
 			"echo workers: %d GCs (%v), run-queue wait %.0f ms/s; machine CPU pressure %.0f ms/s; of the probe's %d longest gaps over 10 ms %d overlapped a zd-queue GC, %d an echo worker's, %d neither",
 			phaseNames[a.phase], secs, g.max[a.phase].Round(100*time.Microsecond), g.over[a.phase], g.n[a.phase],
 			pp.MaxGapMS, pp.Over10, pp.Echoes, pp.MaxSendMS, pp.MaxRTTMS, pp.SchedMaxMS, pp.GCs,
 			schedMaxSince(a.self, b.self), b.self.gcs-a.self.gcs, float64(b.runqT-a.runqT)/1e6/secs,
-			qlo, qhi, ngc, gcWall.Round(100*time.Microsecond), stacks, heap, float64(b.runq-a.runq)/1e6/secs,
+			qlo, qhi, ngc, gcWall.Round(100*time.Microsecond), stacks, heap, float64(b.runq-a.runq)/1e6/secs, allocRate(a.queue, b.queue, secs),
 			nwgc, wgcWall.Round(100*time.Microsecond), float64(b.runqW-a.runqW)/1e6/secs, float64(b.psi-a.psi)/1e6/secs, long, inGC, inWGC, neither)
 	}
 	// zd-queue's collections in the baseline, as gctrace had them.
@@ -378,4 +382,12 @@ func (o *liveObserver) log(g gapReport) {
 	if o.report.Lost > 0 || len(o.report.Errors) > 0 {
 		o.t.Errorf("zd-pingprobe: %d echoes out of order, errors %q", o.report.Lost, o.report.Errors)
 	}
+}
+
+// allocRate is zd-queue's allocation from a to b, in MB a second.
+func allocRate(a, b *promHist, secs float64) float64 {
+	if a == nil || b == nil {
+		return -1
+	}
+	return (b.alloc - a.alloc) / 1e6 / secs
 }
