@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"math"
 	"reflect"
 	"strings"
@@ -79,6 +81,33 @@ func TestValidate(t *testing.T) {
 		err := c.r.Validate()
 		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("Validate(%+v) = %v; want ErrSchema naming %s", c.r.Kind, err, c.field)
+		}
+		// A Writer refuses it the same (it checks attributes as it encodes
+		// them), writes nothing of it, and goes on.
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(&c.r); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("Write(%+v) = %v; want ErrSchema naming %s", c.r.Kind, err, c.field)
+		}
+		if err := w.Write(sample(0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rd, err := NewReader(&buf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Record
+		if err := rd.Read(&got); err != nil || got.ID != sample(0).ID {
+			t.Errorf("after a refused Write, the file's first record = %q, %v; want %q", got.ID, err, sample(0).ID)
+		}
+		if err := rd.Read(&got); err != io.EOF {
+			t.Errorf("after a refused Write, a second record: %v; want io.EOF", err)
 		}
 	}
 	for i := range 20 {
