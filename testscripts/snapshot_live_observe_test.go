@@ -391,3 +391,32 @@ func allocRate(a, b *promHist, secs float64) float64 {
 	}
 	return (b.alloc - a.alloc) / 1e6 / secs
 }
+
+// queueMemory reads zd-queue's soft memory limit and what its heap and
+// goroutine stacks hold from its /metrics; zeros when unreadable.
+func queueMemory(admin string) (limit, inUse float64) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", admin)
+	}}}
+	resp, err := c.Get("http://zd/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			continue
+		}
+		switch name {
+		case "go_gc_gomemlimit_bytes":
+			limit = f
+		case "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes":
+			inUse += f
+		}
+	}
+	return limit, inUse
+}

@@ -111,6 +111,21 @@ func TestSnapshotLive(t *testing.T) {
 	held := holdRequests(t, qsock, paused, size.held)
 	waitQueue(t, r, "every request held", time.Minute, func(st queueapi.Status) bool { return st.BufferedRequests == size.held })
 
+	// zd-queue's soft memory limit stays above what it uses, or it would
+	// collect back to back (it did with 10,000 sessions under a fixed
+	// 68 MiB: pkg/snapshot/BENCH.md).
+	var limit, inUse float64
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if limit, inUse = queueMemory(admin); limit > inUse && inUse > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("zd-queue's soft memory limit %.0f MiB, its heap and stacks %.0f MiB: the limit is not above what it uses", limit/(1<<20), inUse/(1<<20))
+			break
+		}
+	}
+	t.Logf("zd-queue: soft memory limit %.0f MiB, heap and stacks in use %.0f MiB", limit/(1<<20), inUse/(1<<20))
+
 	// A baseline window, then the dump. zd-queue's CPU time is read around
 	// both (it relays all along), zdctl's from its rusage.
 	before := statusCounts(t, r)
