@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,23 +30,27 @@ import (
 	"github.com/zdtools/zd/pkg/runapi"
 )
 
-// acceptSize is how big the WebSocket acceptance run is: small in make
-// test, issue #11's full size with ZD_SOAK=1 (see bench/WS-RESULTS.md).
+// acceptSize is how big a WebSocket acceptance run is: small in make
+// test, issue #11's full size with ZD_SOAK=1 (see bench/WS-ACCEPTANCE.md).
 type acceptSize struct {
-	clients  int           // per client implementation (Go and Node run at once)
-	reloads  int           // per strategy
-	kills    int           // kill -9 of a worker
-	interval time.Duration // between two messages of one session
+	clients   int           // per client implementation (they run at once)
+	reloads   int           // per strategy
+	kills     int           // kill -9 of a worker
+	interval  time.Duration // between two messages of one session
+	h2PerConn int           // sessions sharing one HTTP/2 connection
+	h3PerConn int           // sessions sharing one HTTP/3 connection
 }
 
 func acceptSizeFromEnv(t *testing.T) acceptSize {
 	if os.Getenv("ZD_SOAK") == "1" {
-		return acceptSize{clients: 1000, reloads: 20, kills: 5, interval: 500 * time.Millisecond}
+		// zd-queue allows 250 streams on an HTTP/2 connection and quic-go
+		// 100 on an HTTP/3 one: 8 and 20 connections, each well inside.
+		return acceptSize{clients: 1000, reloads: 20, kills: 5, interval: 500 * time.Millisecond, h2PerConn: 125, h3PerConn: 50}
 	}
 	if testing.Short() {
 		t.Skip("-short: the WebSocket acceptance run takes a minute or more")
 	}
-	return acceptSize{clients: 50, reloads: 3, kills: 2, interval: 100 * time.Millisecond}
+	return acceptSize{clients: 50, reloads: 3, kills: 2, interval: 100 * time.Millisecond, h2PerConn: 25, h3PerConn: 25}
 }
 
 // TestWebSocketAcceptance is issue #11's HTTP/1.1 acceptance run: clients
@@ -54,7 +59,7 @@ func acceptSizeFromEnv(t *testing.T) acceptSize {
 // process, at the same time) send numbered messages to examples/echo's /ws
 // through zd-queue, each checking every echo, while zdctl reloads the
 // workers: rolling, blue-green and blue-green --exclusive, then a worker
-// is killed with SIGKILL now and then.
+// is killed with SIGKILL now and then (runAcceptance).
 //
 // What must hold, as pkg/wsrelay's doc promises: through the reloads no
 // session closes and no message is lost, duplicated or reordered; through
@@ -63,6 +68,7 @@ func acceptSizeFromEnv(t *testing.T) acceptSize {
 // a worker was being killed (what the dead process had read and not
 // answered; nobody can know which). ZD_SOAK=1 runs the full size: 1,000
 // clients of each, 20 reloads per strategy, 5 kills.
+// TestWebSocketAcceptanceH2H3 is the same run over HTTP/2 and HTTP/3.
 func TestWebSocketAcceptance(t *testing.T) {
 	size := acceptSizeFromEnv(t)
 	if err := raiseFDLimit(4*size.clients + 1000); err != nil {
@@ -76,42 +82,74 @@ func TestWebSocketAcceptance(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 
-	gc := startGoClients(ctx, t, qsock, size)
+	gc := startGoClients(ctx, t, "gorilla/websocket", "h1", "g", size, gorillaDialer(qsock))
 	defer gc.abort()
-	nc := startNodeClients(ctx, t, qsock, size)
-	t.Logf("%d Go and %d Node sessions open after %v", size.clients, nodeCount(nc, size), time.Since(start).Round(time.Millisecond))
-	waitQueue(t, r, "every session attached", 2*time.Minute, func(st queueapi.Status) bool {
-		return st.WebSocket.Sessions == int64(size.clients+nodeCount(nc, size))
-	})
+	nc := startNodeClients(ctx, t, "npm ws", "h1", "ws+unix://"+qsock+":/ws", "n", size, 1)
+	t.Logf("%d Go and %d Node sessions open after %v", gc.sessions(), nc.sessions(), time.Since(start).Round(time.Millisecond))
+	runAcceptance(t, r, admin, size, start, gc, nc)
+}
 
-	checkVisible(t, r, admin, size.clients+nodeCount(nc, size))
+// acceptGroup is the sessions of one client implementation in an
+// acceptance run: goClients (in this process) or nodeClients.
+type acceptGroup interface {
+	label() string    // the implementation, for the log
+	protocol() string // h1, h2 or h3, as zd-queue counts its sessions
+	sessions() int    // 0: the group does not run (no node)
+	// mark ends a phase: it waits (bounded) until every message sent
+	// before it was echoed or overtaken; an error if not.
+	mark(t *testing.T)
+	// sync waits (bounded) until every open session had an echo since
+	// the call; the test ends if not.
+	sync(t *testing.T)
+	kill(k killWindow)
+	// stop ends sending, waits (bounded) for the last echoes, closes every
+	// session with 1000 and returns the books.
+	stop(t *testing.T, kills []killWindow) acceptResult
+}
 
-	phases := []string{"rolling", "blue-green", "blue-green --exclusive", "kill -9"}
-	mark := func(phase string) {
-		t.Helper()
-		gc.mark()
-		nc.mark(t)
-		if !gc.waitCaughtUp(2 * time.Minute) {
-			t.Errorf("after %s: the Go clients' echoes did not catch up within 2m", phase)
+// runAcceptance is the acceptance run once groups' sessions are open
+// through zd-queue (admin is its admin socket) in front of r: checks that
+// zdctl and the admin endpoints count them by protocol, size.reloads
+// zdctl reloads each of rolling, blue-green and blue-green --exclusive
+// (every session echoes on its new backend before the next), size.kills
+// kill -9 of a ready worker, then the books: no early close, nothing
+// duplicated, reordered or changed, nothing lost but in the kills and
+// there only what was sent while a worker was being killed; zd-queue moved
+// sessions and none failed to move.
+func runAcceptance(t *testing.T, r *zdRun, admin string, size acceptSize, start time.Time, groups ...acceptGroup) {
+	t.Helper()
+	protos := map[string]int{}
+	total := 0
+	for _, g := range groups {
+		if n := g.sessions(); n > 0 {
+			protos[g.protocol()] += n
+			total += n
 		}
 	}
+	waitQueue(t, r, "every session attached", 2*time.Minute, func(st queueapi.Status) bool {
+		return st.WebSocket.Sessions == int64(total)
+	})
+	checkVisible(t, r, admin, protos)
+
+	phases := []string{"rolling", "blue-green", "blue-green --exclusive", "kill -9"}
 	sync := func() {
 		t.Helper()
-		gc.sync(t)
-		nc.sync(t)
+		for _, g := range groups {
+			g.sync(t)
+		}
 	}
 	for _, phase := range phases[:3] {
-		args := append([]string{"reload"}, strings.Fields("--strategy "+phase)...)
+		args := strings.Fields("--strategy " + phase)
 		t0 := time.Now()
-		for i := range size.reloads {
-			if _, stderr, code := r.zdctl(args...); code != 0 {
-				t.Fatalf("zdctl %s (%d of %d): exit %d: %s", strings.Join(args, " "), i+1, size.reloads, code, stderr)
-			}
+		for range size.reloads {
+			r.reload(args...)
 			// Every session passes a message on its new backend before
 			// the next reload.
 			sync()
 		}
-		mark(phase)
+		for _, g := range groups {
+			g.mark(t)
+		}
 		t.Logf("%d reloads %s in %v; %s", size.reloads, phase, time.Since(t0).Round(time.Millisecond), wsLine(r))
 	}
 
@@ -133,47 +171,50 @@ func TestWebSocketAcceptance(t *testing.T) {
 		// took for its socket just before the socket closed, right after.
 		k := killWindow{from: from - 5000, to: time.Now().UnixMilli() + 1000}
 		kills = append(kills, k)
-		nc.kill(k)
+		for _, g := range groups {
+			g.kill(k)
+		}
 		sync()
 		waitQueue(t, r, "no session moving after the kill", 2*time.Minute, func(st queueapi.Status) bool {
-			return st.WebSocket.Moving == 0 && st.WebSocket.Sessions == int64(size.clients+nodeCount(nc, size))
+			return st.WebSocket.Moving == 0 && st.WebSocket.Sessions == int64(total)
 		})
 	}
 	r.waitHealthy()
-	mark(phases[3])
+	for _, g := range groups {
+		g.mark(t)
+	}
 	t.Logf("%d kills in %v; %s", size.kills, time.Since(t0).Round(time.Millisecond), wsLine(r))
 
-	gres := gc.stop(t, kills)
-	nres := nc.stop(t)
+	results := make([]acceptResult, len(groups))
+	for i, g := range groups {
+		results[i] = g.stop(t, kills)
+	}
 	qst := queueStatus(t, r)
-	load := loadAvg()
-	t.Logf("run took %v, load average %s", time.Since(start).Round(time.Second), load)
-	for _, res := range []struct {
-		name string
-		acceptResult
-	}{{"gorilla/websocket", gres}, {"node ws", nres}} {
+	t.Logf("run took %v, load average %s", time.Since(start).Round(time.Second), loadAvg())
+	for i, g := range groups {
+		res, name := results[i], g.label()+" ("+g.protocol()+")"
 		if res.Sessions == 0 {
 			continue
 		}
 		t.Logf("%s: %d/%d sessions, %d sent, %d echoed; lost by phase %v (%s, tail), %d unexplained; %d duplicated, %d reordered, %d mismatched; closes %v",
-			res.name, res.Opened, res.Sessions, res.Sent, res.Echoed, res.Lost, strings.Join(phases, ", "),
+			name, res.Opened, res.Sessions, res.Sent, res.Echoed, res.Lost, strings.Join(phases, ", "),
 			res.LostUnexplained, res.Duplicated, res.Reordered, res.Mismatched, res.Closes)
 		if len(res.Closes) != 0 || res.Opened != res.Sessions {
-			t.Errorf("%s: sessions ended early: %v (%d of %d opened); errors %v", res.name, res.Closes, res.Opened, res.Sessions, res.Errors)
+			t.Errorf("%s: sessions ended early: %v (%d of %d opened); errors %v", name, res.Closes, res.Opened, res.Sessions, res.Errors)
 		}
 		if res.Duplicated+res.Reordered+res.Mismatched != 0 {
-			t.Errorf("%s: %d duplicated, %d reordered, %d mismatched; want none; errors %v", res.name, res.Duplicated, res.Reordered, res.Mismatched, res.Errors)
+			t.Errorf("%s: %d duplicated, %d reordered, %d mismatched; want none; errors %v", name, res.Duplicated, res.Reordered, res.Mismatched, res.Errors)
 		}
 		for i, n := range res.Lost {
-			if n != 0 && i != 3 {
-				t.Errorf("%s: %d messages lost in phase %d (%s); only a kill -9 may lose any", res.name, n, i, append(phases, "tail")[i])
+			if n != 0 && i != len(phases)-1 {
+				t.Errorf("%s: %d messages lost in phase %d (%s); only a kill -9 may lose any", name, n, i, append(phases, "tail")[i])
 			}
 		}
 		if res.LostUnexplained != 0 {
-			t.Errorf("%s: %d lost messages were not sent while a worker was being killed", res.name, res.LostUnexplained)
+			t.Errorf("%s: %d lost messages were not sent while a worker was being killed", name, res.LostUnexplained)
 		}
 		if res.Sent == 0 || res.Echoed == 0 {
-			t.Errorf("%s: %d sent, %d echoed: the run proves nothing", res.name, res.Sent, res.Echoed)
+			t.Errorf("%s: %d sent, %d echoed: the run proves nothing", name, res.Sent, res.Echoed)
 		}
 	}
 	ws := qst.WebSocket
@@ -184,10 +225,22 @@ func TestWebSocketAcceptance(t *testing.T) {
 }
 
 // checkVisible: zdctl status, zdctl queue status, /_zero-downtime/status
-// and /metrics all count the n open sessions, by protocol and backend.
-func checkVisible(t *testing.T, r *zdRun, admin string, n int) {
+// and /metrics all count the open sessions, by protocol (protos) and
+// backend.
+func checkVisible(t *testing.T, r *zdRun, admin string, protos map[string]int) {
 	t.Helper()
-	want := fmt.Sprintf("websocket: %d sessions (h1 %d)", n, n)
+	n := 0
+	keys := make([]string, 0, len(protos))
+	for p, k := range protos {
+		n += k
+		keys = append(keys, p)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, p := range keys {
+		parts[i] = fmt.Sprintf("%s %d", p, protos[p])
+	}
+	want := fmt.Sprintf("websocket: %d sessions (%s)", n, strings.Join(parts, ", "))
 	out, _, _ := r.zdctl("status")
 	if !strings.Contains(out, want) {
 		t.Errorf("zdctl status has no %q:\n%s", want, out)
@@ -218,27 +271,34 @@ func checkVisible(t *testing.T, r *zdRun, admin string, n int) {
 	if err == nil {
 		err = json.Unmarshal([]byte(body), &st)
 	}
-	if err != nil || st.WebSocket.Sessions != int64(n) || st.WebSocket.Protocols["h1"] != int64(n) {
-		t.Errorf("/_zero-downtime/status: websocket %+v, %v; want %d sessions, all h1", st.WebSocket, err, n)
+	if err != nil || st.WebSocket.Sessions != int64(n) || fmt.Sprint(st.WebSocket.Protocols) != fmt.Sprint(toInt64(protos)) {
+		t.Errorf("/_zero-downtime/status: websocket %+v, %v; want %d sessions, by protocol %v", st.WebSocket, err, n, protos)
 	}
 	m := metricLines(admin, "zdqueue_ws_backend_sessions{")
-	sum := 0
+	sums := map[string]int{}
 	for _, l := range strings.Split(m, "; ") {
-		if f := strings.Fields(l); len(f) == 2 && strings.Contains(f[0], `protocol="h1"`) {
-			v, _ := strconv.Atoi(f[1])
-			sum += v
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		for _, p := range keys {
+			if strings.Contains(f[0], `protocol="`+p+`"`) {
+				v, _ := strconv.Atoi(f[1])
+				sums[p] += v
+			}
 		}
 	}
-	if sum != n {
-		t.Errorf("/metrics: zdqueue_ws_backend_sessions add up to %d; want %d: %s", sum, n, m)
+	if fmt.Sprint(sums) != fmt.Sprint(protos) {
+		t.Errorf("/metrics: zdqueue_ws_backend_sessions add up to %v by protocol; want %v: %s", sums, protos, m)
 	}
 }
 
-func nodeCount(nc *nodeClients, size acceptSize) int {
-	if nc.cmd == nil {
-		return 0
+func toInt64(m map[string]int) map[string]int64 {
+	o := make(map[string]int64, len(m))
+	for k, v := range m {
+		o[k] = int64(v)
 	}
-	return size.clients
+	return o
 }
 
 // raiseFDLimit lifts the soft descriptor limit to at least n.
@@ -357,34 +417,47 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ") + " (" + strconv.Itoa(runtime.NumCPU()) + " CPUs)"
 }
 
-// goClients are the gorilla/websocket sessions.
-type goClients struct {
-	size   acceptSize
-	conns  []*websocket.Conn
-	books  []*tally
-	ended  []atomic.Value // why a session ended early ("" while open)
-	stopC  chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Int64
+// acceptConn is one session of goClients: gorilla/websocket's over
+// HTTP/1.1 (gorillaConn) or coder/websocket's over HTTP/3 (h3Conn).
+type acceptConn interface {
+	write(p []byte) error // one text message, bounded
+	read() ([]byte, error)
+	closeCode(err error) int // the close code a read error carries, or -1
+	close() error            // the close handshake, 1000
+	abort()                  // drop the connection
 }
 
-func startGoClients(ctx context.Context, t *testing.T, qsock string, size acceptSize) *goClients {
+// goClients are sessions driven from this process.
+type goClients struct {
+	name, proto string
+	prefix      string // of each session's id
+	size        acceptSize
+	conns       []acceptConn
+	books       []*tally
+	ended       []atomic.Value // why a session ended early ("" while open)
+	stopC       chan struct{}
+	wg          sync.WaitGroup
+	closed      atomic.Int64
+}
+
+var _ acceptGroup = (*goClients)(nil)
+
+// startGoClients opens size.clients sessions with dial (one after the
+// other, i counting from 0) and starts their writers and readers.
+func startGoClients(ctx context.Context, t *testing.T, name, proto, prefix string, size acceptSize, dial func(ctx context.Context, i int) (acceptConn, error)) *goClients {
 	t.Helper()
-	d := websocket.Dialer{NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", qsock)
-	}, HandshakeTimeout: 60 * time.Second, EnableCompression: true}
-	g := &goClients{size: size, stopC: make(chan struct{}), ended: make([]atomic.Value, size.clients)}
+	g := &goClients{name: name, proto: proto, prefix: prefix, size: size, stopC: make(chan struct{}), ended: make([]atomic.Value, size.clients)}
 	for i := range size.clients {
-		c, _, err := d.DialContext(ctx, "ws://zd/ws", nil)
+		c, err := dial(ctx, i)
 		if err != nil {
 			g.abort()
-			t.Fatalf("Go client %d: dial through zd-queue: %v", i, err)
+			t.Fatalf("%s client %d: dial through zd-queue: %v", name, i, err)
 		}
 		g.conns = append(g.conns, c)
 		g.books = append(g.books, newTally())
 	}
 	for i, c := range g.conns {
-		id, bk := fmt.Sprintf("g%d", i), g.books[i]
+		id, bk := fmt.Sprintf("%s%d", prefix, i), g.books[i]
 		var wmu sync.Mutex
 		g.wg.Add(2)
 		go func() { // writer: open loop, one message per interval
@@ -409,8 +482,7 @@ func startGoClients(ctx context.Context, t *testing.T, qsock string, size accept
 				}
 				wmu.Lock()
 				n := bk.next()
-				c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-				err := c.WriteMessage(websocket.TextMessage, []byte(acceptMsg(id, n)))
+				err := c.write([]byte(acceptMsg(id, n)))
 				wmu.Unlock()
 				if err != nil {
 					g.ended[i].CompareAndSwap(nil, "write: "+err.Error())
@@ -421,20 +493,20 @@ func startGoClients(ctx context.Context, t *testing.T, qsock string, size accept
 		go func() { // reader: every echo checked
 			defer g.wg.Done()
 			for {
-				_, p, err := c.ReadMessage()
+				p, err := c.read()
 				if err != nil {
-					var ce *websocket.CloseError
+					code := c.closeCode(err)
 					select {
 					case <-g.stopC:
-						if errors.As(err, &ce) && ce.Code == 1000 {
+						if code == 1000 {
 							g.closed.Add(1)
 							return
 						}
 					default:
 					}
 					why := err.Error()
-					if errors.As(err, &ce) {
-						why = strconv.Itoa(ce.Code)
+					if code >= 0 {
+						why = strconv.Itoa(code)
 					}
 					g.ended[i].CompareAndSwap(nil, why)
 					return
@@ -446,9 +518,18 @@ func startGoClients(ctx context.Context, t *testing.T, qsock string, size accept
 	return g
 }
 
-func (g *goClients) mark() {
+func (g *goClients) label() string     { return g.name }
+func (g *goClients) protocol() string  { return g.proto }
+func (g *goClients) sessions() int     { return len(g.conns) }
+func (g *goClients) kill(_ killWindow) {} // stop is given them all
+
+func (g *goClients) mark(t *testing.T) {
+	t.Helper()
 	for _, b := range g.books {
 		b.mark()
+	}
+	if !g.waitCaughtUp(2 * time.Minute) {
+		t.Errorf("%s: the echoes did not catch up within 2m", g.name)
 	}
 }
 
@@ -459,7 +540,7 @@ func (g *goClients) sync(t *testing.T) {
 	for i, b := range g.books {
 		at[i] = b.echoCount()
 	}
-	waitCond(t, "an echo on every Go session", 2*time.Minute, func() bool {
+	waitCond(t, "an echo on every "+g.name+" session", 2*time.Minute, func() bool {
 		for i, b := range g.books {
 			if g.ended[i].Load() == nil && b.echoCount() <= at[i] {
 				return false
@@ -491,13 +572,21 @@ func (g *goClients) waitCaughtUp(bound time.Duration) bool {
 // session with 1000 and returns the books.
 func (g *goClients) stop(t *testing.T, kills []killWindow) acceptResult {
 	close(g.stopC)
-	g.mark()
-	if !g.waitCaughtUp(time.Minute) {
-		t.Errorf("Go clients: the last echoes did not come within 1m")
+	for _, b := range g.books {
+		b.mark()
 	}
+	if !g.waitCaughtUp(time.Minute) {
+		t.Errorf("%s: the last echoes did not come within 1m", g.name)
+	}
+	// All close handshakes at once: coder/websocket's Close waits for the
+	// answer.
 	for i, c := range g.conns {
 		if g.ended[i].Load() == nil {
-			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(10*time.Second))
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				c.close()
+			}()
 		}
 	}
 	done := make(chan struct{})
@@ -505,7 +594,7 @@ func (g *goClients) stop(t *testing.T, kills []killWindow) acceptResult {
 	select {
 	case <-done:
 	case <-time.After(time.Minute):
-		t.Errorf("Go clients: %d of %d close handshakes not done within 1m", int64(len(g.conns))-g.closed.Load(), len(g.conns))
+		t.Errorf("%s: %d of %d close handshakes not done within 1m", g.name, int64(len(g.conns))-g.closed.Load(), len(g.conns))
 		g.abort()
 		<-done
 	}
@@ -515,7 +604,7 @@ func (g *goClients) stop(t *testing.T, kills []killWindow) acceptResult {
 		if why, _ := g.ended[i].Load().(string); why != "" {
 			res.Closes[why]++
 			if len(res.Errors) < 20 {
-				res.Errors = append(res.Errors, fmt.Sprintf("g%d: %s", i, why))
+				res.Errors = append(res.Errors, fmt.Sprintf("%s%d: %s", g.prefix, i, why))
 			}
 		}
 	}
@@ -529,19 +618,67 @@ func (g *goClients) stop(t *testing.T, kills []killWindow) acceptResult {
 
 func (g *goClients) abort() {
 	for _, c := range g.conns {
-		c.NetConn().Close()
+		c.abort()
 	}
 }
+
+// gorillaDialer dials gorilla/websocket sessions to zd-queue's socket
+// qsock, permessage-deflate offered.
+func gorillaDialer(qsock string) func(context.Context, int) (acceptConn, error) {
+	d := websocket.Dialer{NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", qsock)
+	}, HandshakeTimeout: 60 * time.Second, EnableCompression: true}
+	return func(ctx context.Context, _ int) (acceptConn, error) {
+		c, _, err := d.DialContext(ctx, "ws://zd/ws", nil)
+		if err != nil {
+			return nil, err
+		}
+		return gorillaConn{c}, nil
+	}
+}
+
+type gorillaConn struct{ c *websocket.Conn }
+
+func (c gorillaConn) write(p []byte) error {
+	c.c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+	return c.c.WriteMessage(websocket.TextMessage, p)
+}
+
+func (c gorillaConn) read() ([]byte, error) {
+	_, p, err := c.c.ReadMessage()
+	return p, err
+}
+
+func (c gorillaConn) closeCode(err error) int {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return -1
+}
+
+func (c gorillaConn) close() error {
+	return c.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(10*time.Second))
+}
+
+func (c gorillaConn) abort() { c.c.NetConn().Close() }
 
 // nodeClients is the Node process of testdata/node/wsaccept.js; with no
 // node or no ws module its methods do nothing (the test says so).
 type nodeClients struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan string
+	name, proto string
+	n           int // sessions
+	cmd         *exec.Cmd
+	in          io.WriteCloser
+	lines       chan string
 }
 
-func startNodeClients(ctx context.Context, t *testing.T, qsock string, size acceptSize) *nodeClients {
+var _ acceptGroup = (*nodeClients)(nil)
+
+// startNodeClients starts wsaccept.js with size.clients sessions to url
+// (its forms are in the script), perConn to an HTTP/2 connection, their
+// ids starting with prefix, and waits until they are open.
+func startNodeClients(ctx context.Context, t *testing.T, name, proto, url, prefix string, size acceptSize, perConn int) *nodeClients {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -549,7 +686,7 @@ func startNodeClients(ctx context.Context, t *testing.T, qsock string, size acce
 			t.Fatal("ZD_SOAK=1 needs node: install nodejs and run npm ci in pkg/wsrelay/testdata/node")
 		}
 		t.Log("node not found: only the Go clients run (install nodejs, npm ci in pkg/wsrelay/testdata/node)")
-		return &nodeClients{}
+		return &nodeClients{name: name, proto: proto}
 	}
 	mods, _ := filepath.Abs("../pkg/wsrelay/testdata/node/node_modules")
 	if _, err := os.Stat(filepath.Join(mods, "ws")); err != nil {
@@ -557,11 +694,11 @@ func startNodeClients(ctx context.Context, t *testing.T, qsock string, size acce
 			t.Fatal("ZD_SOAK=1 needs npm's ws: run npm ci in pkg/wsrelay/testdata/node")
 		}
 		t.Log("npm package ws missing: only the Go clients run (npm ci in pkg/wsrelay/testdata/node, as .ci/run does)")
-		return &nodeClients{}
+		return &nodeClients{name: name, proto: proto}
 	}
 	script, _ := filepath.Abs("testdata/node/wsaccept.js")
-	n := &nodeClients{lines: make(chan string, 16)}
-	n.cmd = exec.CommandContext(ctx, node, script, "ws+unix://"+qsock+":/ws", strconv.Itoa(size.clients), strconv.Itoa(int(size.interval.Milliseconds())), "n")
+	n := &nodeClients{name: name, proto: proto, n: size.clients, lines: make(chan string, 16)}
+	n.cmd = exec.CommandContext(ctx, node, script, url, strconv.Itoa(size.clients), strconv.Itoa(int(size.interval.Milliseconds())), prefix, strconv.Itoa(perConn))
 	n.cmd.Env = append(os.Environ(), "NODE_PATH="+mods)
 	n.cmd.Stderr = os.Stderr
 	n.in, _ = n.cmd.StdinPipe()
@@ -585,6 +722,16 @@ func startNodeClients(ctx context.Context, t *testing.T, qsock string, size acce
 		t.Fatalf("node clients: %q; want ready", l)
 	}
 	return n
+}
+
+func (n *nodeClients) label() string    { return n.name }
+func (n *nodeClients) protocol() string { return n.proto }
+
+func (n *nodeClients) sessions() int {
+	if n.cmd == nil {
+		return 0
+	}
+	return n.n
 }
 
 func (n *nodeClients) line(t *testing.T, bound time.Duration) string {
@@ -629,7 +776,8 @@ func (n *nodeClients) kill(k killWindow) {
 	}
 }
 
-func (n *nodeClients) stop(t *testing.T) acceptResult {
+// stop: the kill windows were given to the script as they came.
+func (n *nodeClients) stop(t *testing.T, _ []killWindow) acceptResult {
 	t.Helper()
 	var res acceptResult
 	if n.cmd == nil {
