@@ -161,6 +161,7 @@ func runAcceptance(t *testing.T, r *zdRun, admin string, size acceptSize, start 
 		if w == nil {
 			t.Fatalf("kill %d: no ready worker in %+v", i+1, st.Workers)
 		}
+		t.Logf("kill %d: worker %d (pid %d), sessions on it: %s", i+1, w.Slot, w.PID, slotSessions(admin, w.Slot))
 		from := time.Now().UnixMilli()
 		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill -9 worker %d (pid %d): %v", w.Slot, w.PID, err)
@@ -291,6 +292,21 @@ func checkVisible(t *testing.T, r *zdRun, admin string, protos map[string]int) {
 	if fmt.Sprint(sums) != fmt.Sprint(protos) {
 		t.Errorf("/metrics: zdqueue_ws_backend_sessions add up to %v by protocol; want %v: %s", sums, protos, m)
 	}
+}
+
+// slotSessions is how many sessions zd-queue has on slot's backend, by
+// client protocol, as /metrics counts them.
+func slotSessions(admin string, slot int) string {
+	var parts []string
+	for _, l := range strings.Split(metricLines(admin, fmt.Sprintf("zdqueue_ws_backend_sessions{backend=\"slot:%d\"", slot)), "; ") {
+		_, rest, ok := strings.Cut(l, `protocol="`)
+		proto, n, ok2 := strings.Cut(rest, `"} `)
+		if ok && ok2 {
+			parts = append(parts, proto+" "+n)
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func toInt64(m map[string]int) map[string]int64 {
@@ -436,7 +452,8 @@ type goClients struct {
 	books       []*tally
 	ended       []atomic.Value // why a session ended early ("" while open)
 	stopC       chan struct{}
-	wg          sync.WaitGroup
+	writers     sync.WaitGroup
+	wg          sync.WaitGroup // the readers, and stop's closes
 	closed      atomic.Int64
 }
 
@@ -458,10 +475,10 @@ func startGoClients(ctx context.Context, t *testing.T, name, proto, prefix strin
 	}
 	for i, c := range g.conns {
 		id, bk := fmt.Sprintf("%s%d", prefix, i), g.books[i]
-		var wmu sync.Mutex
-		g.wg.Add(2)
+		g.writers.Add(1)
+		g.wg.Add(1)
 		go func() { // writer: open loop, one message per interval
-			defer g.wg.Done()
+			defer g.writers.Done()
 			// A random phase per session, as the Node clients have: the
 			// sessions do not send in step.
 			select {
@@ -480,11 +497,8 @@ func startGoClients(ctx context.Context, t *testing.T, name, proto, prefix strin
 				if g.ended[i].Load() != nil {
 					return
 				}
-				wmu.Lock()
 				n := bk.next()
-				err := c.write([]byte(acceptMsg(id, n)))
-				wmu.Unlock()
-				if err != nil {
+				if err := c.write([]byte(acceptMsg(id, n))); err != nil {
 					g.ended[i].CompareAndSwap(nil, "write: "+err.Error())
 					return
 				}
@@ -572,6 +586,16 @@ func (g *goClients) waitCaughtUp(bound time.Duration) bool {
 // session with 1000 and returns the books.
 func (g *goClients) stop(t *testing.T, kills []killWindow) acceptResult {
 	close(g.stopC)
+	// No message after the last mark: a writer whose tick came with the
+	// stop could send one, and a close handshake begun before its echo
+	// came would lose it (coder/websocket's Close discards what it reads).
+	wdone := make(chan struct{})
+	go func() { g.writers.Wait(); close(wdone) }()
+	select {
+	case <-wdone:
+	case <-time.After(2 * time.Minute):
+		t.Errorf("%s: writers not done within 2m of the stop", g.name)
+	}
 	for _, b := range g.books {
 		b.mark()
 	}
