@@ -34,8 +34,9 @@
 // 1012 goes to the old backend; whatever it still sends is forwarded until
 // its Close reply, which proves it read every message sent before; a ready
 // backend is dialled (at most MaxDials at once, each after a random wait up
-// to DialJitter) with the resume fields; the held messages are written;
-// the session carries on. Drain moves 8 sessions a core at a time (at most
+// to DialJitter; waiting in that queue while others re-attach does not
+// count against ReattachTimeout) with the resume fields; the held messages
+// are written; the session carries on. Drain moves 8 sessions a core at a time (at most
 // 2×MaxDials), without the jitter, so a session's messages are held for its
 // own move only, not while thousands of others wait for a dial. Any other
 // Close code of a backend goes to the client as it is. Pings are answered

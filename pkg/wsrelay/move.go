@@ -27,7 +27,7 @@ func (s *Session) requestMove(backend string) <-chan struct{} {
 func (s *Session) startMoveLocked(gone bool) <-chan struct{} {
 	s.state.Store(stMoving)
 	s.r.st.moving.Add(1)
-	ctx, cancel := context.WithTimeout(s.r.ctx, s.r.cfg.ReattachTimeout)
+	ctx, cancel := context.WithCancel(s.r.ctx) // move bounds the wait: ReattachTimeout
 	s.moveCancel = cancel
 	old := s.b
 	done := make(chan struct{})
@@ -49,6 +49,7 @@ func (s *Session) startMoveLocked(gone bool) <-chan struct{} {
 func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 	r := s.r
 	start := time.Now()
+	deadline := start.Add(r.cfg.ReattachTimeout)
 	t := time.NewTimer(r.cfg.CloseTimeout)
 	if !gone {
 		// Wait for the client loop's batch to that backend to be written
@@ -82,7 +83,7 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 		s.mu.Lock()
 		resume := s.resume + 1
 		s.mu.Unlock()
-		nb, err := s.dial(ctx, resume, gone)
+		nb, err := s.dial(ctx, resume, gone, &deadline)
 		if err != nil {
 			if s.state.Load() == stClosing {
 				return
@@ -147,12 +148,20 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 }
 
 // dial attaches a backend: it asks Config.Dial and handshakes, again and
-// again (backing off) until one takes the session or ctx ends. Re-attach
-// dials (resume > 0) are paced: at most MaxDials at once, each after a
-// random wait of up to DialJitter when jitter is set (sessions whose
-// backend went all at once; a Drain paces its moves itself). A 4xx
-// refusal is final.
-func (s *Session) dial(ctx context.Context, resume int, jitter bool) (*backendConn, error) {
+// again (backing off) until one takes the session, ctx ends or *deadline
+// passes (then the error wraps context.DeadlineExceeded). Re-attach dials
+// (resume > 0) are paced: at most MaxDials at once, each after a random
+// wait of up to DialJitter when jitter is set (sessions whose backend went
+// all at once; a Drain paces its moves itself). A wait for a dial slot
+// during which other sessions were re-attached moves *deadline on by as
+// long: the deadline bounds the wait for a backend that takes the
+// session, and a session queued behind others' dials while a backend
+// takes them is not waiting for one (1,600 sessions of a killed worker,
+// re-attaching to a ready one slowed by load, got 1012 while it took
+// every dial). With no re-attach meanwhile (no backend takes any) the
+// wait counts, so the deadline still comes as before. A 4xx refusal is
+// final.
+func (s *Session) dial(ctx context.Context, resume int, jitter bool, deadline *time.Time) (*backendConn, error) {
 	r := s.r
 	backoff := 10 * time.Millisecond
 	var last error
@@ -162,17 +171,23 @@ func (s *Session) dial(ctx context.Context, resume int, jitter bool) (*backendCo
 			// thousand sessions moving at once spread out instead of
 			// queueing in the order Drain found them.
 			if j := r.cfg.DialJitter; j > 0 && jitter {
-				if err := sleepCtx(ctx, rand.N(j)); err != nil {
+				if err := sleepUntil(ctx, rand.N(j), *deadline); err != nil {
 					return nil, dialErr(last, err)
 				}
 			}
+			queued, moved := time.Now(), r.st.moved.Load()
 			select {
 			case r.dials <- struct{}{}:
 			case <-ctx.Done():
 				return nil, dialErr(last, ctx.Err())
 			}
+			if r.st.moved.Load() != moved {
+				*deadline = deadline.Add(time.Since(queued))
+			}
 		}
-		bc, err := s.dialOnce(ctx, resume)
+		actx, cancel := context.WithDeadline(ctx, *deadline)
+		bc, err := s.dialOnce(actx, resume)
+		cancel()
 		if resume > 0 {
 			<-r.dials
 		}
@@ -184,11 +199,26 @@ func (s *Session) dial(ctx context.Context, resume int, jitter bool) (*backendCo
 		if errors.As(err, &ref) && (resume == 0 || ref.Status < 500) {
 			return nil, err
 		}
-		if err := sleepCtx(ctx, backoff/2+rand.N(backoff)); err != nil {
+		if err := sleepUntil(ctx, backoff/2+rand.N(backoff), *deadline); err != nil {
 			return nil, dialErr(last, err)
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
+}
+
+// sleepUntil sleeps d, or until deadline (then context.DeadlineExceeded)
+// or ctx ends.
+func sleepUntil(ctx context.Context, d time.Duration, deadline time.Time) error {
+	left := time.Until(deadline)
+	if left >= d {
+		return sleepCtx(ctx, d)
+	}
+	if left > 0 {
+		if err := sleepCtx(ctx, left); err != nil {
+			return err
+		}
+	}
+	return context.DeadlineExceeded
 }
 
 func (s *Session) dialOnce(ctx context.Context, resume int) (*backendConn, error) {

@@ -32,7 +32,7 @@ type Config struct {
 	MaxHeldPerSession int64         // client→backend bytes held during a move (1 MiB); past it: 1013
 	MaxHeldTotal      int64         // same, all sessions (256 MiB); past it: 1013
 	MaxSessions       int           // open sessions (100,000); past it Open refuses (503)
-	ReattachTimeout   time.Duration // a session waits this long for a backend (30 s); then 1012
+	ReattachTimeout   time.Duration // a session waits this long for a backend (30 s; its wait for a dial slot, MaxDials, not counted); then 1012
 	CloseTimeout      time.Duration // wait for a Close reply (5 s)
 	HandshakeTimeout  time.Duration // one backend handshake (10 s)
 	MaxDials          int           // backend dials of re-attaches at once (64)

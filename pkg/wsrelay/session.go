@@ -122,9 +122,8 @@ func (r *Relay) open(ctx context.Context, req *Request) (*Session, *Response, er
 			resp.Header.Set("Sec-WebSocket-Extensions", ext)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReattachTimeout)
-	defer cancel()
-	bc, err := s.dial(ctx, 0, false)
+	deadline := time.Now().Add(r.cfg.ReattachTimeout)
+	bc, err := s.dial(ctx, 0, false, &deadline)
 	if err != nil {
 		r.st.sessions.Add(-1)
 		if s.rs != nil {
