@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,7 +116,20 @@ func raiseNoFile() {
 // limit lets this process hold (two sockets a session, plus what is open
 // now and a margin for the children's pipes and pidfds). The hard limit
 // can be raised only with CAP_SYS_RESOURCE.
+//
+// ZD_WSRELAY_SESSIONS (say "1000" or "1000,5000") sets the counts instead.
 func sessionCounts(b *testing.B) []int {
+	if v := os.Getenv("ZD_WSRELAY_SESSIONS"); v != "" {
+		var ns []int
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n <= 0 {
+				b.Fatalf("ZD_WSRELAY_SESSIONS=%q: want counts like 1000,5000", v)
+			}
+			ns = append(ns, n)
+		}
+		return ns
+	}
 	var lim unix.Rlimit
 	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
 	open, _ := os.ReadDir("/proc/self/fd")
@@ -206,7 +220,8 @@ func BenchmarkMoveIdleSessions(b *testing.B) {
 			timing = true
 			cur, other := bs[0], bs[1]
 			var pauses, dials []time.Duration
-			cpu0, ecpu0 := selfCPU(), echo.cpu(b)
+			ecpu0 := echo.cpu(b)
+			meter := startMoveMeter(b, n)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				rt.set(other)
@@ -223,7 +238,8 @@ func BenchmarkMoveIdleSessions(b *testing.B) {
 				cur, other = other, cur
 			}
 			b.StopTimer()
-			cpu, ecpu := selfCPU()-cpu0, echo.cpu(b)-ecpu0
+			meter.stop(b, n*b.N)
+			ecpu := echo.cpu(b) - ecpu0
 			if got := r.Sessions(cur.name); got != n {
 				b.Fatalf("sessions on %s after the moves: %d; want %d", cur.name, got, n)
 			}
@@ -232,12 +248,77 @@ func BenchmarkMoveIdleSessions(b *testing.B) {
 			}
 			report(b, "pause", pauses)
 			report(b, "dial", dials)
-			moves := float64(n * b.N)
-			b.ReportMetric(float64(cpu.Microseconds())/moves, "relay-cpu-us/session")
-			b.ReportMetric(float64(ecpu.Microseconds())/moves, "backend-cpu-us/session")
+			b.ReportMetric(float64(ecpu.Microseconds())/float64(n*b.N), "backend-cpu-us/session")
 			b.ReportMetric(float64(n), "sessions/op")
 		})
 	}
+}
+
+// moveMeter measures the relay's process over the moves: CPU time, read
+// and write system calls and heap allocations (the last two do not depend
+// on what else the machine runs; callgrind, which counts instructions,
+// aborts on this benchmark: its child processes' signals trip an assertion
+// of valgrind 3.19). It also writes a CPU profile of the moves
+// alone (-test.cpuprofile includes opening the sessions) to
+// $ZD_WSRELAY_MOVE_PROFILE with ".n=N" appended, and with
+// ZD_WSRELAY_MOVE_TIMES=1 prints on stderr the CLOCK_MONOTONIC times the
+// moves started and ended at, for perf report --time (perf record -k
+// CLOCK_MONOTONIC).
+type moveMeter struct {
+	n       int
+	cpu     time.Duration
+	sys     int64
+	mallocs uint64
+	prof    *os.File
+}
+
+func startMoveMeter(b *testing.B, n int) *moveMeter {
+	m := &moveMeter{n: n}
+	if path := os.Getenv("ZD_WSRELAY_MOVE_PROFILE"); path != "" {
+		f, err := os.Create(fmt.Sprintf("%s.n=%d", path, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			b.Fatal(err)
+		}
+		m.prof = f
+	}
+	if os.Getenv("ZD_WSRELAY_MOVE_TIMES") != "" {
+		fmt.Fprintf(os.Stderr, "moves n=%d start %s\n", n, monotonic())
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m.mallocs = ms.Mallocs
+	m.sys = procSyscalls(b, os.Getpid())
+	m.cpu = selfCPU()
+	return m
+}
+
+// stop ends the measure and reports it per moved session (moves of them).
+func (m *moveMeter) stop(b *testing.B, moves int) {
+	cpu, sys := selfCPU()-m.cpu, procSyscalls(b, os.Getpid())-m.sys
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs - m.mallocs
+	if os.Getenv("ZD_WSRELAY_MOVE_TIMES") != "" {
+		fmt.Fprintf(os.Stderr, "moves n=%d end %s\n", m.n, monotonic())
+	}
+	if m.prof != nil {
+		pprof.StopCPUProfile()
+		m.prof.Close()
+	}
+	per := func(x float64) float64 { return x / float64(moves) }
+	b.ReportMetric(per(float64(cpu.Microseconds())), "relay-cpu-us/session")
+	b.ReportMetric(per(float64(sys)), "relay-syscalls/session")
+	b.ReportMetric(per(float64(mallocs)), "relay-allocs/session")
+}
+
+func monotonic() string {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return fmt.Sprintf("%d.%06d", ts.Sec, ts.Nsec/1000)
 }
 
 // BenchmarkIdleSessionMemory: heap and goroutine stacks per idle relayed
