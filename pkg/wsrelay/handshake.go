@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -90,7 +89,9 @@ func CheckConnect(h http.Header) (status int, err error) {
 // headerHasToken reports whether a comma-separated field of h lists token.
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h[textproto.CanonicalMIMEHeaderKey(name)] {
-		for _, t := range strings.Split(v, ",") {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -149,7 +150,8 @@ func handshake(ctx context.Context, conn net.Conn, req *Request, sid string, res
 
 	var kb [16]byte
 	rand.Read(kb[:])
-	key := base64.StdEncoding.EncodeToString(kb[:])
+	var key [24]byte
+	base64.StdEncoding.Encode(key[:], kb[:])
 	out := getBuf()
 	defer putBuf(out)
 	b := *out
@@ -162,7 +164,7 @@ func handshake(ctx context.Context, conn net.Conn, req *Request, sid string, res
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, req.Host...)
 	b = append(b, "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
-	b = append(b, key...)
+	b = append(b, key[:]...)
 	b = append(b, "\r\nZd-Session-Id: "...)
 	b = append(b, sid...)
 	if resume > 0 {
@@ -193,32 +195,11 @@ func handshake(ctx context.Context, conn net.Conn, req *Request, sid string, res
 	br := bufReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() { br.Reset(nil); bufReaders.Put(br) }()
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	proto, header, err := readAnswer(br, key[:], req, resume == 0)
 	if err != nil {
-		return nil, fmt.Errorf("read the backend's handshake answer: %w", err)
+		return nil, err
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		return nil, &RefusedError{Status: resp.StatusCode, Header: resp.Header, Body: body}
-	}
-	if !headerHasToken(resp.Header, "Upgrade", "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {
-		return nil, errors.New("backend's 101 lacks Upgrade: websocket / Connection: Upgrade")
-	}
-	if resp.Header.Get("Sec-WebSocket-Accept") != AcceptKey(key) {
-		return nil, errors.New("backend's Sec-WebSocket-Accept does not match the key sent")
-	}
-	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
-		return nil, fmt.Errorf("backend accepted extensions %q that were not offered", ext)
-	}
-	proto := resp.Header.Get("Sec-WebSocket-Protocol")
-	if proto != "" && !offered(req.Header, proto) {
-		return nil, fmt.Errorf("backend chose subprotocol %q that the client did not offer", proto)
-	}
-	bc := &backendConn{conn: conn, protocol: proto, done: make(chan struct{})}
-	if resume == 0 {
-		bc.header = answerFields(resp.Header)
-	}
+	bc := &backendConn{conn: conn, protocol: proto, header: header, done: make(chan struct{})}
 	carried, _ := br.Peek(br.Buffered())
 	bc.rd.fr.init(conn, carried)
 	return bc, nil
@@ -248,7 +229,9 @@ func answerFields(h http.Header) http.Header {
 
 func offered(h http.Header, proto string) bool {
 	for _, v := range h["Sec-Websocket-Protocol"] {
-		for _, p := range strings.Split(v, ",") {
+		for v != "" {
+			var p string
+			p, v, _ = strings.Cut(v, ",")
 			if strings.TrimSpace(p) == proto {
 				return true
 			}
