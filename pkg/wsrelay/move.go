@@ -50,24 +50,32 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 	r := s.r
 	start := time.Now()
 	deadline := start.Add(r.cfg.ReattachTimeout)
-	t := time.NewTimer(r.cfg.CloseTimeout)
+	// The Close reply is waited for CloseTimeout: the connection's
+	// deadline ends the old backend's read loop (and any write to it)
+	// then, with no timer of the move's own; a connection that takes no
+	// deadline gets a timer instead.
+	bounded := old.conn.SetDeadline(start.Add(r.cfg.CloseTimeout)) == nil
 	if !gone {
 		// Wait for the client loop's batch to that backend to be written
 		// (or to fail), so the Close goes after every message sent before
 		// the barrier and nothing is written to the old backend after it.
 		old.wmu.Lock()
 		var buf [maxHeaderLen + maxControlPayload]byte
-		old.conn.SetWriteDeadline(time.Now().Add(r.cfg.CloseTimeout))
 		old.conn.Write(appendFrame(buf[:0], true, 0, opClose, closePayload(CloseServiceRestart, "zd-queue: moving the session"), true))
 		old.wmu.Unlock()
 	}
-	select {
-	case <-old.done:
-	case <-t.C:
-		old.conn.Close()
+	if bounded {
 		<-old.done
+	} else {
+		t := time.NewTimer(r.cfg.CloseTimeout)
+		select {
+		case <-old.done:
+		case <-t.C:
+			old.conn.Close()
+			<-old.done
+		}
+		t.Stop()
 	}
-	t.Stop()
 	old.conn.Close()
 	// A batch the client loop was writing has failed or finished by now;
 	// its unwritten frames are held.
