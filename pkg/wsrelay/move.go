@@ -33,12 +33,12 @@ func (s *Session) startMoveLocked(gone bool) <-chan struct{} {
 	done := make(chan struct{})
 	s.moveDone = done
 	s.wg.Add(1)
-	go func() {
+	s.r.goMove(func() {
 		defer s.wg.Done()
 		defer close(done)
 		defer cancel()
 		s.move(ctx, old, gone)
-	}()
+	})
 	return done
 }
 

@@ -133,6 +133,7 @@ type Relay struct {
 	wg     sync.WaitGroup
 	dials  chan struct{}
 	st     counters
+	mv     movers
 
 	mu        sync.Mutex
 	byBackend map[string]map[*Session]struct{}
@@ -147,6 +148,7 @@ func New(cfg Config) *Relay {
 	return &Relay{
 		cfg: cfg, ctx: ctx, cancel: cancel,
 		dials:     make(chan struct{}, cfg.MaxDials),
+		mv:        movers{q: make(chan func())},
 		byBackend: map[string]map[*Session]struct{}{},
 		all:       map[*Session]struct{}{},
 	}
