@@ -187,7 +187,8 @@ func startChildEcho(b *testing.B) string {
 
 // startChild re-executes the test binary in a child mode (runChild) and
 // waits for its "ready"; the child ends when its stdin closes, at cleanup.
-func startChild(tb testing.TB, env ...string) {
+// It returns the child's command (for its pid).
+func startChild(tb testing.TB, env ...string) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=XXX")
 	cmd.Env = append(os.Environ(), env...)
@@ -215,6 +216,7 @@ func startChild(tb testing.TB, env ...string) {
 	case <-time.After(3 * time.Minute):
 		tb.Fatalf("child %v not ready in 3 minutes", env)
 	}
+	return cmd
 }
 
 // runChild is a child process of the benchmarks: "echo" serves a

@@ -89,6 +89,12 @@ func remoteEchoCmd(tb testing.TB, names ...string) ([]*echoBackend, *exec.Cmd) {
 }
 
 func remoteEchoChild(tb testing.TB, names ...string) ([]*echoBackend, *child) {
+	return remoteEchoKind(tb, "coder", names...)
+}
+
+// remoteEchoKind starts the echo child of kind "coder" (coder/websocket
+// under net/http's server) or "lean" (leanecho_test.go).
+func remoteEchoKind(tb testing.TB, kind string, names ...string) ([]*echoBackend, *child) {
 	dir := tb.TempDir()
 	var socks []string
 	var out []*echoBackend
@@ -97,7 +103,7 @@ func remoteEchoChild(tb testing.TB, names ...string) ([]*echoBackend, *child) {
 		socks = append(socks, p)
 		out = append(out, &echoBackend{name: n, netw: "unix", addr: p})
 	}
-	c := startChild(tb, "ZD_WSRELAY_CHILD=echo", "ZD_WSRELAY_SOCKS="+strings.Join(socks, ","))
+	c := startChild(tb, "ZD_WSRELAY_CHILD=echo", "ZD_WSRELAY_ECHO="+kind, "ZD_WSRELAY_SOCKS="+strings.Join(socks, ","))
 	return out, c
 }
 
@@ -197,61 +203,67 @@ func (c *timedConn) Read(p []byte) (int, error) {
 // longest a client can see its messages wait); dial: the new backend's
 // part of it (connect to the first bytes of its 101). relay-cpu and
 // backend-cpu: CPU time of this process and of the echo backends' process
-// per moved session.
+// per moved session (relay-syscalls, relay-allocs: see moveMeter). The
+// backends are coder/websocket under net/http's server ("coder") or the
+// lean echo of leanecho_test.go ("lean").
 func BenchmarkMoveIdleSessions(b *testing.B) {
-	for _, n := range sessionCounts(b) {
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			bs, echo := remoteEchoChild(b, "a", "b")
-			rt := &router{}
-			rt.set(bs[0])
-			var pause, dial durations
-			timing := false
-			cfg := Config{PingInterval: idlePings, OnMove: pause.add, Dial: func(ctx context.Context) (net.Conn, string, error) {
-				start := time.Now()
-				c, name, err := rt.dial(ctx)
-				if err != nil || !timing {
-					return c, name, err
-				}
-				return &timedConn{Conn: c, start: start, to: &dial}, name, nil
-			}}
-			r, url := startRelay(b, cfg, rt)
-			startChild(b, "ZD_WSRELAY_CHILD=clients", fmt.Sprintf("ZD_WSRELAY_N=%d", n), "ZD_WSRELAY_URL="+url+"/ws")
-			waitFor(b, "sessions open", 120*time.Second, func() bool { return r.Sessions(bs[0].name) == n })
-			timing = true
-			cur, other := bs[0], bs[1]
-			var pauses, dials []time.Duration
-			ecpu0 := echo.cpu(b)
-			meter := startMoveMeter(b, n)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				rt.set(other)
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				if err := r.Drain(ctx, cur.name); err != nil {
-					b.Fatal(err)
-				}
-				cancel()
-				// Drain returns once the sessions left cur; wait for them
-				// on the other backend too, so the op is the whole move.
-				waitFor(b, "sessions on the new backend", 60*time.Second, func() bool { return r.Sessions(other.name) == n })
-				pauses = append(pauses, pause.take()...)
-				dials = append(dials, dial.take()...)
-				cur, other = other, cur
-			}
-			b.StopTimer()
-			meter.stop(b, n*b.N)
-			ecpu := echo.cpu(b) - ecpu0
-			if got := r.Sessions(cur.name); got != n {
-				b.Fatalf("sessions on %s after the moves: %d; want %d", cur.name, got, n)
-			}
-			if st := r.Stats(); st.MoveFailed != 0 {
-				b.Fatalf("%d sessions failed to move", st.MoveFailed)
-			}
-			report(b, "pause", pauses)
-			report(b, "dial", dials)
-			b.ReportMetric(float64(ecpu.Microseconds())/float64(n*b.N), "backend-cpu-us/session")
-			b.ReportMetric(float64(n), "sessions/op")
-		})
+	for _, kind := range []string{"coder", "lean"} {
+		for _, n := range sessionCounts(b) {
+			b.Run(fmt.Sprintf("%s/n=%d", kind, n), func(b *testing.B) { benchMoves(b, kind, n) })
+		}
 	}
+}
+
+func benchMoves(b *testing.B, kind string, n int) {
+	bs, echo := remoteEchoKind(b, kind, "a", "b")
+	rt := &router{}
+	rt.set(bs[0])
+	var pause, dial durations
+	timing := false
+	cfg := Config{PingInterval: idlePings, OnMove: pause.add, Dial: func(ctx context.Context) (net.Conn, string, error) {
+		start := time.Now()
+		c, name, err := rt.dial(ctx)
+		if err != nil || !timing {
+			return c, name, err
+		}
+		return &timedConn{Conn: c, start: start, to: &dial}, name, nil
+	}}
+	r, url := startRelay(b, cfg, rt)
+	startChild(b, "ZD_WSRELAY_CHILD=clients", fmt.Sprintf("ZD_WSRELAY_N=%d", n), "ZD_WSRELAY_URL="+url+"/ws")
+	waitFor(b, "sessions open", 120*time.Second, func() bool { return r.Sessions(bs[0].name) == n })
+	timing = true
+	cur, other := bs[0], bs[1]
+	var pauses, dials []time.Duration
+	ecpu0 := echo.cpu(b)
+	meter := startMoveMeter(b, n)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rt.set(other)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := r.Drain(ctx, cur.name); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		// Drain returns once the sessions left cur; wait for them
+		// on the other backend too, so the op is the whole move.
+		waitFor(b, "sessions on the new backend", 60*time.Second, func() bool { return r.Sessions(other.name) == n })
+		pauses = append(pauses, pause.take()...)
+		dials = append(dials, dial.take()...)
+		cur, other = other, cur
+	}
+	b.StopTimer()
+	meter.stop(b, n*b.N)
+	ecpu := echo.cpu(b) - ecpu0
+	if got := r.Sessions(cur.name); got != n {
+		b.Fatalf("sessions on %s after the moves: %d; want %d", cur.name, got, n)
+	}
+	if st := r.Stats(); st.MoveFailed != 0 {
+		b.Fatalf("%d sessions failed to move", st.MoveFailed)
+	}
+	report(b, "pause", pauses)
+	report(b, "dial", dials)
+	b.ReportMetric(float64(ecpu.Microseconds())/float64(n*b.N), "backend-cpu-us/session")
+	b.ReportMetric(float64(n), "sessions/op")
 }
 
 // moveMeter measures the relay's process over the moves: CPU time, read

@@ -16,7 +16,8 @@ import (
 
 // TestMain runs the test binary's child roles:
 // ZD_WSRELAY_CHILD=echo serves coder/websocket echo backends on the unix
-// sockets of ZD_WSRELAY_SOCKS; =clients opens ZD_WSRELAY_N idle sessions to
+// sockets of ZD_WSRELAY_SOCKS (with ZD_WSRELAY_ECHO=lean, the lean echo of
+// leanecho_test.go); =clients opens ZD_WSRELAY_N idle sessions to
 // ZD_WSRELAY_URL; =pump echoes 100-byte messages over one connection (to
 // ZD_WSRELAY_URL, or straight to the backend socket ZD_WSRELAY_UNIX), as
 // many as each line it reads says, answering "done". A child prints
@@ -61,7 +62,11 @@ func childEcho(socks []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go http.Serve(ln, http.HandlerFunc(echoHandler))
+		if os.Getenv("ZD_WSRELAY_ECHO") == "lean" {
+			go serveLean(ln)
+		} else {
+			go http.Serve(ln, http.HandlerFunc(echoHandler))
+		}
 	}
 	fmt.Println("ready")
 	bufio.NewReader(os.Stdin).ReadString('\n')
