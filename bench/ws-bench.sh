@@ -8,10 +8,18 @@
 #     backend onto another (one op = one Drain of all n, until all are on the
 #     other backend; 3 drains a run, ROUNDS runs), the per-session pause
 #     (p50/p99/max of how long each session's client messages were held)
-#     and the new backend's dial inside it, and the CPU time of the relay's
-#     process and of the backends' process per moved session. n = 1,000 and
+#     and the new backend's dial inside it, the CPU time of the relay's
+#     process and of the backends' process per moved session, and the
+#     relay's read/write syscalls and allocations per move. Two backends:
+#     coder/websocket under net/http's server, and a lean echo (an accept
+#     loop, http.ReadRequest, pkg/wsrelay's frame code). n = 1,000 and
 #     10,000, or as many as the descriptor limit lets one process hold (two
 #     sockets a session; the benchmark raises its soft limit to the hard one).
+#   - BenchmarkMoveIdleSessionsH2 (pkg/proxy): zd-queue itself moving 10,000
+#     sessions whose clients are RFC 8441 streams, 100 to an HTTP/2
+#     connection, so the proxy holds 10,000 backend sockets and 100 client
+#     ones: a real 10,000 under a 20,000-descriptor hard limit (ROUNDS runs
+#     of 3 drains; coder/websocket echo backends).
 #   - BenchmarkIdleSessionMemory: heap + goroutine stacks per idle relayed
 #     session, n = the same (ROUNDS runs).
 #   - BenchmarkRelay100B: 100-byte messages echoed over one connection (a
@@ -41,15 +49,21 @@ cd "$ROOT"
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-echo "building the benchmark binary" >&2
+echo "building the benchmark binaries" >&2
 BIN="$ROOT/bench/out/wsrelay.test"
+PBIN="$ROOT/bench/out/proxy.test"
 go test -c -o "$BIN" ./pkg/wsrelay/
+go test -c -o "$PBIN" ./pkg/proxy/
 cd pkg/wsrelay
 run() { "$BIN" -test.run '^$' -test.timeout 30m "$@" 2>&1 | tee /dev/stderr | grep -E '^Benchmark|descriptor limit' || true; }
 
 l0=$(load)
 echo "moves (load $l0)" >&2
 moves=$(run -test.bench BenchmarkMoveIdleSessions -test.benchtime 3x -test.count "$ROUNDS")
+lh=$(load)
+echo "moves of 10,000 over HTTP/2 (load $lh)" >&2
+h2moves=$(cd ../proxy && "$PBIN" -test.run '^$' -test.timeout 30m -test.bench BenchmarkMoveIdleSessionsH2 -test.benchtime 3x -test.count "$ROUNDS" 2>&1 |
+	tee /dev/stderr | grep -E '^Benchmark' || true)
 l1=$(load)
 echo "memory (load $l1)" >&2
 mem=$(run -test.bench BenchmarkIdleSessionMemory -test.benchtime 1x -test.count "$ROUNDS")
@@ -80,17 +94,31 @@ stats() {
 		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 		printf(f " [" f " – " f "]\n", m, v[1], v[NR]) }'
 }
-moverow() { # n
+moverow() { # kind n
 	local l
-	l=$(grep -E "^BenchmarkMoveIdleSessions/n=$1-" <<<"$moves" || true)
+	l=$(grep -E "^BenchmarkMoveIdleSessions/$1/n=$2-" <<<"$moves" || true)
 	[ -n "$l" ] || return 0
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" \
 		"$(metric Bench ns/op <<<"$l" | awk '{ print $1 / 1e6 }' | stats %.0f)" \
 		"$(metric Bench pause-p50-ms <<<"$l" | stats)" \
 		"$(metric Bench pause-p99-ms <<<"$l" | stats)" \
 		"$(metric Bench pause-max-ms <<<"$l" | stats %.0f)" \
 		"$(metric Bench dial-p99-ms <<<"$l" | stats)" \
 		"$(metric Bench relay-cpu-us/session <<<"$l" | stats %.0f)" \
+		"$(metric Bench relay-allocs/session <<<"$l" | stats %.1f)" \
+		"$(metric Bench relay-syscalls/session <<<"$l" | stats %.2f)" \
+		"$(metric Bench backend-cpu-us/session <<<"$l" | stats %.0f)"
+}
+h2row() {
+	local l
+	l=$(grep -E "^BenchmarkMoveIdleSessionsH2/" <<<"$h2moves" || true)
+	[ -n "$l" ] || return 0
+	printf '| %s | %s | %s | %s | %s | %s |\n' \
+		"$(metric Bench sessions/op <<<"$l" | stats %.0f)" \
+		"$(metric Bench ns/op <<<"$l" | awk '{ print $1 / 1e6 }' | stats %.0f)" \
+		"$(metric Bench pause-p50-ms-le <<<"$l" | stats %.0f)" \
+		"$(metric Bench pause-p99-ms-le <<<"$l" | stats %.0f)" \
+		"$(metric Bench proxy-cpu-us/session <<<"$l" | stats %.0f)" \
 		"$(metric Bench backend-cpu-us/session <<<"$l" | stats %.0f)"
 }
 memrow() { # n
@@ -116,13 +144,13 @@ for i in $(seq 1 "$ROUNDS"); do
 done
 col() { awk -F'|' -v c="$1" 'NF > 2 { gsub(/[ x]/, "", $c); print $c }' <<<"$rounds"; }
 
-n=$(grep -oE '^BenchmarkMoveIdleSessions/n=[0-9]+' <<<"$moves" | cut -d= -f2 | sort -un)
+n=$(grep -oE '^BenchmarkMoveIdleSessions/[a-z]+/n=[0-9]+' <<<"$moves" | cut -d= -f2 | sort -un)
 {
 	echo "# WebSocket relay benchmarks"
 	echo
 	echo "Written by \`bench/ws-bench.sh $ROUNDS $MESSAGES\` on $(date -u '+%Y-%m-%d %H:%M UTC'),"
 	echo "commit $(git -C "$ROOT" rev-parse --short HEAD), $(nproc) CPUs, $(go version | cut -d' ' -f3)."
-	echo "Load average (1, 5, 15 min): $l0 before the moves, $l1 before the memory runs,"
+	echo "Load average (1, 5, 15 min): $l0 before the moves, $lh before the HTTP/2 moves, $l1 before the memory runs,"
 	echo "$l2 before the throughput rounds, $l3 after. Other work shared the machine:"
 	echo "medians [min – max] over $ROUNDS runs; read throughput as ratios within a round."
 	echo
@@ -133,11 +161,27 @@ n=$(grep -oE '^BenchmarkMoveIdleSessions/n=[0-9]+' <<<"$moves" | cut -d= -f2 | s
 	echo "client→backend messages were held, from its barrier (Close 1012 to the old"
 	echo "backend) to the flush onto the new one: the longest a client message can wait."
 	echo "dial: the new backend's part (connect to its 101). CPU: per moved session,"
-	echo "of the relay's process and of the echo backends' process (coder/websocket)."
+	echo "of the relay's process and of the echo backends' process; allocs and"
+	echo "syscalls (read and write only): the relay's per move, which do not depend"
+	echo "on the load. backend coder: coder/websocket under net/http's server; lean:"
+	echo "an accept loop, http.ReadRequest and pkg/wsrelay's frame code."
 	echo
-	echo "| sessions | move all (ms) | pause p50 (ms) | pause p99 (ms) | pause max (ms) | dial p99 (ms) | relay CPU (µs) | backend CPU (µs) |"
-	echo "|---|---|---|---|---|---|---|---|"
-	for x in $n; do moverow "$x"; done
+	echo "| backend | sessions | move all (ms) | pause p50 (ms) | pause p99 (ms) | pause max (ms) | dial p99 (ms) | relay CPU (µs) | relay allocs | relay syscalls | backend CPU (µs) |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	for k in coder lean; do for x in $n; do moverow "$k" "$x"; done; done
+	echo
+	echo "### 10,000 sessions through zd-queue over HTTP/2 (BenchmarkMoveIdleSessionsH2)"
+	echo
+	echo "The clients are RFC 8441 streams, 100 to an HTTP/2 connection (TLS), so"
+	echo "zd-queue holds 10,000 backend sockets and 100 client ones (HTTP/1.1 clients"
+	echo "would need 20,000 + descriptors, over this machine's hard limit). CPU: of"
+	echo "zd-queue's process (its HTTP/2 server and the relay) and of the two"
+	echo "coder/websocket echo children, per moved session. The pauses are read from"
+	echo "zd-queue's histogram: the upper bound of the bucket p50 and p99 fall in."
+	echo
+	echo "| sessions | move all (ms) | pause p50 ≤ (ms) | pause p99 ≤ (ms) | zd-queue CPU (µs) | backend CPU (µs) |"
+	echo "|---|---|---|---|---|---|"
+	h2row
 	echo
 	echo "## Memory per idle relayed session (both sockets)"
 	echo
@@ -161,7 +205,7 @@ n=$(grep -oE '^BenchmarkMoveIdleSessions/n=[0-9]+' <<<"$moves" | cut -d= -f2 | s
 	echo "## Raw output"
 	echo
 	echo '```'
-	printf '%s\n%s\n%s' "$moves" "$mem" "$thr"
+	printf '%s\n%s\n%s\n%s' "$moves" "$h2moves" "$mem" "$thr"
 	echo '```'
 } >"$OUT"
 echo "wrote $OUT" >&2
