@@ -16,6 +16,7 @@ type backend struct {
 	id      string // canonical address: unix:///path or tcp://host:port
 	network string // "unix" or "tcp"
 	addr    string
+	unix    *net.UnixAddr // addr resolved once, for unix backends: WebSocket dials skip the resolver
 	pool    *pool
 
 	outstanding atomic.Int64
@@ -81,7 +82,11 @@ func (e *dialError) Error() string { return "connect to backend: " + e.err.Error
 func (e *dialError) Unwrap() error { return e.err }
 
 func newBackend(id, network, addr string, cfg *Config) *backend {
-	return &backend{id: id, network: network, addr: addr, pool: newPool(network, addr, cfg)}
+	b := &backend{id: id, network: network, addr: addr, pool: newPool(network, addr, cfg)}
+	if network == "unix" {
+		b.unix = &net.UnixAddr{Net: "unix", Name: addr}
+	}
+	return b
 }
 
 // acquire counts a request in flight on b.

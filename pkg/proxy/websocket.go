@@ -48,7 +48,17 @@ func (p *Proxy) wsDial(ctx context.Context) (net.Conn, string, error) {
 		return nil, "", wsrelay.ErrNoBackend
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, b.network, b.addr)
+	var c net.Conn
+	var err error
+	if b.unix != nil {
+		// A drain re-attaches thousands of sessions: no resolver per dial.
+		var uc *net.UnixConn
+		if uc, err = d.DialUnix(ctx, "unix", nil, b.unix); err == nil {
+			c = uc
+		}
+	} else {
+		c, err = d.DialContext(ctx, b.network, b.addr)
+	}
 	if err != nil {
 		b.markDown(500 * time.Millisecond)
 		return nil, "", &dialError{err}

@@ -73,8 +73,14 @@ func parseClose(p []byte) (uint16, string, error) {
 // (1005, 1006, 1015, invalid ones) give an empty payload. The reason is cut
 // to fit a control frame, at a rune boundary.
 func closePayload(code uint16, reason string) []byte {
+	return appendClosePayload(nil, code, reason)
+}
+
+// appendClosePayload appends closePayload(code, reason) to dst (a buffer
+// on the caller's stack, for the Close every move sends).
+func appendClosePayload(dst []byte, code uint16, reason string) []byte {
 	if !validCloseCode(code) {
-		return nil
+		return dst
 	}
 	if len(reason) > maxControlPayload-2 {
 		reason = reason[:maxControlPayload-2]
@@ -82,7 +88,6 @@ func closePayload(code uint16, reason string) []byte {
 			reason = reason[:len(reason)-1]
 		}
 	}
-	p := make([]byte, 2, 2+len(reason))
-	binary.BigEndian.PutUint16(p, code)
-	return append(p, reason...)
+	dst = binary.BigEndian.AppendUint16(dst, code)
+	return append(dst, reason...)
 }

@@ -143,6 +143,14 @@ func (rt *router) dial(ctx context.Context) (net.Conn, string, error) {
 	rt.next++
 	rt.mu.Unlock()
 	var d net.Dialer
+	if b.netw == "unix" {
+		// As zd-queue dials a unix backend (pkg/proxy's wsDial): resolved once.
+		c, err := d.DialUnix(ctx, "unix", nil, &net.UnixAddr{Net: "unix", Name: b.addr})
+		if err != nil {
+			return nil, "", err
+		}
+		return c, b.name, nil
+	}
 	c, err := d.DialContext(ctx, b.netw, b.addr)
 	return c, b.name, err
 }

@@ -61,7 +61,8 @@ func (s *Session) move(ctx context.Context, old *backendConn, gone bool) {
 		// the barrier and nothing is written to the old backend after it.
 		old.wmu.Lock()
 		var buf [maxHeaderLen + maxControlPayload]byte
-		old.conn.Write(appendFrame(buf[:0], true, 0, opClose, closePayload(CloseServiceRestart, "zd-queue: moving the session"), true))
+		var pb [maxControlPayload]byte
+		old.conn.Write(appendFrame(buf[:0], true, 0, opClose, appendClosePayload(pb[:0], CloseServiceRestart, "zd-queue: moving the session"), true))
 		old.wmu.Unlock()
 	}
 	if bounded {
