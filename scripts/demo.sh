@@ -239,7 +239,13 @@ zdqueue_exclusive() {
 		ZD_STATE_DIR=$state "$BIN/zdctl" health >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	spawn "$BIN/zd-queue" --listen "tcp://127.0.0.1:$port" --state-dir "$state" --auto-buffer
+	# The buffer is sized for the load: at $RATE/s the default 1,000
+	# requests (10 MiB, ~1 KiB each) last 1 s, and on a busy machine the
+	# gap between the old generation's stop and the new one's readiness
+	# can be longer (1.6 s at load 20, with 470 non-2xx answers): past
+	# its bound zd-queue answers 503, as it should. Here: 20 s of load.
+	spawn "$BIN/zd-queue" --listen "tcp://127.0.0.1:$port" --state-dir "$state" --auto-buffer \
+		--buffer-count $((RATE * 20)) --buffer-size-mb $((RATE * 20 / 512))
 	wait_http "$url"
 	say "   $(served_by "$url")"
 	"$BIN/zd-load" -url "$url" -rate "$RATE" -c 2048 -d 60s \
