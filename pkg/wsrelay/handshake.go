@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,8 +21,9 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // AcceptKey is the Sec-WebSocket-Accept value for a Sec-WebSocket-Key
 // (RFC 6455 section 4.2.2).
 func AcceptKey(key string) string {
-	h := sha1.Sum([]byte(key + acceptGUID))
-	return base64.StdEncoding.EncodeToString(h[:])
+	var dst [28]byte
+	acceptKey(dst[:], []byte(key))
+	return string(dst[:])
 }
 
 // Request is a client's WebSocket request, whatever carried it: an

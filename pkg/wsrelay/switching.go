@@ -55,12 +55,17 @@ func (f *switchFields) check(key []byte, req *Request) (string, error) {
 }
 
 // acceptKey writes the Sec-WebSocket-Accept value for key into dst (28
-// bytes), as AcceptKey, without allocating.
+// bytes); a key of the usual 24 characters or fewer without allocating.
 func acceptKey(dst, key []byte) {
 	var kg [24 + len(acceptGUID)]byte
-	n := copy(kg[:], key)
-	n += copy(kg[n:], acceptGUID)
-	h := sha1.Sum(kg[:n])
+	var h [sha1.Size]byte
+	if len(key) <= 24 {
+		n := copy(kg[:], key)
+		n += copy(kg[n:], acceptGUID)
+		h = sha1.Sum(kg[:n])
+	} else {
+		h = sha1.Sum(append(append([]byte(nil), key...), acceptGUID...))
+	}
 	base64.StdEncoding.Encode(dst, h[:])
 }
 

@@ -3,6 +3,8 @@ package wsrelay
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -101,5 +103,11 @@ func TestAcceptKeyInPlace(t *testing.T) {
 	acceptKey(got[:], []byte(testKey))
 	if want := "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; !bytes.Equal(got[:], []byte(want)) || AcceptKey(testKey) != want {
 		t.Errorf("acceptKey(%q) = %q, AcceptKey = %q; want %q (RFC 6455 section 1.3)", testKey, got, AcceptKey(testKey), want)
+	}
+	// A key longer than the usual 24 characters is hashed whole.
+	long := testKey + "extra"
+	h := sha1.Sum([]byte(long + acceptGUID))
+	if want := base64.StdEncoding.EncodeToString(h[:]); AcceptKey(long) != want {
+		t.Errorf("AcceptKey(%q) = %q; want %q", long, AcceptKey(long), want)
 	}
 }

@@ -21,26 +21,38 @@ import (
 // memLimit is the soft limit for floor (the buffer's bound) and inUse.
 func memLimit(floor, inUse int64) int64 { return max(floor, 2*inUse) }
 
+// The runtime/metrics samples memInUse reads, in this order.
+var memSampleNames = [...]string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+}
+
 // memInUse is what zd-queue's memory holds that is not garbage: the heap
 // marked live by the last collection, and everything outside the heap
-// (goroutine stacks, the runtime's own structures).
+// (goroutine stacks, the runtime's own structures): the total less the
+// heap's four classes.
 func memInUse(s []metrics.Sample) int64 {
 	metrics.Read(s)
-	v := func(i int) int64 {
-		if s[i].Value.Kind() != metrics.KindUint64 {
-			return 0
+	var v [len(memSampleNames)]int64
+	for i := range v {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			v[i] = int64(s[i].Value.Uint64())
 		}
-		return int64(s[i].Value.Uint64())
 	}
-	// total - heap objects - heap unused - heap free - heap released
-	nonHeap := v(1) - v(2) - v(3) - v(4) - v(5)
-	return v(0) + max(nonHeap, 0)
+	nonHeap := v[1] - v[2] - v[3] - v[4] - v[5]
+	return v[0] + max(nonHeap, 0)
 }
 
 func memSamples() []metrics.Sample {
-	return []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	s := make([]metrics.Sample, len(memSampleNames))
+	for i, n := range memSampleNames {
+		s[i].Name = n
+	}
+	return s
 }
 
 // governMemory keeps the soft memory limit at memLimit(floor, in use),
